@@ -1,0 +1,142 @@
+"""The background event loop: one daemon thread (``obbws-loop``) per process runs one asyncio
+loop for every provider stream and broadcast server.
+
+Synchronous code (a notebook cell, a script, any thread) submits coroutines with :func:`run`,
+which waits with a timeout and never touches the caller's own loop, so it works unchanged
+inside a running Jupyter kernel. Calling :func:`run` from the loop thread itself would
+deadlock and raises instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from obbws_jupyter.exceptions import ObbwsTimeoutError
+
+__all__ = ["DEFAULT_TIMEOUT", "get_loop", "in_loop_thread", "run", "shutdown", "submit"]
+
+T = TypeVar("T")
+log = logging.getLogger("obbws_jupyter.runtime")
+
+DEFAULT_TIMEOUT = float(os.environ.get("OBBWS_TIMEOUT", "30"))
+THREAD_NAME = "obbws-loop"
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_pid: int | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """Return the background loop, starting its thread on first use (and after a fork)."""
+    global _loop, _thread, _pid
+    loop = _loop
+    if loop is not None and _pid == os.getpid() and not loop.is_closed():
+        return loop
+    with _lock:
+        if _loop is not None and _pid == os.getpid() and not _loop.is_closed():
+            return _loop
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def _main() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            try:
+                loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):
+                    _cancel_all(loop)
+                loop.close()
+
+        thread = threading.Thread(target=_main, name=THREAD_NAME, daemon=True)
+        thread.start()
+        started.wait()
+        _loop, _thread, _pid = loop, thread, os.getpid()
+        return loop
+
+
+def in_loop_thread() -> bool:
+    """True when called from the background loop's own thread."""
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the background loop and return a concurrent Future at once."""
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+    """Run ``coro`` on the background loop and wait for its result.
+
+    Raises :class:`ObbwsTimeoutError` (after cancelling the coroutine) when it takes longer than
+    ``timeout`` seconds. A KeyboardInterrupt while waiting cancels the coroutine too, so an
+    interrupted cell never leaves a half-finished operation running.
+    """
+    if in_loop_thread():
+        coro.close()
+        raise RuntimeError(
+            "obbws_jupyter.runtime.run() was called from the obbws-loop thread; "
+            "await the coroutine instead."
+        )
+    future = submit(coro)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        _cancel_and_wait(future)
+        name = getattr(coro, "__qualname__", "operation")
+        raise ObbwsTimeoutError(
+            f"{name} did not finish within {timeout} s; it was cancelled. "
+            "Check the provider/network, or pass a larger timeout."
+        ) from None
+    except KeyboardInterrupt:
+        _cancel_and_wait(future)
+        raise
+
+
+def call_soon(callback: Callable[..., Any], *args: Any) -> None:
+    """Run a plain callback on the loop thread (thread-safe)."""
+    get_loop().call_soon_threadsafe(callback, *args)
+
+
+def _cancel_and_wait(future: concurrent.futures.Future[Any]) -> None:
+    future.cancel()
+    with contextlib.suppress(BaseException):
+        future.result(5.0)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Stop the loop thread (cancelling what still runs). Safe to call more than once."""
+    global _loop, _thread
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop, _thread = None, None
+    if loop is None or thread is None or _pid != os.getpid():
+        return
+    if loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+    if thread is not threading.current_thread():
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("the obbws-loop thread did not stop within %.1f s", timeout)
+
+
+# Registered at import, before any client registers its own hook, so it runs last (LIFO).
+atexit.register(shutdown)
