@@ -1,0 +1,96 @@
+"""obbws-jupyter: live market-data websocket streams in a notebook cell.
+
+    import obbws_jupyter as obbws
+    conn = obbws.create_connection(provider="demo", name="demo", symbol="btcusd")
+    conn.get_results()
+
+The public names load lazily, so importing a submodule (``obbws_jupyter.protocol``, which the
+providers use) pulls in no socket, database or widget library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Connection": "obbws_jupyter.connection",
+    "ObbwsError": "obbws_jupyter.exceptions",
+    "WebSocketClient": "obbws_jupyter.client",
+    "WebSocketConnectionStatus": "obbws_jupyter.models",
+    "available_providers": "obbws_jupyter._registry",
+    "clear_results": "obbws_jupyter.api",
+    "create_connection": "obbws_jupyter.api",
+    "get_client": "obbws_jupyter.api",
+    "get_client_status": "obbws_jupyter.api",
+    "get_provider": "obbws_jupyter._registry",
+    "get_results": "obbws_jupyter.api",
+    "kill": "obbws_jupyter.api",
+    "listen": "obbws_jupyter.listen",
+    "restart_connection": "obbws_jupyter.api",
+    "start_broadcasting": "obbws_jupyter.api",
+    "stop_broadcasting": "obbws_jupyter.api",
+    "stop_connection": "obbws_jupyter.api",
+    "subscribe": "obbws_jupyter.api",
+    "unsubscribe": "obbws_jupyter.api",
+}
+
+__all__ = [
+    "Connection",
+    "ObbwsError",
+    "WebSocketClient",
+    "WebSocketConnectionStatus",
+    "__version__",
+    "available_providers",
+    "clear_results",
+    "create_connection",
+    "get_client",
+    "get_client_status",
+    "get_provider",
+    "get_results",
+    "kill",
+    "listen",
+    "restart_connection",
+    "start_broadcasting",
+    "stop_broadcasting",
+    "stop_connection",
+    "subscribe",
+    "unsubscribe",
+]
+
+if TYPE_CHECKING:
+    from obbws_jupyter._registry import available_providers, get_provider
+    from obbws_jupyter.api import (
+        clear_results,
+        create_connection,
+        get_client,
+        get_client_status,
+        get_results,
+        kill,
+        restart_connection,
+        start_broadcasting,
+        stop_broadcasting,
+        stop_connection,
+        subscribe,
+        unsubscribe,
+    )
+    from obbws_jupyter.client import WebSocketClient
+    from obbws_jupyter.connection import Connection
+    from obbws_jupyter.exceptions import ObbwsError
+    from obbws_jupyter.listen import listen
+    from obbws_jupyter.models import WebSocketConnectionStatus
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'obbws_jupyter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,51 @@
+"""Small helpers shared by the core modules (not public API)."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+__all__ = ["DefaultPort", "mask_secrets", "ns_to_datetime", "RateLimitedLog"]
+
+_SECRET_QUERY = re.compile(
+    r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide the values of token-like query parameters and bearer headers in ``text``."""
+    return _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+
+
+def ns_to_datetime(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+class DefaultPort(int):
+    """An ``int`` that marks "the user did not choose a port": a busy default port falls
+    forward to the next free one, while an explicitly requested busy port is an error."""
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+class RateLimitedLog:
+    """Let through the first ``burst`` messages, then one per ``every`` seconds."""
+
+    def __init__(self, burst: int = 5, every: float = 10.0) -> None:
+        self.burst = burst
+        self.every = every
+        self.count = 0
+        self._last = 0.0
+
+    def allow(self) -> bool:
+        self.count += 1
+        if self.count <= self.burst:
+            return True
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            return True
+        return False

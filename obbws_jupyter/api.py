@@ -1,0 +1,249 @@
+"""The twelve endpoints of the OpenBB WebSockets Toolkit, as module functions by ``name``.
+
+Connections live in a per-process registry: dropping the Python variable does not stop a
+stream; :func:`get_client` / :func:`get_client_status` find it again and only :func:`kill` (or
+process exit) ends it. When a connection was created with ``auth_token``, every endpoint call on
+it must pass the same token (compared in constant time).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient, check_port
+from obbws_jupyter.exceptions import (
+    InvalidParameterError,
+    NameInUseError,
+    NotBroadcastingError,
+    UnauthorizedError,
+    UnknownConnectionError,
+)
+from obbws_jupyter.models import WebSocketConnectionStatus
+
+if TYPE_CHECKING:
+    from obbws_jupyter.connection import Connection
+
+__all__ = [
+    "clear_results",
+    "create_connection",
+    "get_client",
+    "get_client_status",
+    "get_results",
+    "kill",
+    "restart_connection",
+    "start_broadcasting",
+    "stop_broadcasting",
+    "stop_connection",
+    "subscribe",
+    "unsubscribe",
+]
+
+log = logging.getLogger("obbws_jupyter.api")
+
+_lock = threading.RLock()
+_clients: dict[str, WebSocketClient] = {}
+_reserved: set[str] = set()
+
+
+def _lookup(name: str, auth_token: str | None) -> WebSocketClient:
+    with _lock:
+        client = _clients.get(name) if isinstance(name, str) else None
+    if client is None:
+        raise UnknownConnectionError(f"Client {name} not connected.")
+    if not client.check_token(auth_token):
+        if auth_token is None:
+            raise UnauthorizedError(f"Client authorization token is required for {name}.")
+        raise UnauthorizedError(f"Invalid client authorization token for {name}.")
+    return client
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameterError(f"name must be a non-empty string, got {name!r}.")
+    return name
+
+
+def create_connection(
+    provider: str,
+    name: str,
+    auth_token: str | None = None,
+    results_file: str | None = None,
+    save_results: bool = False,
+    table_name: str = "records",
+    limit: int | None = 1000,
+    sleep_time: float = 0.25,
+    broadcast_host: str = "127.0.0.1",
+    broadcast_port: int = DEFAULT_BROADCAST_PORT,
+    start_broadcast: bool = False,
+    connect_kwargs: dict[str, Any] | str | None = None,
+    **kwargs: Any,
+) -> Connection:
+    """Open a named connection to ``provider`` and return its :class:`Connection` at once
+    (after authentication). Provider parameters (``symbol``, ``asset_type``, ``feed``, ``api_key``,
+    ...) go in ``kwargs``; so do the client options (``tz``, ``record_file``, ``max_reconnects``,
+    ``stale_timeout``, ``connect_timeout``). Every argument is checked before anything starts.
+    """
+    from obbws_jupyter.connection import Connection
+
+    name = _check_name(name)
+    if not isinstance(broadcast_host, str) or not broadcast_host:
+        raise InvalidParameterError(
+            f"broadcast_host must be a host name or address, got {broadcast_host!r}."
+        )
+    broadcast_port = check_port(broadcast_port, "broadcast_port")
+    with _lock:
+        existing = _clients.get(name)
+        if existing is not None:
+            if existing.is_running or existing.is_broadcasting:
+                raise NameInUseError(
+                    f"Client {name} already connected! Broadcasting to: "
+                    f"{existing.broadcast_address}. Use another name, or kill({name!r}) first."
+                )
+            raise NameInUseError(
+                f"Client {name} already connected but not running. Use restart_connection"
+                f"({name!r}) or kill({name!r}) first."
+            )
+        if name in _reserved:
+            raise NameInUseError(f"Client {name} is being created by another call.")
+        _reserved.add(name)
+    try:
+        client = WebSocketClient(
+            provider,
+            name,
+            auth_token=auth_token,
+            results_file=results_file,
+            save_results=save_results,
+            table_name=table_name,
+            limit=limit,
+            sleep_time=sleep_time,
+            connect_kwargs=connect_kwargs,
+            **kwargs,
+        )
+        try:
+            client.connect()
+            if start_broadcast:
+                client.start_broadcasting(broadcast_host, broadcast_port)
+        except BaseException:
+            client.close()
+            raise
+        with _lock:
+            _clients[name] = client
+    finally:
+        with _lock:
+            _reserved.discard(name)
+    return Connection(name, auth_token)
+
+
+def get_client(name: str, auth_token: str | None = None) -> WebSocketClient:
+    """The live :class:`WebSocketClient` behind a named connection."""
+    return _lookup(name, auth_token)
+
+
+def get_client_status(
+    name: str = "all", auth_token: str | None = None
+) -> list[WebSocketConnectionStatus]:
+    """Status of one connection, or of ``"all"`` (those without a token, or whose token is
+    ``auth_token``)."""
+    if name != "all":
+        return [_lookup(name, auth_token).status()]
+    with _lock:
+        clients = list(_clients.values())
+    if not clients:
+        raise UnknownConnectionError("No active connections.")
+    return [c.status() for c in clients if c.check_token(auth_token)]
+
+
+def get_results(name: str, auth_token: str | None = None) -> pd.DataFrame:
+    """Every stored record of the connection, oldest first, as a typed DataFrame."""
+    return _lookup(name, auth_token).get_results()
+
+
+def clear_results(name: str, auth_token: str | None = None) -> str:
+    """Delete the stored records (the stream goes on; ids keep growing)."""
+    count = _lookup(name, auth_token).clear_results()
+    return f"{count} results cleared from {name}."
+
+
+def subscribe(name: str, symbol: str | list[str], auth_token: str | None = None) -> Any:
+    """Subscribe the running connection to more symbols (comma-separated or a list)."""
+    client = _lookup(name, auth_token)
+    client.subscribe(symbol)
+    return client.status()
+
+
+def unsubscribe(name: str, symbol: str | list[str], auth_token: str | None = None) -> Any:
+    """Unsubscribe the running connection from symbols."""
+    client = _lookup(name, auth_token)
+    client.unsubscribe(symbol)
+    return client.status()
+
+
+def stop_connection(name: str, auth_token: str | None = None) -> WebSocketConnectionStatus:
+    """Stop the provider stream; stored rows and the broadcast server stay."""
+    client = _lookup(name, auth_token)
+    client.disconnect()
+    return client.status()
+
+
+def restart_connection(name: str, auth_token: str | None = None) -> WebSocketConnectionStatus:
+    """Reconnect a stopped stream with its current symbols, into the same results table."""
+    with _lock:
+        known = name in _clients
+    if not known:
+        raise UnknownConnectionError(f"No active client named, {name}. Use create_connection.")
+    client = _lookup(name, auth_token)
+    client.connect()
+    return client.status()
+
+
+def start_broadcasting(
+    name: str,
+    auth_token: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_BROADCAST_PORT,
+    **server_kwargs: Any,
+) -> WebSocketConnectionStatus:
+    """Serve the connection's records on ``ws://host:port`` (see ``obbws_jupyter.listen``)."""
+    client = _lookup(name, auth_token)
+    client.start_broadcasting(host, port, **server_kwargs)
+    return client.status()
+
+
+def stop_broadcasting(name: str, auth_token: str | None = None) -> WebSocketConnectionStatus | str:
+    """Stop the broadcast server. A connection whose provider stream is stopped too is removed
+    (OpenBB's behaviour) and a message says so."""
+    client = _lookup(name, auth_token)
+    if not client.is_broadcasting:
+        raise NotBroadcastingError(f"Client {name} not broadcasting.")
+    client.stop_broadcasting()
+    if not client.is_running:
+        _remove(name, client)
+        return f"Client {name} stopped broadcasting and was not running, client removed."
+    return client.status()
+
+
+def kill(name: str, auth_token: str | None = None) -> str:
+    """Stop everything of a connection, delete its temporary results file, forget the name."""
+    with _lock:
+        empty = not _clients
+    if empty:
+        raise UnknownConnectionError("No connections to kill.")
+    client = _lookup(name, auth_token)
+    _remove(name, client)
+    return f"Client {name} killed."
+
+
+def _remove(name: str, client: WebSocketClient) -> None:
+    with _lock:
+        if _clients.get(name) is client:
+            del _clients[name]
+    client.close()
+
+
+def _names() -> list[str]:
+    with _lock:
+        return list(_clients)

@@ -1,0 +1,134 @@
+"""The ``obbws`` command: ``obbws demo``, ``obbws listen URL``, ``obbws providers``.
+
+Secrets are read from the environment (``OBBWS_AUTH_TOKEN``) so they need not appear in argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _providers(_: argparse.Namespace) -> int:
+    from obbws_jupyter._registry import available_providers, get_provider
+
+    for name in available_providers():
+        spec = get_provider(name)
+        print(f"{name}: {spec.description}")
+        for p in spec.params:
+            bits = [p.type.__name__]
+            if p.choices:
+                bits.append("one of " + "|".join(map(str, p.choices)))
+            if not p.required and p.default is not None and not p.secret:
+                bits.append(f"default {p.default!r}")
+            if p.required:
+                bits.append("required")
+            if p.secret:
+                bits.append("secret")
+            if p.env:
+                bits.append(f"env {p.env}")
+            print(f"    {p.name:<12} {', '.join(bits)}  {p.description}")
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from obbws_jupyter.exceptions import ObbwsError
+    from obbws_jupyter.listen import listen
+
+    token = args.auth_token or os.environ.get("OBBWS_AUTH_TOKEN") or None
+    try:
+        listen(args.url, token, block=True, max_records=args.max_records, replay=args.replay)
+    except ObbwsError as exc:
+        print(f"obbws listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import obbws_jupyter as obbws
+    from obbws_jupyter.exceptions import ObbwsError
+
+    token = os.environ.get("OBBWS_AUTH_TOKEN") or None
+    try:
+        conn = obbws.create_connection(
+            provider="demo",
+            name=args.name,
+            symbol=args.symbol,
+            asset_type=args.asset_type,
+            feed=args.feed,
+            rate=args.rate,
+            auth_token=token,
+            start_broadcast=True,
+            **({"broadcast_port": args.port} if args.port is not None else {}),
+        )
+    except ObbwsError as exc:
+        print(f"obbws demo: {exc}", file=sys.stderr)
+        return 1
+    status = conn.status
+    print(f"demo connection {args.name!r}: {status.subscribed_symbols} ({args.asset_type}/{args.feed})")
+    print(f"broadcasting on {status.broadcast_address}  (try: obbws listen {status.broadcast_address})")
+    print("Ctrl-C to stop.")
+    stop = threading.Event()
+    try:
+        while not stop.wait(args.interval):
+            s = conn.status
+            print(
+                f"state={s.state} records={s.records_received} stored={s.records_stored} "
+                f"listeners={s.listeners} reconnects={s.reconnects} malformed={s.malformed_frames}",
+                flush=True,
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(conn.kill())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obbws", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("providers", help="list installed providers and their parameters")
+    p.set_defaults(func=_providers)
+
+    p = sub.add_parser("listen", help="print the records a broadcast server sends")
+    p.add_argument("url", help="e.g. ws://127.0.0.1:6666")
+    p.add_argument(
+        "--auth-token",
+        default=None,
+        help="the connection's auth token (safer: set OBBWS_AUTH_TOKEN instead)",
+    )
+    p.add_argument("--max-records", type=int, default=None, help="stop after N records")
+    p.add_argument("--replay", type=int, default=None, help="first send the last N stored")
+    p.set_defaults(func=_listen)
+
+    p = sub.add_parser("demo", help="run a demo connection with a broadcast until Ctrl-C")
+    p.add_argument("--name", default="demo")
+    p.add_argument("--symbol", default="btcusd,ethusd,solusd")
+    p.add_argument("--asset-type", default="crypto", choices=["stock", "crypto", "fx"])
+    p.add_argument("--feed", default="trade", choices=["trade", "quote"])
+    p.add_argument("--rate", type=float, default=200.0, help="events per second")
+    p.add_argument("--port", type=int, default=None, help="broadcast port (default 6666)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between summaries")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

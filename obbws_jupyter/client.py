@@ -1,0 +1,606 @@
+"""``WebSocketClient``: one provider stream + its DuckDB store + an optional broadcast server.
+
+Usable on its own in a plain script (no Jupyter, no registry)::
+
+    from obbws_jupyter.client import WebSocketClient
+
+    client = WebSocketClient("demo", symbol="btcusd,ethusd")
+    client.connect()
+    ...
+    print(client.get_results().tail())
+    client.close()
+
+Everything that touches sockets runs on the background loop (``obbws_jupyter.runtime``); the
+methods here are synchronous, return promptly and raise on timeout instead of hanging.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import inspect
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from websockets.asyncio.client import connect as _ws_connect
+
+from obbws_jupyter import runtime
+from obbws_jupyter._registry import get_provider
+from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime
+from obbws_jupyter.broadcast import DEFAULT_PORT, BroadcastServer
+from obbws_jupyter.capture import CaptureWriter
+from obbws_jupyter.exceptions import (
+    InvalidParameterError,
+    NotBroadcastingError,
+    NotRunningError,
+    SymbolError,
+)
+from obbws_jupyter.models import WebSocketConnectionStatus
+from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record, split_symbols
+from obbws_jupyter.store import ResultsStore
+from obbws_jupyter.stream import StreamDriver
+
+__all__ = ["DEFAULT_BROADCAST_PORT", "WebSocketClient", "parse_connect_kwargs"]
+
+log = logging.getLogger("obbws_jupyter.client")
+
+DEFAULT_BROADCAST_PORT = DefaultPort(DEFAULT_PORT)
+_names = itertools.count(1)
+_live: weakref.WeakSet[WebSocketClient] = weakref.WeakSet()
+
+
+def parse_connect_kwargs(value: Any) -> dict[str, Any]:
+    """``connect_kwargs`` as a dict: a dict, a JSON object string, or None. Keys are checked
+    against what ``websockets`` accepts, so a typo fails now rather than at connect time."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(
+                f"Invalid JSON format for 'connect_kwargs': {exc.msg} at position {exc.pos}. "
+                'Pass a dict or a JSON object string such as \'{"ping_interval": 10}\'.'
+            ) from None
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(
+            "Invalid 'connect_kwargs' format. Must be a dictionary or serialized JSON string "
+            f"of an object, got {type(value).__name__}."
+        )
+    unknown = sorted(set(value) - _CONNECT_KEYS)
+    if unknown:
+        raise InvalidParameterError(
+            f"connect_kwargs has unknown key(s) {', '.join(map(str, unknown))}; "
+            f"websockets.connect accepts {', '.join(sorted(_CONNECT_KEYS))}."
+        )
+    return dict(value)
+
+
+_CONNECT_KEYS = frozenset(
+    name
+    for name, p in inspect.signature(_ws_connect.__init__).parameters.items()
+    if name not in {"self", "uri"} and p.kind is not inspect.Parameter.VAR_KEYWORD
+) | {"ssl", "server_hostname", "local_addr", "family", "ssl_handshake_timeout"}
+
+
+def _check_limit(limit: Any) -> int | None:
+    if limit is None or (isinstance(limit, str) and limit.strip().lower() == "none"):
+        return None
+    if isinstance(limit, bool):
+        raise InvalidParameterError(f"limit must be a whole number >= 1 or None, got {limit!r}.")
+    try:
+        number = int(limit)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"limit must be a whole number >= 1 or None, got {limit!r}."
+        ) from None
+    if number < 1 or number != float(limit):
+        raise InvalidParameterError(
+            f"limit must be a whole number >= 1 or None (keep everything), got {limit!r}."
+        )
+    return number
+
+
+def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}.") from None
+    if isinstance(value, bool) or number < 0 or (number == 0 and not allow_zero):
+        raise InvalidParameterError(f"{name} must be a positive number, got {value!r}.")
+    return number
+
+
+def check_port(port: Any, what: str = "port") -> int:
+    if isinstance(port, bool):
+        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.")
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.") from None
+    if not 0 <= number <= 65535:
+        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.")
+    return DefaultPort(number) if isinstance(port, DefaultPort) else number
+
+
+class WebSocketClient:
+    """One provider stream, stored in DuckDB and optionally re-broadcast.
+
+    Arguments are validated before anything starts; nothing connects until :meth:`connect`.
+    ``auth_token`` protects the broadcast (and, through the registry, every endpoint).
+    Provider parameters (``symbol``, ``asset_type``, ``feed``, ``api_key``, ...) go in
+    ``**provider_params``; ``obbws providers`` lists them.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        name: str | None = None,
+        *,
+        auth_token: str | None = None,
+        results_file: str | os.PathLike[str] | None = None,
+        save_results: bool = False,
+        table_name: str = "records",
+        limit: int | None = 1000,
+        tz: str = "America/New_York",
+        sleep_time: float = 0.25,
+        connect_kwargs: Mapping[str, Any] | str | None = None,
+        record_file: str | os.PathLike[str] | None = None,
+        connect_timeout: float = 15.0,
+        max_reconnects: int | None = 10,
+        reconnect_base: float = 0.5,
+        reconnect_cap: float = 30.0,
+        stale_timeout: float | None = None,
+        flush_interval: float = 0.1,
+        **provider_params: Any,
+    ) -> None:
+        self.spec: ProviderSpec = get_provider(provider)
+        self.provider = self.spec.name
+        self.name = str(name) if name is not None else f"{self.provider}-{next(_names)}"
+        if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
+            raise InvalidParameterError("auth_token must be a non-empty string or None.")
+        params = self.spec.resolve(provider_params, os.environ)
+        session = self.spec.session_class(params)
+        if not session.symbols:
+            raise SymbolError(
+                f"{self.provider}: no symbol given; pass symbol='btcusd' (comma-separated for "
+                "several, '*' where the provider supports all symbols)."
+            )
+        self._session: ProviderSession = session
+        self._params = params
+        self.limit = _check_limit(limit)
+        try:
+            zoneinfo.ZoneInfo(str(tz))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InvalidParameterError(
+                f"tz={tz!r} is not a time zone name; use e.g. 'UTC' or 'America/New_York'."
+            ) from None
+        self.tz = str(tz)
+        self.sleep_time = _check_positive("sleep_time", sleep_time)
+        self.connect_timeout = _check_positive("connect_timeout", connect_timeout)
+        if max_reconnects is not None and (isinstance(max_reconnects, bool) or max_reconnects < 0):
+            raise InvalidParameterError("max_reconnects must be an integer >= 0 or None.")
+        self._driver_options: dict[str, Any] = {
+            "max_reconnects": max_reconnects,
+            "reconnect_base": _check_positive("reconnect_base", reconnect_base),
+            "reconnect_cap": _check_positive("reconnect_cap", reconnect_cap),
+            "stale_after": None
+            if stale_timeout is None
+            else _check_positive("stale_timeout", stale_timeout),
+            "connect_kwargs": parse_connect_kwargs(connect_kwargs),
+        }
+        if record_file is not None and Path(record_file).exists():
+            raise InvalidParameterError(
+                f"record_file {os.fspath(record_file)!r} already exists; choose a new file name."
+            )
+        self._auth_token = auth_token
+        self.save_results = bool(save_results)
+        self._store = ResultsStore(
+            session.fields,
+            results_file=results_file,
+            table_name=table_name,
+            limit=self.limit,
+            tz=self.tz,
+            save_results=self.save_results,
+            flush_interval=flush_interval,
+            name=self.name,
+        )
+        self.table_name = self._store.table_name
+        self._next_id = self._store.next_id
+        self._driver: StreamDriver | None = None
+        self._server: Any = None  # embedded provider server (demo / replay)
+        self._broadcast: BroadcastServer | None = None
+        self._capture: CaptureWriter | None = None
+        self._record_file = record_file
+        self._record_hooks: list[Callable[[list[Record]], None]] = []
+        self._lock = threading.RLock()
+        self._closed = False
+        self._pending_record_file = record_file
+        _live.add(self)
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def symbol(self) -> str:
+        """Subscribed symbols, comma-separated (OpenBB's shape)."""
+        return ",".join(self._session.symbols)
+
+    @property
+    def fields(self) -> tuple[Any, ...]:
+        return self._session.fields
+
+    @property
+    def is_running(self) -> bool:
+        return self._driver is not None and self._driver.is_running
+
+    @property
+    def is_broadcasting(self) -> bool:
+        return self._broadcast is not None and self._broadcast.is_serving
+
+    @property
+    def broadcast_address(self) -> str | None:
+        return self._broadcast.address if self.is_broadcasting and self._broadcast else None
+
+    @property
+    def results_file(self) -> str:
+        return str(self._store.path)
+
+    @property
+    def auth_required(self) -> bool:
+        return self._auth_token is not None
+
+    @property
+    def store(self) -> ResultsStore:
+        return self._store
+
+    def check_token(self, token: str | None) -> bool:
+        """Constant-time check of ``token`` against this client's auth_token."""
+        import hmac
+
+        if self._auth_token is None:
+            return True
+        if not isinstance(token, str):
+            return False
+        return hmac.compare_digest(token.encode(), self._auth_token.encode())
+
+    # -- provider stream ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect, authenticate and subscribe; returns once the provider accepted the
+        credentials. Raises ProviderAuthError / ProviderConnectionError / ObbwsTimeoutError."""
+        self._check_open()
+        with self._lock:
+            if self.is_running:
+                log.info("%s: provider connection already running.", self.name)
+                return
+            runtime.run(self._aconnect(), timeout=self.connect_timeout + 15)
+
+    async def _aconnect(self) -> None:
+        try:
+            if self._params.get("url") is None and self.spec.embedded_server:
+                if self._server is None:
+                    self._server = await _start_embedded(self.spec, self._params)
+                self._session.params["url"] = self._server.url
+            url = self._session.url()
+            driver = StreamDriver(
+                self._session,
+                url=url,
+                on_records=self._on_records,
+                name=self.name,
+                **self._driver_options,
+            )
+            if self._pending_record_file is not None:
+                self._start_capture(self._pending_record_file, url)
+                self._pending_record_file = None
+            if self._capture is not None:
+                driver.on_frame = self._capture.write
+            self._driver = driver
+            await driver.start(timeout=self.connect_timeout)
+        except BaseException:
+            if self._driver is not None:
+                await self._driver.stop()
+            raise
+
+    def disconnect(self) -> None:
+        """Stop the provider stream (the broadcast server and the stored rows stay)."""
+        self._check_open()
+        if not self.is_running:
+            log.info("%s: provider connection is not running.", self.name)
+        driver = self._driver
+        if driver is not None:
+            runtime.run(driver.stop())
+            log.info("%s: disconnected from the provider.", self.name)
+
+    def subscribe(self, symbol: str | Iterable[str]) -> list[str]:
+        """Subscribe to more symbols; returns the ones that were new."""
+        self._check_open()
+        driver = self._require_running()
+        wanted = self._session.normalize(symbol)
+        if not wanted:
+            raise SymbolError("subscribe() needs at least one symbol.")
+        new = [s for s in wanted if s not in self._session.symbols]
+        if not new:
+            raise SymbolError(f"Client {self.name} already subscribed to {','.join(wanted)}.")
+        return runtime.run(driver.subscribe(new))
+
+    def unsubscribe(self, symbol: str | Iterable[str]) -> list[str]:
+        """Unsubscribe from symbols; returns the ones that were subscribed."""
+        self._check_open()
+        driver = self._require_running()
+        wanted = self._session.normalize(symbol)
+        gone = [s for s in wanted if s in self._session.symbols]
+        if not gone:
+            raise SymbolError(
+                f"Client {self.name} not subscribed to {','.join(wanted) or symbol!r}."
+            )
+        return runtime.run(driver.unsubscribe(gone))
+
+    def _require_running(self) -> StreamDriver:
+        driver = self._driver
+        if driver is None or not driver.is_running:
+            raise NotRunningError(
+                f"Provider connection of {self.name} is not running; use restart_connection()."
+            )
+        return driver
+
+    def _on_records(self, records: list[Record]) -> None:
+        # On the loop thread, once per frame: ids, then store, broadcast and hooks.
+        next_id = self._next_id
+        now = time.time_ns()
+        for record in records:
+            record["id"] = next_id
+            record["received_at"] = now
+            next_id += 1
+        self._next_id = next_id
+        self._store.put(records)
+        broadcast = self._broadcast
+        if broadcast is not None:
+            broadcast.publish(records)
+        for hook in self._record_hooks:
+            try:
+                hook(records)
+            except Exception:
+                log.exception("%s: a record hook failed", self.name)
+
+    def add_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
+        """Call ``hook(records)`` on the loop thread for every frame's records (keep it cheap)."""
+        self._record_hooks.append(hook)
+
+    def remove_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
+        if hook in self._record_hooks:
+            self._record_hooks.remove(hook)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, path: str | os.PathLike[str]) -> Path:
+        """Write every raw provider frame from now on to a capture file for the replay provider."""
+        self._check_open()
+        if self._capture is not None:
+            raise InvalidParameterError(
+                f"{self.name} is already recording to {self._capture.path}; stop_recording() first."
+            )
+        url = self._driver.url if self._driver else ""
+        writer = self._start_capture(path, url)
+        if self._driver is not None:
+            self._driver.on_frame = writer.write
+        return Path(writer.path)
+
+    def _start_capture(self, path: str | os.PathLike[str], url: str) -> CaptureWriter:
+        params = dict(self._params, symbol=self.symbol)
+        writer = CaptureWriter(
+            path,
+            provider=self.provider,
+            params=params,
+            secret_names=self.spec.secret_params,
+            url=mask_secrets(url),
+        )
+        self._capture = writer
+        return writer
+
+    def stop_recording(self) -> Path | None:
+        capture, self._capture = self._capture, None
+        if capture is None:
+            return None
+        if self._driver is not None:
+            self._driver.on_frame = None
+        runtime.run(_noop())  # the loop has finished any write in flight
+        capture.close()
+        return Path(capture.path)
+
+    # -- broadcast ---------------------------------------------------------------------------
+
+    def start_broadcasting(
+        self, host: str = "127.0.0.1", port: int = DEFAULT_BROADCAST_PORT, **server_kwargs: Any
+    ) -> str:
+        """Serve the records on ``ws://host:port``; returns the address. A busy default port
+        moves to the next free one (with a warning); a busy explicit port is an error."""
+        self._check_open()
+        if not isinstance(host, str) or not host:
+            raise InvalidParameterError(f"host must be a host name or address, got {host!r}.")
+        port = check_port(port)
+        with self._lock:
+            if self._broadcast is not None and self._broadcast.is_serving:
+                log.info("%s: broadcast already running on %s", self.name, self._broadcast.address)
+                return self._broadcast.address or ""
+            server = BroadcastServer(
+                fields=self._session.fields,
+                tz=self.tz,
+                host=host,
+                port=int(port),
+                port_fallback=isinstance(port, DefaultPort),
+                auth_token=self._auth_token,
+                replay_source=self._replay_source,
+                name=self.name,
+                **server_kwargs,
+            )
+            runtime.run(server.start())
+            self._broadcast = server
+            log.info("%s: stream results from %s", self.name, server.address)
+            return server.address or ""
+
+    def stop_broadcasting(self) -> None:
+        self._check_open()
+        with self._lock:
+            server, self._broadcast = self._broadcast, None
+            if server is None or not server.is_serving:
+                raise NotBroadcastingError(f"Client {self.name} not broadcasting.")
+            address = server.address
+            runtime.run(server.stop())
+            log.info("%s: stopped broadcasting to %s", self.name, address)
+
+    def _replay_source(self, n: int, before_id: int | None) -> list[Record]:
+        self._store.flush()
+        return self._store.last_records(n, before_id)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def get_results(self, last: int | None = None) -> pd.DataFrame:
+        """Stored records, oldest first, as a typed DataFrame (dates tz-aware in ``tz``)."""
+        self._check_open()
+        self._store.flush()
+        return self._store.read(last)
+
+    @property
+    def results(self) -> pd.DataFrame:
+        return self.get_results()
+
+    def clear_results(self) -> int:
+        """Delete every stored row (ids keep growing); returns how many were deleted."""
+        self._check_open()
+        count = self._store.clear()
+        log.info("%s: %d results cleared from table %s", self.name, count, self.table_name)
+        return count
+
+    def query(self, sql: str, params: Iterable[Any] | None = None) -> pd.DataFrame:
+        """Run one read-only SELECT over the results table (named ``table_name``)."""
+        self._check_open()
+        self._store.flush()
+        return self._store.query(sql, list(params) if params is not None else None)
+
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write the stored rows to Parquet or CSV (by suffix, or ``format``)."""
+        self._check_open()
+        return self._store.export(path, format)
+
+    # -- status / teardown -------------------------------------------------------------------
+
+    def status(self) -> WebSocketConnectionStatus:
+        driver = self._driver
+        broadcast = self._broadcast if self.is_broadcasting else None
+        pid = os.getpid()
+        stats = self._store.stats if not self._store.closed else {}
+        return WebSocketConnectionStatus(
+            name=self.name,
+            auth_required=self.auth_required,
+            subscribed_symbols=self.symbol,
+            is_running=self.is_running,
+            provider_pid=pid if self.is_running else None,
+            is_broadcasting=broadcast is not None,
+            broadcast_address=broadcast.address if broadcast else None,
+            broadcast_pid=pid if broadcast else None,
+            results_file=self.results_file,
+            table_name=self.table_name,
+            save_results=self.save_results,
+            provider=self.provider,
+            state="closed" if self._closed else (driver.state if driver else "idle"),
+            url=mask_secrets(driver.url) if driver else None,
+            acknowledged_symbols=",".join(self._session.acknowledged),
+            messages_received=driver.messages if driver else 0,
+            records_received=self._next_id - self._store.next_id,
+            records_stored=int(stats.get("rows_written", 0)),
+            malformed_frames=driver.malformed if driver else 0,
+            errors=(driver.errors if driver else 0) + int(stats.get("errors", 0)),
+            reconnects=driver.reconnects if driver else 0,
+            last_message_at=ns_to_datetime(_last_message_ns(driver)),
+            connected_at=ns_to_datetime(driver.connected_ns) if driver else None,
+            last_error=(driver.last_error if driver else None) or stats.get("last_error"),
+            listeners=broadcast.listeners if broadcast else 0,
+            dropped_records=int(stats.get("dropped", 0)),
+            recording_file=str(self._capture.path) if self._capture else None,
+            limit=self.limit,
+        )
+
+    def close(self) -> None:
+        """Stop everything, and delete the results file unless it is kept (``save_results``
+        or a file that existed before). Idempotent; also run at interpreter exit."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if runtime.in_loop_thread():
+                raise RuntimeError("WebSocketClient.close() cannot run on the obbws loop thread")
+            runtime.run(self._aclose(), timeout=15)
+        finally:
+            if self._capture is not None:
+                self._capture.close()
+                self._capture = None
+            self._store.close()
+            if self.save_results:
+                log.info("%s: results saved to %s", self.name, self._store.path)
+            _live.discard(self)
+
+    async def _aclose(self) -> None:
+        if self._driver is not None:
+            await self._driver.stop()
+        if self._broadcast is not None:
+            await self._broadcast.stop()
+            self._broadcast = None
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotRunningError(f"Client {self.name} was closed (killed); create a new one.")
+
+    def __repr__(self) -> str:
+        return (
+            f"WebSocketClient(name={self.name!r}, provider={self.provider!r}, "
+            f"symbol={self.symbol!r}, is_running={self.is_running}, "
+            f"is_broadcasting={self.is_broadcasting}, "
+            f"broadcast_address={self.broadcast_address!r}, results_file={self.results_file!r}, "
+            f"table_name={self.table_name!r}, save_results={self.save_results}, "
+            f"auth_required={self.auth_required})"
+        )
+
+
+def _last_message_ns(driver: StreamDriver | None) -> int | None:
+    if driver is None or not driver.messages:
+        return None
+    return driver.last_message_ns
+
+
+async def _noop() -> None:
+    return None
+
+
+async def _start_embedded(spec: ProviderSpec, params: Mapping[str, Any]) -> Any:
+    module_name, _, func_name = (spec.embedded_server or "").partition(":")
+    factory = getattr(importlib.import_module(module_name), func_name)
+    return await factory(dict(params))
+
+
+def _close_all_clients() -> None:
+    for client in list(_live):
+        try:
+            client.close()
+        except Exception:  # at exit: clean up what can be cleaned up
+            log.debug("closing %s at exit failed", client.name, exc_info=True)
+
+
+atexit.register(_close_all_clients)

@@ -1,0 +1,47 @@
+"""Public data models: the status of a connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["WebSocketConnectionStatus"]
+
+
+class WebSocketConnectionStatus(BaseModel):
+    """Status of one named connection. The first eleven keys are OpenBB's, in OpenBB's order;
+    the rest describe the stream's health."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    auth_required: bool
+    subscribed_symbols: str
+    is_running: bool
+    provider_pid: int | None = None
+    is_broadcasting: bool
+    broadcast_address: str | None = None
+    broadcast_pid: int | None = None
+    results_file: str | None = None
+    table_name: str | None = None
+    save_results: bool
+    # -- beyond OpenBB ------------------------------------------------------------------------
+    provider: str = ""
+    state: str = "stopped"
+    url: str | None = None
+    acknowledged_symbols: str = ""
+    messages_received: int = 0
+    records_received: int = 0
+    records_stored: int = 0
+    rows_in_table: int | None = None
+    malformed_frames: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    last_message_at: datetime | None = None
+    connected_at: datetime | None = None
+    last_error: str | None = None
+    listeners: int = 0
+    dropped_records: int = 0
+    recording_file: str | None = None
+    limit: int | None = None

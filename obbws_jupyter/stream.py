@@ -1,0 +1,462 @@
+"""Drives one provider session over a real websocket: connect, authenticate, subscribe, read,
+reconnect with exponential backoff and jitter, and a watchdog for silent streams.
+
+This is the only module that opens sockets to providers. Everything provider-specific lives in
+the sans-I/O session (``obbws_jupyter.protocol``); the driver only moves frames and reacts to the
+session's events. All methods run on the background loop (``obbws_jupyter.runtime``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from obbws_jupyter._util import RateLimitedLog, mask_secrets
+from obbws_jupyter.exceptions import (
+    NotRunningError,
+    ObbwsTimeoutError,
+    ProviderAuthError,
+    ProviderConnectionError,
+    SymbolError,
+)
+from obbws_jupyter.protocol import (
+    Authenticated,
+    AuthFailed,
+    Event,
+    Frame,
+    Heartbeat,
+    MalformedFrame,
+    ProviderFailed,
+    ProviderMessage,
+    ProviderSession,
+    Record,
+    StreamEnded,
+    Subscribed,
+    SubscriptionFailed,
+    Unsubscribed,
+)
+
+__all__ = ["DEFAULT_CONNECT_KWARGS", "StreamDriver", "backoff"]
+
+log = logging.getLogger("obbws_jupyter.stream")
+
+# Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
+# kernel; the data-staleness watchdog catches truly dead streams.
+DEFAULT_CONNECT_KWARGS: Mapping[str, Any] = {
+    "open_timeout": 10.0,
+    "ping_interval": 20.0,
+    "ping_timeout": 60.0,
+    "close_timeout": 2.0,
+    "max_size": 2**24,
+}
+
+STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", "finished")
+
+
+def backoff(
+    attempt: int, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before reconnect ``attempt`` (1, 2, ...): exponential, capped, with jitter in
+    [0.5, 1.5) of the nominal value so that many clients do not reconnect in step."""
+    nominal = min(cap, base * 2 ** max(0, attempt - 1))
+    return nominal * (0.5 + rand())
+
+
+class _Fatal(Exception):
+    """Ends the run loop: reconnecting will not help."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Finished(Exception):
+    """The provider ended the stream on purpose."""
+
+
+class _Stale(Exception):
+    """The watchdog found the connection silent for too long."""
+
+
+class StreamDriver:
+    """Runs ``session`` against ``url`` until stopped.
+
+    ``on_records`` receives the records of each frame (on the loop thread), ``on_frame`` every raw
+    frame (the capture recorder). ``max_reconnects`` consecutive failed attempts end the stream
+    with state "failed" and the reason in ``last_error``; ``None`` retries forever.
+    """
+
+    def __init__(
+        self,
+        session: ProviderSession,
+        *,
+        url: str,
+        on_records: Callable[[list[Record]], None],
+        connect_kwargs: Mapping[str, Any] | None = None,
+        name: str = "",
+        max_reconnects: int | None = 10,
+        reconnect_base: float = 0.5,
+        reconnect_cap: float = 30.0,
+        stale_after: float | None = None,
+        ack_timeout: float = 2.0,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.on_records = on_records
+        self.on_frame: Callable[[Frame], None] | None = None
+        self.connect_kwargs = {**DEFAULT_CONNECT_KWARGS, **session.connect_kwargs}
+        self.connect_kwargs.update(connect_kwargs or {})
+        self.name = name
+        self.max_reconnects = max_reconnects
+        self.reconnect_base = reconnect_base
+        self.reconnect_cap = reconnect_cap
+        self.stale_after = stale_after if stale_after is not None else session.stale_after
+        self.ack_timeout = ack_timeout
+        self.state = "idle"
+        self.messages = 0
+        self.records = 0
+        self.malformed = 0
+        self.errors = 0
+        self.heartbeats = 0
+        self.reconnects = 0
+        self.connected_ns: int | None = None
+        self.last_error: str | None = None
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._last_frame = 0.0
+        self._authed = False
+        self._acks: dict[str, asyncio.Future[str | None]] = {}
+        self._malformed_log = RateLimitedLog()
+        self._log_url = mask_secrets(url)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in ("connecting", "running", "reconnecting")
+
+    @property
+    def last_message_ns(self) -> int | None:
+        """Wall-clock time of the last frame (derived, so the hot path reads one clock)."""
+        if not self.messages:
+            return None
+        return time.time_ns() - int((time.monotonic() - self._last_frame) * 1e9)
+
+    async def start(self, timeout: float = 15.0) -> None:
+        """Connect and authenticate; return once the provider accepted the credentials.
+
+        The first connection is not retried: a refused connection, a rejected handshake or
+        rejected credentials raise here and nothing keeps running.
+        """
+        if self.is_running:
+            return
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self.state = "connecting"
+        self.last_error = None
+        self._task = loop.create_task(self._run(), name=f"obbws-stream-{self.name}")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise ObbwsTimeoutError(
+                f"{self.name}: no authenticated connection to {self._log_url} within {timeout} s; "
+                "check the URL and credentials, or pass a larger connect_timeout."
+            ) from None
+        except BaseException:
+            await self.stop(final_state="failed" if self.state == "failed" else "stopped")
+            raise
+
+    async def stop(self, final_state: str = "stopped") -> None:
+        """Close the socket gracefully and end the run loop. Idempotent."""
+        task, self._task = self._task, None
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(1000, "client stopped"), 2.0)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self._ws = None
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_result(None)
+        self._acks.clear()
+        if self.state not in ("failed", "finished"):
+            self.state = final_state
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    async def subscribe(self, symbols: str | Sequence[str]) -> list[str]:
+        """Subscribe to new symbols; waits briefly for the provider's acknowledgement.
+        A provider refusal raises SymbolError and forgets the symbols."""
+        if not self.is_running:
+            raise NotRunningError("Provider connection is not running.")
+        new = self.session.subscribe(symbols)
+        waiters = self._expect_acks(new)
+        await self._flush()
+        refused = await self._await_acks(waiters)
+        if refused:
+            self.session.unsubscribe(list(refused))
+            self.session.data_to_send()  # nothing to undo on the provider side
+            raise SymbolError(
+                f"The provider refused {', '.join(refused)}: {'; '.join(set(refused.values()))}"
+            )
+        return new
+
+    async def unsubscribe(self, symbols: str | Sequence[str]) -> list[str]:
+        if not self.is_running:
+            raise NotRunningError("Provider connection is not running.")
+        gone = self.session.unsubscribe(symbols)
+        await self._flush()
+        return gone
+
+    def _expect_acks(self, symbols: Sequence[str]) -> dict[str, asyncio.Future[str | None]]:
+        if not self.session.is_authenticated or self.ack_timeout <= 0:
+            return {}
+        loop = asyncio.get_running_loop()
+        waiters = {s: loop.create_future() for s in symbols}
+        self._acks.update(waiters)
+        return waiters
+
+    async def _await_acks(self, waiters: dict[str, asyncio.Future[str | None]]) -> dict[str, str]:
+        if not waiters:
+            return {}
+        await asyncio.wait(waiters.values(), timeout=self.ack_timeout)
+        refused: dict[str, str] = {}
+        for symbol, fut in waiters.items():
+            if self._acks.get(symbol) is fut:
+                del self._acks[symbol]
+            if fut.done() and fut.result() is not None:
+                refused[symbol] = str(fut.result())
+        return refused
+
+    def _resolve_ack(self, symbols: Sequence[str], error: str | None) -> None:
+        for symbol in symbols:
+            fut = self._acks.pop(symbol, None)
+            if fut is not None and not fut.done():
+                fut.set_result(error)
+
+    # -- the run loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._authed = False
+            try:
+                await self._connect_once()
+            except _Fatal as fatal:
+                self._fail(fatal.error)
+                return
+            except _Finished:
+                self.state = "finished"
+                log.info("%s: %s", self.name, self.last_error or "stream finished")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any drop: reconnect (after the first success)
+                # a connection that got as far as authentication starts the count afresh
+                failures = 1 if self._authed else failures + 1
+                self.errors += 1
+                self.last_error = mask_secrets(f"{type(exc).__name__}: {exc}")
+                if self._ready is not None and not self._ready.done():
+                    self._fail(_connect_error(exc, self._log_url))
+                    return
+                if self.max_reconnects is not None and failures > self.max_reconnects:
+                    self._fail(
+                        ProviderConnectionError(
+                            f"{self.name}: gave up after {self.max_reconnects} reconnect attempts "
+                            f"to {self._log_url}; last error: {self.last_error}. "
+                            "Use restart_connection() to try again."
+                        )
+                    )
+                    return
+            self.state = "reconnecting"
+            self.reconnects += 1
+            delay = backoff(failures or 1, self.reconnect_base, self.reconnect_cap)
+            log.warning(
+                "%s: connection to %s lost (%s); reconnecting in %.2f s",
+                self.name,
+                self._log_url,
+                self.last_error or "closed",
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def _fail(self, error: BaseException) -> None:
+        self.state = "failed"
+        self.last_error = str(error)
+        log.error("%s: %s", self.name, error)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(error)
+
+    async def _connect_once(self) -> None:
+        try:
+            ws = await connect(self.url, **self.connect_kwargs)
+        except InvalidStatus as exc:
+            if exc.response.status_code in (401, 403):
+                raise _Fatal(
+                    ProviderAuthError(
+                        f"{self.name}: {self._log_url} refused the credentials "
+                        f"(HTTP {exc.response.status_code}); check the API key."
+                    )
+                ) from None
+            raise
+        self._ws = ws
+        self._last_frame = time.monotonic()
+        watchdog = None
+        if self.stale_after:
+            watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws, self.stale_after))
+        try:
+            self.session.connection_made()
+            await self._flush()
+            await self._read(ws)
+        finally:
+            self._ws = None
+            if watchdog is not None:
+                watchdog.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2.0)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        session = self.session
+        on_frame = self.on_frame
+        monotonic = time.monotonic
+        try:
+            async for frame in ws:
+                self._last_frame = monotonic()
+                self.messages += 1
+                if on_frame is not None:
+                    on_frame(frame)
+                records = session.receive(frame)
+                if records:
+                    self.records += len(records)
+                    self.on_records(records)
+                events = session.events_received()
+                if events:
+                    self._handle(events)
+                outgoing = session.data_to_send()
+                for out in outgoing:
+                    await ws.send(out)
+                on_frame = self.on_frame
+        except ConnectionClosed as exc:
+            if self._stale_hit:
+                raise _Stale(f"no data for {self.stale_after} s") from None
+            raise ConnectionError(f"connection closed ({_close_text(exc)})") from None
+        if self._stale_hit:
+            raise _Stale(f"no data for {self.stale_after} s")
+        raise ConnectionError("connection closed by the provider")
+
+    @property
+    def _stale_hit(self) -> bool:
+        return bool(self.stale_after) and time.monotonic() - self._last_frame > self.stale_after
+
+    async def _watchdog(self, ws: ClientConnection, stale: float) -> None:
+        while True:
+            await asyncio.sleep(stale / 4)
+            if time.monotonic() - self._last_frame > stale:
+                log.warning("%s: no frame for %.1f s; treating the stream as dead", self.name, stale)
+                ws.transport.abort()
+                return
+
+    async def _flush(self) -> None:
+        ws = self._ws
+        frames = self.session.data_to_send()
+        if ws is None:
+            return
+        for frame in frames:
+            await ws.send(frame)
+
+    # -- session events -----------------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Heartbeat):
+                self.heartbeats += 1
+            elif isinstance(event, MalformedFrame):
+                self.malformed += 1
+                if self._malformed_log.allow():
+                    log.warning(
+                        "%s: skipped a malformed frame (%d so far): %s; frame starts %r",
+                        self.name,
+                        self.malformed,
+                        event.reason,
+                        event.excerpt[:80],
+                    )
+            elif isinstance(event, Authenticated):
+                self._on_authenticated(event)
+            elif isinstance(event, Subscribed):
+                log.info("%s: subscribed to %s", self.name, ",".join(event.symbols))
+                self._resolve_ack(event.symbols, None)
+            elif isinstance(event, Unsubscribed):
+                log.info("%s: unsubscribed from %s", self.name, ",".join(event.symbols))
+            elif isinstance(event, SubscriptionFailed):
+                self.errors += 1
+                self.last_error = event.message
+                log.warning("%s: subscription refused: %s", self.name, event.message)
+                self._resolve_ack(event.symbols, event.message)
+            elif isinstance(event, ProviderMessage):
+                self._on_message(event)
+            elif isinstance(event, AuthFailed):
+                raise _Fatal(
+                    ProviderAuthError(
+                        f"{self.name}: the provider rejected the credentials: {event.message}. "
+                        "Check the API key."
+                    )
+                )
+            elif isinstance(event, ProviderFailed):
+                self.errors += 1
+                self.last_error = event.message
+                if not event.retry:
+                    raise _Fatal(ProviderConnectionError(f"{self.name}: {event.message}"))
+                raise ConnectionError(event.message)
+            elif isinstance(event, StreamEnded):
+                self.last_error = None
+                log.info("%s: %s", self.name, event.message or "stream ended")
+                raise _Finished(event.message)
+
+    def _on_authenticated(self, event: Authenticated) -> None:
+        self.state = "running"
+        self._authed = True
+        self.connected_ns = time.time_ns()
+        log.info("%s: connected to %s and authenticated", self.name, self._log_url)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    def _on_message(self, event: ProviderMessage) -> None:
+        if event.level == "error":
+            self.errors += 1
+            self.last_error = event.message
+            log.error("%s: provider error: %s", self.name, event.message)
+        elif event.level == "warning":
+            log.warning("%s: %s", self.name, event.message)
+        else:
+            log.info("%s: %s", self.name, event.message)
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "no close frame"
+    return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
+
+
+def _connect_error(exc: BaseException, url: str) -> BaseException:
+    if isinstance(exc, InvalidURI):
+        return ProviderConnectionError(f"Invalid provider URL {url}: {exc}")
+    if isinstance(exc, (OSError, InvalidHandshake, TimeoutError)):
+        reason = mask_secrets(str(exc)) or type(exc).__name__
+        return ProviderConnectionError(f"Could not connect to {url}: {reason}")
+    return ProviderConnectionError(
+        f"The connection to {url} failed before authentication: {mask_secrets(str(exc))}"
+    )
