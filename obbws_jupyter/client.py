@@ -321,6 +321,15 @@ class WebSocketClient:
             runtime.run(driver.stop())
             log.info("%s: disconnected from the provider.", self.name)
 
+    def wait_stopped(self, timeout: float | None = None) -> str:
+        """Block until the stream ends by itself (a replay finished, or reconnecting gave up)
+        or ``timeout`` passes; returns the stream's state ("finished", "failed", "running"...)."""
+        driver = self._driver
+        if driver is None:
+            return "idle"
+        wait = None if timeout is None else timeout + 5
+        return runtime.run(driver.wait_done(timeout), timeout=wait)
+
     def subscribe(self, symbol: str | Iterable[str]) -> list[str]:
         """Subscribe to more symbols; returns the ones that were new."""
         self._check_open()

@@ -132,6 +132,8 @@ class StreamDriver:
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._done: asyncio.Event | None = None
+        self._stopping = False
         self._last_frame = 0.0
         self._authed = False
         self._acks: dict[str, asyncio.Future[str | None]] = {}
@@ -161,6 +163,8 @@ class StreamDriver:
             return
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
+        self._done = asyncio.Event()
+        self._stopping = False
         self.state = "connecting"
         self.last_error = None
         self._task = loop.create_task(self._run(), name=f"obbws-stream-{self.name}")
@@ -178,6 +182,7 @@ class StreamDriver:
 
     async def stop(self, final_state: str = "stopped") -> None:
         """Close the socket gracefully and end the run loop. Idempotent."""
+        self._stopping = True
         task, self._task = self._task, None
         ws = self._ws
         if ws is not None:
@@ -194,6 +199,15 @@ class StreamDriver:
         self._acks.clear()
         if self.state not in ("failed", "finished"):
             self.state = final_state
+        if self._done is not None:
+            self._done.set()
+
+    async def wait_done(self, timeout: float | None = None) -> str:
+        """Wait until the stream ends (finished, failed or stopped); returns the state."""
+        if self._done is not None and self.is_running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), timeout)
+        return self.state
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -250,6 +264,13 @@ class StreamDriver:
     # -- the run loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._run_loop()
+        finally:
+            if self._done is not None:
+                self._done.set()
+
+    async def _run_loop(self) -> None:
         failures = 0
         while True:
             self._authed = False
@@ -265,6 +286,8 @@ class StreamDriver:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any drop: reconnect (after the first success)
+                if self._stopping:  # our own close ended the read loop
+                    return
                 # a connection that got as far as authentication starts the count afresh
                 failures = 1 if self._authed else failures + 1
                 self.errors += 1

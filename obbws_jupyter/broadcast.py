@@ -1,0 +1,668 @@
+"""The local broadcast server: fans a connection's records out to websocket listeners.
+
+This is the only module that serves listeners (``listen.py`` is the client side). One
+:class:`BroadcastServer` runs per broadcasting connection, on the background loop of
+:mod:`obbws_jupyter.runtime`. The stream driver calls :meth:`BroadcastServer.publish` on the
+loop thread with the records of each received frame; nothing polls.
+
+Wire protocol (DESIGN §7)::
+
+    ws://HOST:PORT/[?auth_token=TOKEN][&replay=N]     (or header "Authorization: Bearer TOKEN")
+
+- each record is one text frame holding one JSON object: ``id``, ``received_at``, then the
+  provider's fields in schema order (a missing field is ``null``; NaN/inf are ``null``);
+  timestamps are ISO 8601 strings in the connection's time zone with offset and microseconds,
+  e.g. ``"2026-11-25T08:12:33.123456-05:00"``;
+- a listener gets the records published after it joined; ``?replay=N`` (1..100000) first sends
+  the last N stored records (from ``replay_source``), then the live ones, without gap or
+  duplicate, ids strictly increasing;
+- a missing token is refused with HTTP 401, a wrong one with HTTP 403, a browser ``Origin``
+  other than localhost (and not in ``allowed_origins``) with HTTP 403, a bad ``replay`` with
+  HTTP 400: all at the handshake, before any data;
+- a record is encoded once for all listeners and written without awaiting (websockets'
+  ``broadcast``, see its ``docs/topics/broadcast.rst``: no backpressure, so slow listeners are
+  our job). A listener whose transport buffer grows past ``max_buffer`` bytes is dropped with
+  close code 1013 "listener too slow" instead of slowing the others or growing memory;
+- ``stop()`` closes listeners with 1001 "server shutting down" and frees the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hmac
+import http
+import inspect
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
+from obbws_jupyter.protocol import Field, FieldType
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_REPLAY",
+    "BroadcastServer",
+    "RecordEncoder",
+    "encode_record",
+    "mask_secrets",
+]
+
+log = logging.getLogger("obbws_jupyter.broadcast")
+WIRE_LOGGER = "obbws_jupyter.broadcast.websockets"  # websockets' own messages, tokens masked
+
+DEFAULT_PORT = 6666
+MAX_REPLAY = 100_000
+PORT_FALLBACK_RANGE = 100
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+CLOSE_TOO_SLOW = 1013  # "try again later"
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+ReplaySource = Callable[[int, int | None], list[dict[str, Any]]]
+
+# Options we set ourselves (the rest of serve()'s and loop.create_server()'s are allowed).
+_OWN_OPTIONS = frozenset({"handler", "host", "port", "process_request", "self"})
+_SERVER_DEFAULTS: dict[str, Any] = {
+    "compression": None,  # loopback: compression costs ~70 KiB and CPU per listener
+    "max_size": 2**16,  # listeners have nothing to say
+    "ping_interval": 20,
+    "ping_timeout": 60,  # generous: the loop may be starved by heavy work in the kernel
+    "close_timeout": 5,
+}
+
+
+# -- secrets never reach a log ---------------------------------------------------------------
+
+_SECRET_PATTERNS = (
+    (re.compile(r"(auth_token=)[^&#\s'\"]*", re.IGNORECASE), r"\1********"),
+    (re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE), r"\1********"),
+)
+
+
+def mask_secrets(text: str) -> str:
+    """Replace ``auth_token=...`` query values and ``Bearer ...`` tokens with ``********``."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Masks tokens in records logged by websockets (its debug log shows requests/headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def wire_logger(name: str) -> logging.Logger:
+    """The logger handed to websockets: tokens masked, quiet (WARNING) unless set otherwise."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, SecretFilter) for f in logger.filters):
+        logger.addFilter(SecretFilter())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    return logger
+
+
+# -- encoding --------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso(value: Any, tz: ZoneInfo) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # ns since epoch, UTC
+        stamp = _EPOCH + timedelta(microseconds=value // 1000)
+        return stamp.astimezone(tz).isoformat(timespec="microseconds")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(tz).isoformat(timespec="microseconds")
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy / pandas scalars
+    if callable(item):
+        with contextlib.suppress(Exception):
+            return _finite(item())
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def encode_record(record: Mapping[str, Any], timestamp_fields: Iterable[str], tz: ZoneInfo) -> str:
+    """Encode one record as the JSON object of one broadcast frame.
+
+    Keys keep the record's order. Values of ``timestamp_fields`` (int ns since the epoch, UTC,
+    or datetimes) become ISO 8601 strings in ``tz`` with offset and microseconds; ``None``
+    stays ``null``; NaN and infinities become ``null`` so the frame is valid JSON.
+    """
+    stamps = timestamp_fields if isinstance(timestamp_fields, frozenset) else set(timestamp_fields)
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None:
+            out[key] = None
+        elif key in stamps:
+            out[key] = _iso(value, tz)
+        elif isinstance(value, float):
+            out[key] = value if math.isfinite(value) else None
+        else:
+            out[key] = value
+    return json.dumps(
+        out, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+    )
+
+
+def _zone(tz: str | ZoneInfo) -> ZoneInfo:
+    if isinstance(tz, ZoneInfo):
+        return tz
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidParameterError(
+            f"Unknown time zone {tz!r}; use an IANA name such as 'America/New_York' or 'UTC'."
+        ) from None
+
+
+class RecordEncoder:
+    """Encodes records of one schema to broadcast frames (built once per connection).
+
+    The key set is stable: ``id``, ``received_at``, then every field of the schema in order,
+    ``null`` where a record lacks the field. Keys outside the schema are left out.
+    """
+
+    def __init__(self, fields: Sequence[Field], tz: str | ZoneInfo = "America/New_York") -> None:
+        self.tz = _zone(tz)
+        names = ["id", "received_at"]
+        names += [f.name for f in fields if f.name not in ("id", "received_at")]
+        self.keys: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self.timestamp_fields = frozenset(
+            {"received_at"} | {f.name for f in fields if f.type == FieldType.TIMESTAMP}
+        )
+
+    def encode(self, record: Mapping[str, Any]) -> str:
+        """One record -> the JSON text of its frame."""
+        get = record.get
+        return encode_record({k: get(k) for k in self.keys}, self.timestamp_fields, self.tz)
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Listener:
+    """Server-side state of one listener."""
+
+    connection: ServerConnection
+    remote: str
+    live: bool = True
+    dropped: bool = False
+    backlog: list[tuple[int, str]] = field(default_factory=list)
+    backlog_bytes: int = 0
+
+
+def _remote(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
+        return f"{host}:{address[1]}"
+    return str(address)
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _allowed_option_names() -> frozenset[str]:
+    names: set[str] = set()
+    for func in (serve, asyncio.AbstractEventLoop.create_server):
+        for param in inspect.signature(func).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                names.add(param.name)
+    return frozenset(names - _OWN_OPTIONS - {"protocol_factory"})
+
+
+class BroadcastServer:
+    """A websocket server that re-broadcasts one connection's records to local listeners.
+
+    Build it anywhere; ``start``/``stop`` and :meth:`publish` run on the background loop::
+
+        server = BroadcastServer(fields=session.fields, auth_token=token, port_fallback=True)
+        runtime.run(server.start())
+        server.address                    # "ws://127.0.0.1:6666"
+        server.publish(records)           # on the loop thread, once per received frame
+        runtime.run(server.stop())
+
+    ``port=0`` picks a free port. ``port_fallback=True`` (for a port the user did not choose)
+    moves to the next free port, up to +100, with a warning; otherwise a busy port raises
+    :class:`PortInUseError`. ``replay_source(n, before_id)`` returns the last ``n`` stored
+    records with ``id < before_id`` (all ids when ``None``), oldest first; it runs in a worker
+    thread. ``max_buffer`` (bytes) is how far a listener may fall behind before it is dropped.
+    Other keyword arguments go to ``websockets.asyncio.server.serve`` (and through it to
+    ``loop.create_server``).
+    """
+
+    def __init__(
+        self,
+        *,
+        fields: Sequence[Field],
+        tz: str = "America/New_York",
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        port_fallback: bool = False,
+        auth_token: str | None = None,
+        allowed_origins: Sequence[str] = (),
+        replay_source: ReplaySource | None = None,
+        max_buffer: int = 4 * 2**20,
+        name: str = "",
+        **server_kwargs: Any,
+    ) -> None:
+        if not isinstance(host, str) or not host.strip():
+            raise InvalidParameterError(f"host must be a non-empty string, got {host!r}.")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidParameterError(
+                f"port must be an int between 0 and 65535 (0 picks a free port), got {port!r}."
+            )
+        if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
+            raise InvalidParameterError("auth_token must be a non-empty string or None.")
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise InvalidParameterError(f"max_buffer must be a positive int, got {max_buffer!r}.")
+        if isinstance(allowed_origins, str):
+            allowed_origins = [allowed_origins]
+        unknown = sorted(set(server_kwargs) - _allowed_option_names())
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown broadcast server option(s): {', '.join(unknown)}. "
+                "Options go to websockets.asyncio.server.serve (e.g. ping_interval, max_size)."
+            )
+        self.name = name
+        self.host = host.strip()
+        self.requested_port = port
+        self.port_fallback = port_fallback
+        self.allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
+        self.replay_source = replay_source
+        self.max_buffer = max_buffer
+        self.encoder = RecordEncoder(fields, tz)
+        self._token = auth_token.encode() if auth_token is not None else None
+        self._options = {**_SERVER_DEFAULTS, **server_kwargs}
+        self._server: Server | None = None
+        self._port: int | None = None
+        self._live: dict[ServerConnection, _Listener] = {}
+        self._catching_up: dict[ServerConnection, _Listener] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, int] = {
+            "sent": 0,
+            "listeners_total": 0,
+            "refused": 0,
+            "dropped_slow": 0,
+            "replayed": 0,
+        }
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def auth_required(self) -> bool:
+        return self._token is not None
+
+    @property
+    def is_serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def port(self) -> int | None:
+        """The port actually bound while serving, else None."""
+        return self._port if self.is_serving else None
+
+    @property
+    def address(self) -> str | None:
+        """``ws://host:port`` while serving, else None."""
+        port = self.port
+        return None if port is None else f"ws://{_format_host(self.host)}:{port}"
+
+    @property
+    def listeners(self) -> int:
+        """Listeners currently connected (live or catching up)."""
+        return len(self._live) + len(self._catching_up)
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        state = self.address or "stopped"
+        return f"<BroadcastServer{label} {state} listeners={self.listeners}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start serving; raises PortInUseError / BroadcastError. Idempotent."""
+        if self._server is not None:
+            return
+        first = self.requested_port
+        if self.port_fallback and first != 0:
+            candidates = list(range(first, min(first + PORT_FALLBACK_RANGE, 65535) + 1))
+        else:
+            candidates = [first]
+        for port in candidates:
+            try:
+                server = await serve(
+                    self._handler,
+                    self.host,
+                    port,
+                    process_request=self._process_request,
+                    **{"logger": wire_logger(WIRE_LOGGER), **self._options},
+                )
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and port != candidates[-1]:
+                    continue
+                raise self._bind_error(exc, candidates) from None
+            self._server = server
+            self._port = server.sockets[0].getsockname()[1] if server.sockets else port
+            break
+        if self._port != first and first != 0:
+            log.warning("Port %d is already in use; broadcasting on %d instead.", first, self._port)
+        log.info("%sbroadcasting on %s", self._prefix, self.address)
+
+    def _bind_error(self, exc: OSError, candidates: list[int]) -> BroadcastError:
+        where = f"{_format_host(self.host)}:{candidates[0]}"
+        if exc.errno == errno.EADDRINUSE:
+            if len(candidates) > 1:
+                return PortInUseError(
+                    errno.EADDRINUSE,
+                    f"Ports {candidates[0]}-{candidates[-1]} on {self.host} are all in use; "
+                    "pass another port, or port=0 to pick a free one.",
+                )
+            return PortInUseError(
+                errno.EADDRINUSE,
+                f"Port {where} is already in use; pass another port, or port=0 to pick a free one.",
+            )
+        reason = exc.strerror or str(exc)
+        return BroadcastError(f"Could not broadcast on {where}: {reason}. Check the host.")
+
+    async def stop(self) -> None:
+        """Close every listener (1001 "server shutting down"), close the server, free the port.
+
+        Idempotent. Listeners that do not finish the closing handshake in time are aborted.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(code=CLOSE_GOING_AWAY, reason="server shutting down")
+        timeout = (self._options.get("close_timeout") or 5) + 1
+        try:
+            await asyncio.wait_for(server.wait_closed(), timeout)
+        except TimeoutError:
+            for connection in list(server.all_connections):
+                connection.transport.abort()
+            await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        self._live.clear()
+        self._catching_up.clear()
+        log.info("%sstopped broadcasting on port %s", self._prefix, self._port)
+
+    @property
+    def _prefix(self) -> str:
+        return f"[{self.name}] " if self.name else ""
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        refusal = self._check_request(request)
+        if refusal is None:
+            return None
+        status, text = refusal
+        self.stats["refused"] += 1
+        log.info(
+            "%srefused a listener from %s: HTTP %d %s",
+            self._prefix,
+            _remote(connection),
+            status,
+            text,
+        )
+        return connection.respond(status, text + "\n")
+
+    def _check_request(self, request: Request) -> tuple[int, str] | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin):
+            return http.HTTPStatus.FORBIDDEN, "Origin not allowed."
+        if self._token is not None:
+            given = _tokens(request)
+            if not given:
+                return http.HTTPStatus.UNAUTHORIZED, "Missing auth token."
+            # Compare every candidate (constant time each), then decide.
+            matches = [hmac.compare_digest(t.encode(), self._token) for t in given]
+            if not any(matches):
+                return http.HTTPStatus.FORBIDDEN, "Invalid auth token."
+        try:
+            replay = _replay_count(request.path)
+        except ValueError as exc:
+            return http.HTTPStatus.BAD_REQUEST, str(exc)
+        if replay and self.replay_source is None:
+            return http.HTTPStatus.BAD_REQUEST, "This broadcast keeps no history to replay."
+        return None
+
+    def _origin_allowed(self, origin: str) -> bool:
+        normalized = origin.strip().rstrip("/").lower()
+        if normalized in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        try:
+            hostname = urlsplit(normalized).hostname
+        except ValueError:
+            return False
+        return hostname in LOOPBACK_HOSTS
+
+    # -- listeners -------------------------------------------------------------------------
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        replay = _replay_count(connection.request.path if connection.request else "/")
+        listener = _Listener(connection, _remote(connection), live=not replay)
+        # Registered before any await: every record published from now on reaches it.
+        (self._live if listener.live else self._catching_up)[connection] = listener
+        self.stats["listeners_total"] += 1
+        log.info(
+            "%slistener connected from %s%s (%d listening)",
+            self._prefix,
+            listener.remote,
+            f", replay={replay}" if replay else "",
+            self.listeners,
+        )
+        try:
+            if replay:
+                await self._catch_up(listener, replay)
+            async for _ in connection:  # ignore what listeners send; keeps ping/close working
+                pass
+        except ConnectionClosed:
+            pass
+        finally:
+            self._live.pop(connection, None)
+            self._catching_up.pop(connection, None)
+            log.info(
+                "%slistener %s disconnected (code %s; %d listening)",
+                self._prefix,
+                listener.remote,
+                connection.close_code,
+                self.listeners,
+            )
+
+    async def _catch_up(self, listener: _Listener, n: int) -> None:
+        """Send the last ``n`` stored records, then the backlog, then go live."""
+        source = self.replay_source
+        assert source is not None  # checked in _process_request
+        encode = self.encoder.encode
+        try:
+            before = listener.backlog[0][0] if listener.backlog else None
+            rows = await asyncio.to_thread(_load_replay, source, encode, n, before)
+            rows = self._trim_replay(listener, rows)
+            if len(rows) < n and listener.backlog and before != listener.backlog[0][0]:
+                # Live records arrived (and may have been stored) while loading: ask again
+                # for the records strictly before the first one the backlog holds.
+                before = listener.backlog[0][0]
+                rows = self._trim_replay(
+                    listener, await asyncio.to_thread(_load_replay, source, encode, n, before)
+                )
+        except Exception as exc:
+            log.error("%sreplay for %s failed: %s", self._prefix, listener.remote, exc)
+            self._catching_up.pop(listener.connection, None)
+            await listener.connection.close(CLOSE_INTERNAL_ERROR, "replay failed")
+            return
+        connection = listener.connection
+        for _, payload in rows[-n:]:
+            if listener.dropped:
+                return
+            await connection.send(payload)
+            self.stats["replayed"] += 1
+        while listener.backlog and not listener.dropped:
+            pending, listener.backlog, listener.backlog_bytes = listener.backlog, [], 0
+            for _, payload in pending:
+                await connection.send(payload)
+                self.stats["sent"] += 1
+        if listener.dropped:
+            return
+        # No await between the emptiness check above and this switch: no record is lost.
+        self._catching_up.pop(connection, None)
+        listener.live = True
+        self._live[connection] = listener
+
+    @staticmethod
+    def _trim_replay(listener: _Listener, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        limit = listener.backlog[0][0] if listener.backlog else None
+        out: list[tuple[int, str]] = []
+        last: int | None = None
+        for ident, payload in rows:
+            if limit is not None and ident >= limit:
+                continue
+            if last is not None and ident <= last:
+                continue
+            out.append((ident, payload))
+            last = ident
+        return out
+
+    def publish(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Send ``records`` (one received frame's worth) to every listener.
+
+        Call on the loop thread. Never awaits and never raises because of a listener: each
+        record is encoded once, written to every live listener without backpressure, then
+        listeners whose write buffer exceeds ``max_buffer`` are dropped (close 1013).
+        Listeners still catching up on a replay get the records in their backlog.
+        """
+        if not records or self._server is None or not (self._live or self._catching_up):
+            return
+        payloads: list[tuple[int, str]] = []
+        for record in records:
+            try:
+                payloads.append((record.get("id", 0), self.encoder.encode(record)))
+            except Exception as exc:  # a record we cannot encode is skipped, never fatal
+                log.warning("%sskipped a record that cannot be encoded: %s", self._prefix, exc)
+        if self._live:
+            connections = self._live.keys()
+            for _, payload in payloads:
+                try:
+                    broadcast(connections, payload)
+                except Exception as exc:  # pragma: no cover - broadcast() swallows write errors
+                    log.warning("%sbroadcast failed: %s", self._prefix, exc)
+            self.stats["sent"] += len(payloads) * len(self._live)
+            self._drop_slow_listeners()
+        for listener in list(self._catching_up.values()):
+            listener.backlog.extend(payloads)
+            listener.backlog_bytes += sum(len(p) for _, p in payloads)
+            if listener.backlog_bytes > self.max_buffer:
+                self._drop(listener)
+
+    def _drop_slow_listeners(self) -> None:
+        slow = []
+        for connection, listener in self._live.items():
+            try:
+                buffered = connection.transport.get_write_buffer_size()
+            except Exception:
+                continue
+            if buffered > self.max_buffer:
+                slow.append(listener)
+        for listener in slow:
+            self._drop(listener)
+
+    def _drop(self, listener: _Listener) -> None:
+        """Stop sending to a listener that fell behind and close it with 1013."""
+        if listener.dropped:
+            return
+        listener.dropped = True
+        listener.backlog.clear()
+        self._live.pop(listener.connection, None)
+        self._catching_up.pop(listener.connection, None)
+        self.stats["dropped_slow"] += 1
+        log.warning(
+            "%sdropped listener %s: it fell more than %d bytes behind",
+            self._prefix,
+            listener.remote,
+            self.max_buffer,
+        )
+        task = asyncio.get_running_loop().create_task(
+            listener.connection.close(CLOSE_TOO_SLOW, "listener too slow")
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _load_replay(
+    source: ReplaySource, encode: Callable[[Mapping[str, Any]], str], n: int, before: int | None
+) -> list[tuple[int, str]]:
+    """Runs in a worker thread: fetch and encode the records to replay, sorted by id."""
+    records = source(n, before)
+    rows = [(int(r["id"]), encode(r)) for r in records]
+    rows.sort(key=lambda row: row[0])
+    return rows
+
+
+def _tokens(request: Request) -> list[str]:
+    """Tokens a listener presented: ``?auth_token=`` values and an ``Authorization: Bearer``."""
+    query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+    tokens = [t for t in query.get("auth_token", []) if t]
+    tokens += _bearer(request.headers)
+    return tokens
+
+
+def _bearer(headers: Headers) -> list[str]:
+    out = []
+    for value in headers.get_all("Authorization"):
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            out.append(token.strip())
+    return out
+
+
+def _replay_count(path: str) -> int:
+    """``?replay=N`` -> N (0 when absent); ValueError with a short message when invalid."""
+    values = parse_qs(urlsplit(path).query, keep_blank_values=True).get("replay")
+    if not values:
+        return 0
+    text = values[-1].strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REPLAY:
+        raise ValueError(f"replay must be an integer between 1 and {MAX_REPLAY}.")
+    return int(text)

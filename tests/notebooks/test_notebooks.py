@@ -1,0 +1,148 @@
+"""The notebooks and the README's ``python`` blocks run top to bottom against the offline providers.
+
+Each notebook is executed in a fresh ``python3`` kernel with nbclient. Only what a cell prints
+while it runs is captured (background updates after a cell ends are not), so the notebooks
+wait in their cells and print Python-side values in their last cells; the tests parse those
+``label: value`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+SCALE = float(os.environ.get("OBBWS_TEST_TIMEOUT_SCALE", "1"))
+CELL_TIMEOUT = 60 * SCALE
+
+
+def run_notebook(name: str, workdir: Path) -> nbformat.NotebookNode:
+    """Execute ``notebooks/<name>`` in ``workdir``; CellExecutionError on the first failing cell."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        startup_timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.execute()
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.output_type == "error"
+    ]
+    assert not errors, errors
+    return nb
+
+
+def printed(nb: nbformat.NotebookNode) -> str:
+    """Everything the notebook's cells printed to stdout."""
+    return "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.output_type == "stream" and out.get("name") == "stdout"
+    )
+
+
+def value(text: str, label: str) -> str:
+    """The value of the last ``label: value`` line in ``text``."""
+    found = re.findall(rf"^{re.escape(label)}: (.*)$", text, re.MULTILINE)
+    assert found, f"no {label!r} line in the notebook output:\n{text}"
+    return found[-1].strip()
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    """The quickstart runs every endpoint on a demo stream and cleans up."""
+    out = printed(run_notebook("quickstart.ipynb", tmp_path))
+    assert int(value(out, "rows")) > 0
+    assert value(out, "symbols") == "BTCUSD,ETHUSD"
+    assert value(out, "date tz") == "America/New_York"
+    assert value(out, "SOLUSD rows arrived") == "True"
+    assert value(out, "running after stop") == "False"
+    assert value(out, "running after restart") == "True"
+    assert int(value(out, "stored since restart")) > 0
+    assert value(out, "ids continue after clear") == "True"
+    assert "Client quickstart_demo killed." in out
+    assert value(out, "results file deleted") == "True"
+
+
+def test_broadcast_and_listen(tmp_path: Path) -> None:
+    """The broadcast notebook listens in the background, replays, and enforces the token."""
+    out = printed(run_notebook("broadcast_and_listen.ipynb", tmp_path))
+    assert value(out, "connected") == "True"
+    assert value(out, "got 50 records") == "True"
+    assert int(value(out, "listened records")) >= 50
+    assert value(out, "replayed ids strictly increasing") == "True"
+    assert value(out, "with the token") == "True"
+    assert int(value(out, "secure listened records")) >= 10
+    assert value(out, "refused without token") == "UnauthorizedError"
+    assert "Client bcast_demo killed." in out
+    assert "Client bcast_secure killed." in out
+
+
+def test_record_and_replay(tmp_path: Path) -> None:
+    """A recorded demo stream replayed at full speed gives the same rows."""
+    out = printed(run_notebook("record_and_replay.ipynb", tmp_path))
+    live_rows = int(value(out, "live rows"))
+    assert live_rows >= 300
+    assert int(value(out, "replayed rows")) == live_rows
+    assert value(out, "same symbols") == "True"
+    assert value(out, "same rows") == "True"
+    assert "Client rec_live killed." in out
+    assert "Client rec_replay killed." in out
+
+
+def test_notebooks_saved_without_outputs() -> None:
+    """Committed notebooks carry no outputs, execution counts or widget state."""
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert {p.name for p in paths} >= {
+        "quickstart.ipynb",
+        "broadcast_and_listen.ipynb",
+        "record_and_replay.ipynb",
+    }
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        assert "widgets" not in nb.metadata, path.name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path.name
+
+
+def readme_python_blocks() -> list[str]:
+    """The README's fenced code blocks marked ```python (other fences are illustrations)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
+def test_readme_python_blocks(tmp_path: Path) -> None:
+    """The README's ```python blocks run as one script with the offline demo provider."""
+    blocks = readme_python_blocks()
+    assert blocks, "README.md has no ```python block"
+    script = tmp_path / "readme_blocks.py"
+    script.write_text("\n\n".join(blocks), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=CELL_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Client readme_demo killed." in result.stdout
+    assert "Client readme_broadcast killed." in result.stdout

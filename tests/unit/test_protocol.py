@@ -1,0 +1,163 @@
+"""The sans-I/O provider base: parameters, symbols, timestamps and the session state machine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from obbws_jupyter.exceptions import InvalidParameterError, SymbolError
+from obbws_jupyter.protocol import (
+    Authenticated,
+    Field,
+    FieldType,
+    MalformedFrame,
+    Param,
+    ProviderSession,
+    ProviderSpec,
+    iso_to_ns,
+    ms_to_ns,
+    split_symbols,
+)
+
+
+class EchoSession(ProviderSession):
+    """A minimal provider: auth on open, one JSON frame per subscribe, data as {"s","p","t"}."""
+
+    provider = "echo"
+    fields = (
+        Field("date", FieldType.TIMESTAMP),
+        Field("symbol", FieldType.STRING),
+        Field("price", FieldType.FLOAT),
+    )
+
+    def url(self) -> str:
+        return "ws://example.invalid"
+
+    def normalize_symbol(self, symbol: str) -> str:
+        if not symbol.isalnum():
+            raise SymbolError(f"bad symbol {symbol!r}")
+        return symbol.upper()
+
+    def auth_frames(self) -> list[str | bytes]:
+        return [json.dumps({"auth": "k"})]
+
+    def subscribe_frames(self, symbols: Sequence[str]) -> list[str | bytes]:
+        return [json.dumps({"sub": list(symbols)})]
+
+    def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str | bytes]:
+        return [json.dumps({"unsub": list(symbols)})]
+
+    def parse(self, frame: str | bytes) -> list[dict]:
+        msg = json.loads(frame)
+        if msg.get("ok"):
+            self._authenticated("welcome")
+            return []
+        return [{"date": ms_to_ns(msg["t"]), "symbol": msg["s"], "price": float(msg["p"])}]
+
+
+def test_split_symbols_keeps_order_and_drops_blanks() -> None:
+    """Comma strings and lists split the same way, order kept, duplicates dropped."""
+    assert split_symbols(" btcusd, ethusd,,btcusd ") == ["btcusd", "ethusd"]
+    assert split_symbols(["a", " b "]) == ["a", "b"]
+    assert split_symbols(None) == []
+    with pytest.raises(SymbolError):
+        split_symbols([1])  # type: ignore[list-item]
+
+
+def test_timestamps_become_int_nanoseconds() -> None:
+    """ms, us and ns epochs and ISO strings with nanoseconds all give exact int ns UTC."""
+    assert ms_to_ns(1_700_000_000_000) == 1_700_000_000_000_000_000
+    assert ms_to_ns(1_700_000_000_000_000) == 1_700_000_000_000_000_000
+    assert ms_to_ns(1_700_000_000_000_000_000) == 1_700_000_000_000_000_000
+    assert iso_to_ns("2019-01-30T13:33:45.594808294-05:00") == 1548873225594808294
+    assert iso_to_ns("2024-01-01T00:00:00Z") == 1704067200 * 10**9
+    with pytest.raises(ValueError):
+        iso_to_ns("2024-01-01T00:00:00")
+
+
+def test_session_subscribes_only_after_authentication() -> None:
+    """Auth goes out on open; wanted symbols are sent once the provider accepts the key."""
+    session = EchoSession({"symbol": "btc,eth"})
+    assert session.symbols == ("BTC", "ETH")
+    session.connection_made()
+    assert session.data_to_send() == ['{"auth": "k"}']
+    assert session.subscribe("sol") == ["SOL"]
+    assert session.data_to_send() == []  # not yet authenticated
+    session.receive('{"ok": true}')
+    assert session.events_received() == [Authenticated("welcome")]
+    assert session.data_to_send() == ['{"sub": ["BTC", "ETH", "SOL"]}']
+
+
+def test_reconnect_replays_every_wanted_symbol() -> None:
+    """A new connection re-authenticates and re-subscribes the current symbol set."""
+    session = EchoSession({"symbol": "btc"})
+    session.connection_made()
+    session.receive('{"ok": true}')
+    session.subscribe("eth")
+    session.unsubscribe("btc")
+    session.data_to_send()
+    session.connection_made()
+    assert not session.is_authenticated
+    session.receive('{"ok": true}')
+    assert session.data_to_send() == ['{"auth": "k"}', '{"sub": ["ETH"]}']
+
+
+def test_malformed_frame_is_an_event_not_an_exception() -> None:
+    """A frame the parser cannot read becomes a MalformedFrame event."""
+    session = EchoSession({"symbol": "btc"})
+    assert session.receive("{nope") == []
+    (event,) = session.events_received()
+    assert isinstance(event, MalformedFrame) and "JSONDecodeError" in event.reason
+    assert session.receive(b"\x00\x01") == []
+    assert isinstance(session.events_received()[0], MalformedFrame)
+
+
+def test_bad_symbol_raises_symbol_error() -> None:
+    """normalize_symbol's SymbolError reaches the caller before anything is sent."""
+    with pytest.raises(SymbolError):
+        EchoSession({"symbol": "b-t-c"})
+
+
+SPEC = ProviderSpec(
+    name="echo",
+    description="test",
+    session_class=EchoSession,
+    params=(
+        Param("symbol"),
+        Param("asset_type", default="crypto", choices=("crypto", "fx")),
+        Param("rate", float, default=1.0),
+        Param("api_key", secret=True, env="ECHO_KEY"),
+        Param("flag", bool, default=False),
+    ),
+)
+
+
+def test_spec_resolves_defaults_env_and_types() -> None:
+    """Defaults fill in, env vars supply secrets, strings convert to declared types."""
+    out = SPEC.resolve({"symbol": "x", "rate": "2.5", "flag": "true"}, {"ECHO_KEY": "k"})
+    assert out == {"symbol": "x", "asset_type": "crypto", "rate": 2.5, "api_key": "k", "flag": True}
+
+
+@pytest.mark.parametrize(
+    ("given", "match"),
+    [
+        ({}, "symbol"),
+        ({"symbol": "x", "asset_type": "bonds"}, "crypto, fx"),
+        ({"symbol": "x", "rate": "fast"}, "rate"),
+        ({"symbol": "x", "bogus": 1}, "bogus"),
+    ],
+)
+def test_spec_rejects_bad_parameters(given: dict, match: str) -> None:
+    """Missing, unknown, out-of-choice and mistyped parameters raise InvalidParameterError."""
+    with pytest.raises(InvalidParameterError, match=match):
+        SPEC.resolve(given, {})
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    """A secret parameter's bad value is hidden in the error text."""
+    spec = ProviderSpec("s", "", EchoSession, (Param("api_key", int, default=0, secret=True),))
+    with pytest.raises(InvalidParameterError) as info:
+        spec.resolve({"api_key": "sup3r-secret"}, {})
+    assert "sup3r-secret" not in str(info.value)
