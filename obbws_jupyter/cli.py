@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -71,10 +72,12 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"obbws demo: {exc}", file=sys.stderr)
         return 1
     status = conn.status
-    print(f"demo connection {args.name!r}: {status.subscribed_symbols} ({args.asset_type}/{args.feed})")
-    print(f"broadcasting on {status.broadcast_address}  (try: obbws listen {status.broadcast_address})")
-    print("Ctrl-C to stop.")
+    print(f"demo {args.name!r}: {status.subscribed_symbols} ({args.asset_type}/{args.feed})")
+    print(f"broadcasting on {status.broadcast_address}  (obbws listen {status.broadcast_address})")
+    print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()
+    # SIGTERM (kill PID, timeout, container stop) cleans up like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(args.interval):
             s = conn.status
@@ -86,7 +89,8 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print(conn.kill())
+        signal.signal(signal.SIGTERM, previous)
+        print(conn.kill(), flush=True)
     return 0
 
 

@@ -105,10 +105,13 @@ class Instrument:
     """One simulated symbol: its mid price, current quote and the tables it draws from."""
 
     __slots__ = (
+        "_bid_ticks",
         "_bits",
         "_mults",
         "_quote_sizes",
         "_rnd",
+        "_scale",
+        "_spread_ticks",
         "_spreads",
         "_trade_sizes",
         "ask",
@@ -133,30 +136,28 @@ class Instrument:
         price = self.mid
         self._trade_sizes: list[float] | list[int]
         self._quote_sizes: list[float] | list[int]
+        # Spreads are counted in ticks (units of the last decimal): stocks and fx draw a tick
+        # count from _spreads, crypto a fraction of the price.
+        self._spreads: list[float] | list[int]
         if asset_type == "stock":
             self.decimals = 2
             self.proportional = False
-            # 1-3 cents, mostly one.
-            self._spreads = [rng.choice((0.01, 0.01, 0.01, 0.02, 0.02, 0.03)) for _ in range(64)]
+            self._spreads = [rng.choice((1, 1, 1, 2, 2, 3)) for _ in range(64)]  # 1-3 cents
             self._trade_sizes = [_stock_trade_size(rng) for _ in range(_TABLE)]
             self._quote_sizes = [
                 100 * rng.choice((1, 1, 2, 2, 3, 4, 5, 8, 10, 20)) for _ in range(256)
             ]
         elif asset_type == "fx":
-            pip = 0.01 if symbol.endswith("JPY") else 0.0001
+            # 5 decimals (3 for JPY): a tick is 0.1 pip; spreads of 0.1-0.5 pip
             self.decimals = 3 if symbol.endswith("JPY") else 5
             self.proportional = False
-            # 0.1-0.5 pip, i.e. 1-5 units of the last decimal.
-            self._spreads = [
-                pip * rng.choice((0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.5)) for _ in range(64)
-            ]
+            self._spreads = [rng.choice((1, 2, 2, 3, 3, 4, 5)) for _ in range(64)]
             self._trade_sizes = [_fx_size(rng) for _ in range(_TABLE)]
             self._quote_sizes = [_fx_size(rng) for _ in range(256)]
         else:
             self.decimals = min(8, max(2, 6 - math.floor(math.log10(price))))
             self.proportional = True
-            # 1-2 basis points of the price.
-            self._spreads = [1e-4 + 1e-4 * rng.random() for _ in range(64)]
+            self._spreads = [1e-4 + 1e-4 * rng.random() for _ in range(64)]  # 1-2 bp
             self._trade_sizes = [
                 _round_sig(rng.lognormvariate(math.log(1500.0), 1.2) / price, 4)
                 for _ in range(_TABLE)
@@ -165,27 +166,31 @@ class Instrument:
                 _round_sig(rng.lognormvariate(math.log(20000.0), 1.0) / price, 4)
                 for _ in range(256)
             ]
-        self.tick = 10.0**-self.decimals
+        # prices are integers of ticks divided by 10**decimals: the division is correctly
+        # rounded, so the float is the one its short decimal text denotes (no round() needed)
+        self._scale = float(10**self.decimals)
+        self.tick = 1.0 / self._scale
+        self._bid_ticks = self._spread_ticks = 1
         self.bid = self.ask = 0.0
         self._move()
 
     def _move(self) -> None:
         """One step of the walk, then a fresh quote around the new mid."""
         mid = self.mid * self._mults[self._bits(_BITS)]
-        self.mid = mid
-        spread = self._spreads[self._bits(6)]
+        scale = self._scale
         if self.proportional:
-            spread *= mid
-        d = self.decimals
-        bid = round(mid - 0.5 * spread, d)
-        ask = round(bid + spread, d)
-        if ask <= bid:
-            ask = round(bid + self.tick, d)
-        if bid <= 0.0:  # never reached from realistic starts; keeps prices positive regardless
-            bid, ask = self.tick, round(2 * self.tick + spread, d)
-            self.mid = 0.5 * (bid + ask)
-        self.bid = bid
-        self.ask = ask
+            spread = int(mid * self._spreads[self._bits(6)] * scale) or 1
+        else:
+            spread = int(self._spreads[self._bits(6)])
+        bid = int(mid * scale - 0.5 * spread)
+        if bid < 1:  # never reached from realistic starts; keeps prices positive regardless
+            bid = 1
+            mid = (bid + 0.5 * spread) / scale
+        self.mid = mid
+        self._bid_ticks = bid
+        self._spread_ticks = spread
+        self.bid = bid / scale
+        self.ask = (bid + spread) / scale
 
     def trade(self, t_ms: int) -> dict[str, Any]:
         """A trade event (demo wire format) at the bid, the ask or inside the quote."""
@@ -196,8 +201,8 @@ class Instrument:
         elif r < 0.8:
             price = self.ask
         else:
-            bid = self.bid
-            price = round(bid + (self.ask - bid) * self._rnd(), self.decimals)
+            inside = int(self._rnd() * (self._spread_ticks + 1))
+            price = (self._bid_ticks + inside) / self._scale
         return {
             "ev": "T",
             "sym": self.symbol,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from obbws_jupyter.protocol import (
@@ -86,7 +86,7 @@ class DemoSession(ProviderSession):
     provider = "demo"
     stale_after = 5.0  # the server sends a heartbeat every second
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: Mapping[str, Any]) -> None:
         self.asset_type = str(params.get("asset_type") or "crypto").lower()
         self.feed = str(params.get("feed") or "trade").lower()
         if self.feed not in CHANNEL:

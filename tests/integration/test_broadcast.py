@@ -152,9 +152,13 @@ def test_address_port_and_listener_count(make_server):
     server = make_server()
     assert server.is_serving and server.address == f"ws://127.0.0.1:{server.port}"
 
+    async def count() -> int:
+        return server.listeners
+
     async def body() -> int:
         async with connect(server.address), connect(server.address):
-            return server.listeners
+            # Read on the loop thread: the handler registers right after the handshake there.
+            return await asyncio.wrap_future(runtime.submit(count()))
 
     assert asyncio.run(body()) == 2
     assert server.stats["listeners_total"] == 2

@@ -603,11 +603,14 @@ def test_flush_times_out_when_writes_keep_failing(
 def test_unconvertible_records_are_rejected_not_blocking(store: ResultsStore) -> None:
     """A record whose values do not fit the columns is rejected; the others are written."""
     store.put([record(1), record(2, price="not a number"), record(3)])
+    store.flush()
+    assert store.stats["rejected"] == 1
+    assert "not a number" in store.stats["last_error"]
     store.put([record(4, id=None), {"received_at": T0}, record(5)])
     store.flush()
-    assert store.read()["id"].tolist() == [1, 3, 5]
     assert store.stats["rejected"] == 3
-    assert "not a number" in store.stats["last_error"]
+    assert "no 'id'" in store.stats["last_error"]
+    assert store.read()["id"].tolist() == [1, 3, 5]
 
 
 def test_same_file_and_table_twice_is_refused(tmp_path: pathlib.Path) -> None:

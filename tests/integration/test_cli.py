@@ -1,0 +1,75 @@
+"""The ``obbws`` command: providers, demo (with clean shutdown) and listen."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import obbws_jupyter as obbws
+from tests.conftest import TIMEOUT
+
+pytestmark = pytest.mark.integration
+
+OBBWS = [sys.executable, "-m", "obbws_jupyter.cli"]
+
+
+def test_providers_lists_demo_and_replay_with_parameters() -> None:
+    """`obbws providers` names each installed provider and its parameters."""
+    out = subprocess.run([*OBBWS, "providers"], capture_output=True, text=True, check=True)
+    assert re.search(r"^demo: ", out.stdout, re.M) and re.search(r"^replay: ", out.stdout, re.M)
+    assert "asset_type" in out.stdout and "secret" in out.stdout
+
+
+def test_demo_streams_and_cleans_up_on_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`obbws demo` broadcasts, prints summaries, and on SIGTERM kills its connection."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [*OBBWS, "demo", "--port", "0", "--rate", "100", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert "broadcasting on ws://127.0.0.1:" in lines[1]
+        assert lines[3].startswith("state=running")
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Client demo killed." in rest
+    assert proc.returncode == 0
+    assert not list(tmp_path.glob("obbws-*"))  # the temp results dir is gone
+
+
+def test_listen_prints_json_lines_from_a_broadcast() -> None:
+    """`obbws listen URL --max-records N` prints N JSON records and exits 0."""
+    conn = obbws.create_connection(
+        provider="demo", name="cli", symbol="btcusd", rate=500, auth_token="cli-tok"
+    )
+    conn.start_broadcasting(port=0)
+    address = conn.status.broadcast_address
+    env = dict(os.environ, OBBWS_AUTH_TOKEN="cli-tok")
+    out = subprocess.run(
+        [*OBBWS, "listen", address, "--max-records", "5"],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 5 and all(r["symbol"] == "BTCUSD" for r in records)
+    refused = subprocess.run(
+        [*OBBWS, "listen", address, "--max-records", "1"],
+        capture_output=True, text=True, timeout=TIMEOUT,
+        env={k: v for k, v in os.environ.items() if k != "OBBWS_AUTH_TOKEN"},
+    )
+    assert refused.returncode == 1 and "auth" in refused.stderr.lower()
+    assert "cli-tok" not in refused.stderr
