@@ -264,6 +264,7 @@ class ResultsStore:
         self, results_file: str | os.PathLike[str] | None
     ) -> tuple[pathlib.Path, bool]:
         if results_file is None:
+            sweep_orphan_temp_dirs()
             self._temp_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"obbws-{os.getpid()}-"))
             return self._temp_dir / "results.duckdb", True
         path = pathlib.Path(results_file).expanduser().absolute()
@@ -799,6 +800,46 @@ class ResultsStore:
         for path in (self.path, self.path.with_name(self.path.name + ".wal")):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+_TEMP_DIR = re.compile(r"^obbws-(\d+)-[A-Za-z0-9_]+$")
+_swept = False
+
+
+def sweep_orphan_temp_dirs(root: str | None = None) -> list[pathlib.Path]:
+    """Delete temp result dirs left by processes that died without cleaning up (SIGKILL,
+    a crashed kernel). Only ``obbws-<pid>-*`` dirs whose process is gone are touched; runs once
+    per process unless ``root`` is given (tests)."""
+    global _swept
+    if root is None:
+        if _swept:
+            return []
+        _swept = True
+    removed = []
+    base = pathlib.Path(root or tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in base.iterdir():
+            match = _TEMP_DIR.match(entry.name)
+            if not match or not entry.is_dir() or _pid_alive(int(match.group(1))):
+                continue
+            if any(p.name not in {"results.duckdb", "results.duckdb.wal"} for p in entry.iterdir()):
+                continue  # not laid out like ours: leave it alone
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+            logger.info("removed %s, left behind by process %s", entry, match.group(1))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _describe(columns: Sequence[tuple[str, str]]) -> str:

@@ -630,3 +630,25 @@ def test_same_file_and_table_twice_is_refused(tmp_path: pathlib.Path) -> None:
             second.put([record(3)])
             second.flush()
             assert second.count() == 3
+
+
+def test_orphan_temp_dirs_of_dead_processes_are_swept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Temp result dirs of dead processes are removed; live ones and foreign dirs stay."""
+    import os
+    import subprocess
+    import sys
+
+    from obbws_jupyter.store import sweep_orphan_temp_dirs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = tmp_path / f"obbws-{dead}-abc123"
+    orphan.mkdir()
+    (orphan / "results.duckdb").write_bytes(b"x")
+    mine = tmp_path / f"obbws-{os.getpid()}-def456"
+    mine.mkdir()
+    foreign = tmp_path / f"obbws-{dead}-zzz999"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not ours")
+    assert sweep_orphan_temp_dirs(str(tmp_path)) == [orphan]
+    assert not orphan.exists() and mine.exists() and foreign.exists()
