@@ -26,10 +26,10 @@ import sys
 import time
 
 import psutil
+from obbws_providers.demo import PROVIDER as DEMO
 from websockets.asyncio.client import connect
 
 import obbws_jupyter as obbws
-from obbws_providers.demo import PROVIDER as DEMO
 
 SYMBOLS = "btcusd,ethusd,solusd"
 
@@ -77,9 +77,7 @@ def ceiling(url: str, seconds: float) -> float:
 
 def pipeline(url: str, seconds: float, limit: int | None, run: int) -> dict[str, float]:
     name = f"bench-{run}"
-    conn = obbws.create_connection(
-        provider="demo", name=name, symbol=SYMBOLS, url=url, limit=limit
-    )
+    conn = obbws.create_connection(provider="demo", name=name, symbol=SYMBOLS, url=url, limit=limit)
     client = conn.get_client()
     stop = time.perf_counter() + 0.5  # warm-up
     while time.perf_counter() < stop:
@@ -139,8 +137,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     print(f"server asked for {args.rate:,.0f} ev/s, symbols {SYMBOLS}, limit {args.limit}")
     print(f"raw receive+parse ceiling : {c:,.0f} events/s (median of {args.runs})")
-    print(f"pipeline into DuckDB      : {med('stored'):,.0f} events/s stored "
-          f"({med('received'):,.0f} received) (median of {args.runs})")
+    print(
+        f"pipeline into DuckDB      : {med('stored'):,.0f} events/s stored "
+        f"({med('received'):,.0f} received) (median of {args.runs})"
+    )
     print(f"pipeline / ceiling        : {med('stored') / c:.2f}")
     print(f"latency provider->receipt : p50 {med('lat_p50'):.1f} ms, p99 {med('lat_p99'):.1f} ms")
     print(f"process RSS after run     : {med('rss_mb'):.0f} MiB")

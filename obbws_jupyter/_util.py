@@ -6,7 +6,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-__all__ = ["DefaultPort", "mask_secrets", "ns_to_datetime", "RateLimitedLog"]
+__all__ = ["DefaultPort", "RateLimitedLog", "mask_secrets", "ns_to_datetime"]
 
 _SECRET_QUERY = re.compile(
     r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"

@@ -46,7 +46,7 @@ from obbws_jupyter.exceptions import (
     SymbolError,
 )
 from obbws_jupyter.models import WebSocketConnectionStatus
-from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record, split_symbols
+from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
 from obbws_jupyter.store import ResultsStore
 from obbws_jupyter.stream import StreamDriver
 
@@ -70,7 +70,7 @@ def parse_connect_kwargs(value: Any) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise InvalidParameterError(
                 f"Invalid JSON format for 'connect_kwargs': {exc.msg} at position {exc.pos}. "
-                'Pass a dict or a JSON object string such as \'{"ping_interval": 10}\'.'
+                "Pass a dict or a JSON object string such as '{\"ping_interval\": 10}'."
             ) from None
     if not isinstance(value, Mapping):
         raise InvalidParameterError(

@@ -22,7 +22,7 @@ __all__ = ["Connection"]
 
 
 class Connection:
-    """A named connection: ``conn.get_results()``, ``conn.subscribe("ethusd")``, ``conn.kill()``..."""
+    """A named connection: ``conn.get_results()``, ``conn.subscribe("ethusd")``, ``conn.kill()``."""
 
     def __init__(self, name: str, auth_token: str | None = None) -> None:
         self._name = name
@@ -51,10 +51,10 @@ class Connection:
         return api.clear_results(self._name, self._auth_token)
 
     def subscribe(self, symbol: str | list[str]) -> WebSocketConnectionStatus:
-        return api.subscribe(self._name, symbol, self._auth_token)  # type: ignore[no-any-return]
+        return api.subscribe(self._name, symbol, self._auth_token)
 
     def unsubscribe(self, symbol: str | list[str]) -> WebSocketConnectionStatus:
-        return api.unsubscribe(self._name, symbol, self._auth_token)  # type: ignore[no-any-return]
+        return api.unsubscribe(self._name, symbol, self._auth_token)
 
     def stop_connection(self) -> WebSocketConnectionStatus:
         return api.stop_connection(self._name, self._auth_token)

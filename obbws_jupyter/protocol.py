@@ -204,8 +204,7 @@ class Param:
         except (TypeError, ValueError):
             shown = "<hidden>" if self.secret else repr(value)
             raise InvalidParameterError(
-                f"{provider}: parameter {self.name!r} must be {self.type.__name__}, "
-                f"got {shown}."
+                f"{provider}: parameter {self.name!r} must be {self.type.__name__}, got {shown}."
             ) from None
         if self.choices is not None:
             candidate = converted.lower() if isinstance(converted, str) else converted

@@ -382,13 +382,16 @@ class StreamDriver:
 
     @property
     def _stale_hit(self) -> bool:
-        return bool(self.stale_after) and time.monotonic() - self._last_frame > self.stale_after
+        stale = self.stale_after
+        return stale is not None and stale > 0 and time.monotonic() - self._last_frame > stale
 
     async def _watchdog(self, ws: ClientConnection, stale: float) -> None:
         while True:
             await asyncio.sleep(stale / 4)
             if time.monotonic() - self._last_frame > stale:
-                log.warning("%s: no frame for %.1f s; treating the stream as dead", self.name, stale)
+                log.warning(
+                    "%s: no frame for %.1f s; treating the stream as dead", self.name, stale
+                )
                 ws.transport.abort()
                 return
 

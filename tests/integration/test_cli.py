@@ -61,14 +61,19 @@ def test_listen_prints_json_lines_from_a_broadcast() -> None:
     env = dict(os.environ, OBBWS_AUTH_TOKEN="cli-tok")
     out = subprocess.run(
         [*OBBWS, "listen", address, "--max-records", "5"],
-        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 5 and all(r["symbol"] == "BTCUSD" for r in records)
     refused = subprocess.run(
         [*OBBWS, "listen", address, "--max-records", "1"],
-        capture_output=True, text=True, timeout=TIMEOUT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
         env={k: v for k, v in os.environ.items() if k != "OBBWS_AUTH_TOKEN"},
     )
     assert refused.returncode == 1 and "auth" in refused.stderr.lower()

@@ -59,9 +59,18 @@ def test_all_is_sorted_complete_and_importable() -> None:
     for name in names:
         assert getattr(obbws_jupyter, name) is not None
     endpoints = {
-        "clear_results", "create_connection", "get_client", "get_client_status", "get_results",
-        "kill", "restart_connection", "start_broadcasting", "stop_broadcasting",
-        "stop_connection", "subscribe", "unsubscribe",
+        "clear_results",
+        "create_connection",
+        "get_client",
+        "get_client_status",
+        "get_results",
+        "kill",
+        "restart_connection",
+        "start_broadcasting",
+        "stop_broadcasting",
+        "stop_connection",
+        "subscribe",
+        "unsubscribe",
     }
     assert endpoints <= set(names)
     from obbws_jupyter.connection import Connection
@@ -77,8 +86,18 @@ def test_every_exception_derives_from_the_root() -> None:
         assert name in (exceptions.__doc__ or "")
 
 
-IO_LIBS = ("asyncio", "websockets", "duckdb", "pandas", "pyarrow", "ipywidgets", "anywidget",
-           "plotly", "socket", "threading")
+IO_LIBS = (
+    "asyncio",
+    "websockets",
+    "duckdb",
+    "pandas",
+    "pyarrow",
+    "ipywidgets",
+    "anywidget",
+    "plotly",
+    "socket",
+    "threading",
+)
 
 
 def test_providers_import_no_io_library_statically() -> None:
