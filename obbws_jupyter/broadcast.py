@@ -56,10 +56,13 @@ from obbws_jupyter.protocol import Field, FieldType
 __all__ = [
     "DEFAULT_PORT",
     "MAX_REPLAY",
+    "WIRE_LOGGER",
     "BroadcastServer",
     "RecordEncoder",
+    "SecretFilter",
     "encode_record",
     "mask_secrets",
+    "wire_logger",
 ]
 
 log = logging.getLogger("obbws_jupyter.broadcast")

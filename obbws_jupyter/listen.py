@@ -67,6 +67,9 @@ _CLIENT_DEFAULTS: dict[str, Any] = {
     "compression": None,
     "ping_interval": 20,
     "ping_timeout": 60,  # generous: a busy kernel can starve the loop
+    # leaving early (max_records, stop()) may find the incoming queue full, so the server's
+    # close reply is never read: do not wait websockets' default 10 s for it
+    "close_timeout": 1.0,
 }
 
 
@@ -100,7 +103,7 @@ def normalize_url(url: str, replay: int | None = None) -> str:
             p for p in parts.query.split("&") if p and not p.lower().startswith("replay=")
         )
         query = f"{query}&replay={replay}" if query else f"replay={replay}"
-        text = urlunsplit(parts._replace(query=query))
+        text = urlunsplit(parts._replace(query=query, path=parts.path or "/"))
     try:
         parse_uri(text)
     except (InvalidURI, ValueError) as exc:
@@ -235,7 +238,13 @@ async def _records(
         code = websocket.close_code
         log.info("the broadcast at %s closed the stream (code %s)", shown, code)
     finally:
-        await websocket.close()
+        try:
+            await asyncio.wait_for(websocket.close(), 0.5)
+        except TimeoutError:  # the close reply is stuck behind unread data: just drop it
+            websocket.transport.abort()
+        except BaseException:
+            websocket.transport.abort()
+            raise
 
 
 async def alisten(

@@ -50,6 +50,8 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,19}$")
 CHANNELS = ("T", "Q")
 TICK_INTERVAL = 0.015  # seconds between data batches
 MAX_BATCH = 5000  # events per frame (~500 kB); a larger tick is split to stay under 1 MiB
+FIREHOSE_BATCH = 500  # events per frame in firehose (benchmark) mode
+FIREHOSE_POOL = 64  # distinct pre-generated frames cycled through in firehose mode
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -93,8 +95,10 @@ class DemoServer:
         heartbeat_interval: float = 1.0,
         seed: int | None = None,
         tick_interval: float = TICK_INTERVAL,
+        firehose: bool = False,
     ) -> None:
         self.host = host
+        self.firehose = firehose
         self.port = port
         self.api_key = api_key
         self.rate = _check_rate(rate)
@@ -235,7 +239,9 @@ class DemoServer:
         self.connections_total += 1
         async with self._changed:
             self._changed.notify_all()
-        producer = asyncio.create_task(self._produce(client))
+        producer = asyncio.create_task(
+            self._firehose(client) if self.firehose else self._produce(client)
+        )
         try:
             await self._send(client, _frame(_status("connected", "obbws demo market")))
             async for message in conn:
@@ -355,6 +361,35 @@ class DemoServer:
                     next_heartbeat = max(next_heartbeat + self.heartbeat_interval, now)
         except ConnectionClosed:
             pass
+
+    async def _firehose(self, client: _Client) -> None:
+        """Benchmark mode: frames of FIREHOSE_BATCH events, pre-generated once per channel set
+        and re-sent as fast as the client drains them (timestamps are those of generation)."""
+        pool: list[str] = []
+        channels: list[Channel] | None = None
+        i = 0
+        with contextlib.suppress(ConnectionClosed):
+            await self._firehose_loop(client, pool, channels, i)
+
+    async def _firehose_loop(
+        self, client: _Client, pool: list[str], channels: list[Channel] | None, i: int
+    ) -> None:
+        while True:
+            if not (client.authenticated and client.channels):
+                await asyncio.sleep(self.tick_interval)
+                continue
+            if client.channels is not channels:
+                channels = client.channels
+                t_ms = _now_ms()
+                pool = [
+                    _DUMPS(self.market.events(channels, FIREHOSE_BATCH, t_ms, 0.0))
+                    for _ in range(FIREHOSE_POOL)
+                ]
+            await self._send(client, pool[i % len(pool)])
+            self.events_sent += FIREHOSE_BATCH
+            i += 1
+            if i % 16 == 0:
+                await asyncio.sleep(0)  # let control messages and heartbeats through
 
     async def _send_batch(self, client: _Client, dt: float) -> None:
         # a slow client stalls this loop (send waits for the buffer to drain): owe at most 1 s
@@ -482,6 +517,7 @@ async def _serve_forever(args: argparse.Namespace, api_key: str | None) -> None:
         rate=args.rate,
         heartbeat_interval=args.heartbeat,
         seed=args.seed,
+        firehose=args.firehose,
     )
     await server.start()
     stop = asyncio.Event()
@@ -506,6 +542,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="events/s per connection")
     parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--firehose",
+        action="store_true",
+        help="benchmark mode: pre-generated frames as fast as the client reads (ignores --rate)",
+    )
     parser.add_argument(
         "--api-key-env", default=None, help="require the key held in this environment variable"
     )

@@ -133,6 +133,7 @@ def test_replay_is_added_to_the_query():
     assert normalize_url("ws://h:1/?auth_token=x&replay=2", replay=7) == (
         "ws://h:1/?auth_token=x&replay=7"
     )
+    assert normalize_url("h:1", replay=5) == "ws://h:1/?replay=5"
 
 
 @pytest.mark.parametrize("url", ["", "ftp://127.0.0.1:6666", "ws://", "ws://host:notaport"])
