@@ -11,9 +11,8 @@ import json
 import statistics
 import time
 
-from obbws_providers.demo import PROVIDER, DemoSession
-
 from obbws_jupyter.testing.market import Market
+from obbws_providers.demo import PROVIDER, DemoSession
 
 EVENTS_PER_FRAME = 100
 

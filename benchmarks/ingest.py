@@ -26,10 +26,10 @@ import sys
 import time
 
 import psutil
-from obbws_providers.demo import PROVIDER as DEMO
 from websockets.asyncio.client import connect
 
 import obbws_jupyter as obbws
+from obbws_providers.demo import PROVIDER as DEMO
 
 SYMBOLS = "btcusd,ethusd,solusd"
 

@@ -51,6 +51,7 @@ __all__ = [
     "SubscriptionFailed",
     "SymbolError",
     "Unsubscribed",
+    "check_ws_url",
     "iso_to_ns",
     "ms_to_ns",
     "split_symbols",
@@ -302,6 +303,14 @@ class ProviderSpec:
         if self.check is not None:
             self.check(out)
         return out
+
+
+def check_ws_url(provider: str, url: Any, hint: str = "") -> None:
+    """Raise InvalidParameterError unless ``url`` is None or a ws:// / wss:// URL."""
+    if url is not None and not str(url).startswith(("ws://", "wss://")):
+        raise InvalidParameterError(
+            f"{provider}: url must start with ws:// or wss://, got {url!r}{hint}."
+        )
 
 
 def split_symbols(symbols: str | Iterable[str] | None) -> list[str]:

@@ -42,6 +42,7 @@ from obbws_jupyter.protocol import (
     SubscriptionFailed,
     SymbolError,
     Unsubscribed,
+    check_ws_url,
     ms_to_ns,
 )
 
@@ -227,12 +228,7 @@ def _check(params: dict[str, Any]) -> None:
         raise InvalidParameterError(
             f"demo: rate must be a finite number of events per second >= 0, got {rate!r}."
         )
-    url = params.get("url")
-    if url is not None and not str(url).startswith(("ws://", "wss://")):
-        raise InvalidParameterError(
-            f"demo: url must start with ws:// or wss://, got {url!r} "
-            "(leave it out to use the embedded demo server)."
-        )
+    check_ws_url("demo", params.get("url"), " (leave it out to use the embedded demo server)")
 
 
 PROVIDER = ProviderSpec(

@@ -33,6 +33,7 @@ from obbws_jupyter.protocol import (
     Subscribed,
     SubscriptionFailed,
     Unsubscribed,
+    check_ws_url,
 )
 
 __all__ = ["END_MARKER_KEY", "PROVIDER", "ReplaySession", "read_capture_header"]
@@ -219,12 +220,7 @@ def _check(params: dict[str, Any]) -> None:
         )
     path = str(params["path"])
     _recorded_spec(path, read_capture_header(path)["provider"])
-    url = params.get("url")
-    if url is not None and not str(url).startswith(("ws://", "wss://")):
-        raise InvalidParameterError(
-            f"replay: url must start with ws:// or wss://, got {url!r} "
-            "(leave it out to use the embedded replay server)."
-        )
+    check_ws_url("replay", params.get("url"), " (leave it out to use the embedded replay server)")
 
 
 PROVIDER = ProviderSpec(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from obbws_providers import demo, replay
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -24,6 +23,7 @@ from obbws_jupyter.protocol import Authenticated, Heartbeat, StreamEnded, Subscr
 from obbws_jupyter.testing.demo_server import DemoServer, serve, start_demo_server
 from obbws_jupyter.testing.replay_server import ReplayServer
 from obbws_jupyter.testing.replay_server import serve as replay_serve
+from obbws_providers import demo, replay
 
 pytestmark = pytest.mark.integration
 

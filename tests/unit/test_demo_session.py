@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from obbws_providers.demo import PROVIDER, QUOTE_FIELDS, TRADE_FIELDS, DemoSession
 
 from obbws_jupyter.exceptions import InvalidParameterError, SymbolError
 from obbws_jupyter.protocol import (
@@ -18,6 +17,7 @@ from obbws_jupyter.protocol import (
     SubscriptionFailed,
     Unsubscribed,
 )
+from obbws_providers.demo import PROVIDER, QUOTE_FIELDS, TRADE_FIELDS, DemoSession
 
 CONNECTED = '[{"ev":"status","status":"connected","message":"obbws demo market"}]'
 AUTH_OK = '[{"ev":"status","status":"auth_success","message":"authenticated"}]'

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from obbws_providers import demo
-from obbws_providers.replay import PROVIDER, ReplaySession
 
 from obbws_jupyter.capture import CaptureWriter, read_capture, read_header
 from obbws_jupyter.exceptions import InvalidParameterError
@@ -21,6 +19,8 @@ from obbws_jupyter.protocol import (
 )
 from obbws_jupyter.testing.market import Market
 from obbws_jupyter.testing.replay_server import end_marker
+from obbws_providers import demo
+from obbws_providers.replay import PROVIDER, ReplaySession
 
 CONNECTED = '[{"ev":"status","status":"connected","message":"obbws demo market"}]'
 AUTH_OK = '[{"ev":"status","status":"auth_success","message":"authenticated"}]'
@@ -269,9 +269,8 @@ def test_unknown_recorded_provider_lists_installed(tmp_path: Path) -> None:
 
 def test_inner_required_secret_gets_placeholder(tmp_path: Path, monkeypatch) -> None:
     """A recorded provider's required secret is filled with a placeholder, never recorded."""
-    from obbws_providers import replay as replay_module
-
     from obbws_jupyter.protocol import Param, ProviderSpec
+    from obbws_providers import replay as replay_module
 
     spec = ProviderSpec(
         name="keyed",

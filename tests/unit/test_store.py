@@ -640,8 +640,12 @@ def test_orphan_temp_dirs_of_dead_processes_are_swept(tmp_path) -> None:  # type
 
     from obbws_jupyter.store import sweep_orphan_temp_dirs
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     orphan = tmp_path / f"obbws-{dead}-abc123"
     orphan.mkdir()
     (orphan / "results.duckdb").write_bytes(b"x")
