@@ -78,8 +78,9 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -
     """Run ``coro`` on the background loop and wait for its result.
 
     Raises :class:`ObbwsTimeoutError` (after cancelling the coroutine) when it takes longer than
-    ``timeout`` seconds. A KeyboardInterrupt while waiting cancels the coroutine too, so an
-    interrupted cell never leaves a half-finished operation running.
+    ``timeout`` seconds. A KeyboardInterrupt while waiting — even one that lands while the
+    coroutine is being handed to the loop — cancels the coroutine and waits for its clean-up,
+    so an interrupted cell never leaves a half-finished operation running.
     """
     if in_loop_thread():
         coro.close()
@@ -87,30 +88,74 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -
             "obbws_jupyter.runtime.run() was called from the obbws-loop thread; "
             "await the coroutine instead."
         )
-    future = submit(coro)
+    call = _Call(coro, get_loop())
     try:
-        return future.result(timeout)
+        call.start()
+        return call.future.result(timeout)
     except concurrent.futures.TimeoutError:
-        _cancel_and_wait(future)
+        call.cancel_and_wait()
         name = getattr(coro, "__qualname__", "operation")
         raise ObbwsTimeoutError(
             f"{name} did not finish within {timeout} s; it was cancelled. "
             "Check the provider/network, or pass a larger timeout."
         ) from None
     except KeyboardInterrupt:
-        _cancel_and_wait(future)
+        call.cancel_and_wait()
         raise
+
+
+class _Call:
+    """One coroutine handed to the loop, cancellable from any thread at any moment.
+
+    The task is created by a loop callback and a cancellation is another loop callback queued
+    after it, so the cancel always finds the task (or knows it was never scheduled)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.coro = coro
+        self.loop = loop
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.finished = threading.Event()
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    def start(self) -> None:
+        self.loop.call_soon_threadsafe(self._create)
+
+    def _create(self) -> None:
+        self.task = self.loop.create_task(self.coro)
+        self.task.add_done_callback(self._done)
+        if self.cancelled:
+            self.task.cancel()
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.future.cancel()
+        elif task.exception() is not None:
+            self.future.set_exception(task.exception())
+        else:
+            self.future.set_result(task.result())
+        self.finished.set()
+
+    def _cancel(self) -> None:
+        if self.task is None:  # the hand-over never reached the loop
+            self.coro.close()
+            self.finished.set()
+        elif not self.task.done():
+            self.task.cancel()
+
+    def cancel_and_wait(self, wait: float = 5.0) -> None:
+        self.cancelled = True
+        try:
+            self.loop.call_soon_threadsafe(self._cancel)
+        except RuntimeError:  # the loop is closed: nothing runs any more
+            return
+        if not self.finished.wait(wait):
+            log.warning("a cancelled operation did not finish its clean-up within %.1f s", wait)
 
 
 def call_soon(callback: Callable[..., Any], *args: Any) -> None:
     """Run a plain callback on the loop thread (thread-safe)."""
     get_loop().call_soon_threadsafe(callback, *args)
-
-
-def _cancel_and_wait(future: concurrent.futures.Future[Any]) -> None:
-    future.cancel()
-    with contextlib.suppress(BaseException):
-        future.result(5.0)
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
