@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test unit integration notebooks lint bench clean
+.PHONY: lab test unit integration notebooks browser browser-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -15,11 +15,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (obbws)" >/dev/null
 	touch $(STAMP)
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb
+# JupyterLab refuses to start as root unless told; containers and CI machines often are root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: $(STAMP)
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/quickstart.ipynb
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest tests
+
+# Debian's chromium for the browser tests (Playwright's own browser download is not used).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt) for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+browser: $(STAMP) browser-deps
+	$(PY) -m pytest tests/browser
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
