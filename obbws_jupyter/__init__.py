@@ -29,6 +29,7 @@ _EXPORTS = {
     "get_results": "obbws_jupyter.api",
     "kill": "obbws_jupyter.api",
     "listen": "obbws_jupyter.listen",
+    "register_provider": "obbws_jupyter._registry",
     "restart_connection": "obbws_jupyter.api",
     "start_broadcasting": "obbws_jupyter.api",
     "stop_broadcasting": "obbws_jupyter.api",
@@ -52,6 +53,7 @@ __all__ = [
     "get_results",
     "kill",
     "listen",
+    "register_provider",
     "restart_connection",
     "start_broadcasting",
     "stop_broadcasting",
@@ -61,7 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from obbws_jupyter._registry import available_providers, get_provider
+    from obbws_jupyter._registry import available_providers, get_provider, register_provider
     from obbws_jupyter.api import (
         clear_results,
         create_connection,
