@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -17,6 +18,30 @@ _BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
 def mask_secrets(text: str) -> str:
     """Hide the values of token-like query parameters and bearer headers in ``text``."""
     return _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+
+
+class SecretFilter(logging.Filter):
+    """Masks tokens in records logged by websockets (its debug log shows requests/headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def wire_logger(name: str) -> logging.Logger:
+    """The logger handed to websockets: tokens masked, quiet (WARNING) unless set otherwise."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, SecretFilter) for f in logger.filters):
+        logger.addFilter(SecretFilter())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    return logger
 
 
 def ns_to_datetime(ns: int | None) -> datetime | None:

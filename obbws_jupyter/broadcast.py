@@ -37,7 +37,6 @@ import inspect
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from obbws_jupyter._util import wire_logger
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
 from obbws_jupyter.protocol import Field, FieldType
 
@@ -59,10 +59,7 @@ __all__ = [
     "WIRE_LOGGER",
     "BroadcastServer",
     "RecordEncoder",
-    "SecretFilter",
     "encode_record",
-    "mask_secrets",
-    "wire_logger",
 ]
 
 log = logging.getLogger("obbws_jupyter.broadcast")
@@ -88,45 +85,6 @@ _SERVER_DEFAULTS: dict[str, Any] = {
     "ping_timeout": 60,  # generous: the loop may be starved by heavy work in the kernel
     "close_timeout": 5,
 }
-
-
-# -- secrets never reach a log ---------------------------------------------------------------
-
-_SECRET_PATTERNS = (
-    (re.compile(r"(auth_token=)[^&#\s'\"]*", re.IGNORECASE), r"\1********"),
-    (re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE), r"\1********"),
-)
-
-
-def mask_secrets(text: str) -> str:
-    """Replace ``auth_token=...`` query values and ``Bearer ...`` tokens with ``********``."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class SecretFilter(logging.Filter):
-    """Masks tokens in records logged by websockets (its debug log shows requests/headers)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        masked = mask_secrets(message)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        return True
-
-
-def wire_logger(name: str) -> logging.Logger:
-    """The logger handed to websockets: tokens masked, quiet (WARNING) unless set otherwise."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, SecretFilter) for f in logger.filters):
-        logger.addFilter(SecretFilter())
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
-    return logger
 
 
 # -- encoding --------------------------------------------------------------------------------

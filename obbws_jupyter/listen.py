@@ -48,7 +48,8 @@ from websockets.exceptions import (
 from websockets.uri import parse_uri
 
 from obbws_jupyter import runtime
-from obbws_jupyter.broadcast import MAX_REPLAY, mask_secrets, wire_logger
+from obbws_jupyter._util import mask_secrets, wire_logger
+from obbws_jupyter.broadcast import MAX_REPLAY
 from obbws_jupyter.exceptions import (
     BroadcastError,
     InvalidParameterError,

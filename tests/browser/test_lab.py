@@ -24,6 +24,7 @@ from tests.conftest import TIMEOUT
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
+ERROR_MIME = "application/vnd.jupyter.error"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -80,8 +81,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
     )
     args = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={ROOT}",
     ]
     if os.geteuid() == 0:
@@ -146,7 +152,9 @@ def test_quickstart_runs_top_to_bottom_in_jupyterlab(lab, tmp_path: Path) -> Non
             finally:
                 page.screenshot(path=str(tmp_path / "quickstart.png"), full_page=True)
                 print("outputs:", page.locator(".jp-OutputArea-output").all_inner_texts()[-4:])
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+            errors = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
+            )
             assert errors.count() == 0, errors.first.inner_text()
             text = page.locator(".jp-OutputArea-output").all_inner_texts()
             assert any(t.startswith("rows:") for t in text)

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from obbws_jupyter.broadcast import RecordEncoder, encode_record, mask_secrets
+from obbws_jupyter._util import mask_secrets
+from obbws_jupyter.broadcast import RecordEncoder, encode_record
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.protocol import Field, FieldType
 
