@@ -213,6 +213,9 @@ class WebSocketClient:
             tz=self.tz,
             save_results=self.save_results,
             flush_interval=flush_interval,
+            # rows waiting beyond the newest `limit` would be cut by the cap anyway: bound
+            # the writer's backlog (and memory) by the limit when there is one
+            max_pending=max(4 * self.limit, 200_000) if self.limit else 2_000_000,
             name=self.name,
         )
         self.table_name = self._store.table_name
