@@ -199,10 +199,8 @@ class WebSocketClient:
             else _check_positive("stale_timeout", stale_timeout),
             "connect_kwargs": parse_connect_kwargs(connect_kwargs),
         }
-        if record_file is not None and Path(record_file).exists():
-            raise InvalidParameterError(
-                f"record_file {os.fspath(record_file)!r} already exists; choose a new file name."
-            )
+        if record_file is not None:
+            self._check_record_target(record_file)
         self._auth_token = auth_token
         self.save_results = bool(save_results)
         self._store = ResultsStore(
@@ -401,11 +399,27 @@ class WebSocketClient:
             raise InvalidParameterError(
                 f"{self.name} is already recording to {self._capture.path}; stop_recording() first."
             )
+        self._check_record_target(path)
         url = self._driver.url if self._driver else ""
         writer = self._start_capture(path, url)
         if self._driver is not None:
             self._driver.on_frame = writer.write
         return Path(writer.path)
+
+    def _check_record_target(self, path: str | os.PathLike[str]) -> None:
+        if self.provider == "replay":
+            raise InvalidParameterError(
+                "A replay connection cannot be recorded: its capture file already is the recording."
+            )
+        target = Path(path)
+        if target.exists():
+            raise InvalidParameterError(
+                f"record file {os.fspath(path)!r} already exists; choose a new file name."
+            )
+        if not target.parent.is_dir():
+            raise InvalidParameterError(
+                f"record file {os.fspath(path)!r}: its folder {str(target.parent)!r} does not exist."
+            )
 
     def _start_capture(self, path: str | os.PathLike[str], url: str) -> CaptureWriter:
         params = dict(self._params, symbol=self.symbol)

@@ -112,19 +112,46 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def _run_all(page) -> None:  # type: ignore[no-untyped-def]
-    """Run > Run All Cells, again if the first request went out before the kernel session
-    was wired up (the cells then stay unexecuted: no prompt turns into [*] or [n])."""
-    started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
-    for _ in range(4):
-        page.click("li.lm-MenuBar-item:has-text('Run')")
-        page.click("li.lm-Menu-item:has-text('Run All Cells')")
+def _kernel_states(base: str, token: str) -> list[str]:
+    """Execution states of the kernels of this server's sessions (REST API)."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=2) as r:
+            sessions = json.load(r)
+    except OSError:
+        return []
+    return [s["kernel"].get("execution_state", "?") for s in sessions if s.get("kernel")]
+
+
+def _wait_kernel_idle(base: str, token: str, timeout: float) -> None:
+    """The notebook's kernel is started and idle (the server's own view, not the UI's)."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.2)):
+        if _kernel_states(base, token) == ["idle"]:
+            return
+        pause.wait(0.2)  # another process: poll its REST API
+    raise AssertionError(f"kernel not idle: {_kernel_states(base, token)}")
+
+
+def _click_menu(page, menu: str, item: str) -> None:  # type: ignore[no-untyped-def]
+    page.click(f"li.lm-MenuBar-item:has-text('{menu}')")
+    page.click(f"li.lm-Menu-item:has-text('{item}')")
+
+
+def _run_all(page, base: str, token: str) -> None:  # type: ignore[no-untyped-def]
+    """Run All Cells, and make sure cells really execute: the first code cell must finish
+    (its prompt shows a number). If a run stalls (a request sent before the kernel channel
+    was wired up), restart the kernel and run everything again."""
+    executed = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[\d+\]"))
+    _click_menu(page, "Run", "Run All Cells")
+    for _ in range(3):
         try:
-            started.first.wait_for(timeout=15_000)
+            executed.first.wait_for(timeout=20_000)
             return
         except PlaywrightTimeout:
-            continue
-    raise AssertionError("Run All Cells never started executing the notebook")
+            _click_menu(page, "Kernel", "Restart Kernel and Run All Cells")
+            page.locator(".jp-Dialog button.jp-mod-accept").first.click()
+            _wait_kernel_idle(base, token, 6 * TIMEOUT)
+    raise AssertionError(f"no cell executed; kernels: {_kernel_states(base, token)}")
 
 
 def test_quickstart_runs_top_to_bottom_in_jupyterlab(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -145,12 +172,15 @@ def test_quickstart_runs_top_to_bottom_in_jupyterlab(lab, tmp_path: Path) -> Non
             dialog = page.locator(".jp-Dialog button.jp-mod-accept")
             if dialog.count():  # "Select Kernel" can still appear right after start
                 dialog.first.click()
-            _run_all(page)
+            _wait_kernel_idle(base, token, 6 * TIMEOUT)
+            _run_all(page, base, token)
             done = page.locator(".jp-OutputArea-output:has-text('results file deleted: True')")
             try:
                 done.wait_for(timeout=90_000)
             finally:
-                page.screenshot(path=str(tmp_path / "quickstart.png"), full_page=True)
+                shot = tmp_path / "quickstart.png"
+                page.screenshot(path=str(shot), full_page=True)
+                print("screenshot:", shot, "kernels:", _kernel_states(base, token))
                 print("outputs:", page.locator(".jp-OutputArea-output").all_inner_texts()[-4:])
             errors = page.locator(
                 ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"

@@ -453,3 +453,26 @@ def test_query_and_export(tmp_path: Path) -> None:
         conn.query("DELETE FROM records")
     out = conn.export(tmp_path / "x.parquet")
     assert len(pd.read_parquet(out)) == len(conn.get_results())
+
+
+def test_record_targets_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    """An existing record file, a missing folder, or recording a replay is refused up front."""
+    existing = tmp_path / "taken.jsonl"
+    existing.write_text("x")
+    with pytest.raises(InvalidParameterError, match="already exists"):
+        _demo("r1", record_file=str(existing))
+    with pytest.raises(InvalidParameterError, match="does not exist"):
+        _demo("r2", record_file=str(tmp_path / "nope" / "c.jsonl"))
+    assert api._names() == []
+    conn = _demo("r3", record_file=str(tmp_path / "c.jsonl"))
+    assert _waiter(conn).wait(5)
+    conn.stop_connection()
+    assert conn.stop_recording() == tmp_path / "c.jsonl"
+    conn.kill()
+    replay = obbws.create_connection(
+        provider="replay", name="r4", path=str(tmp_path / "c.jsonl"), speed=0
+    )
+    with pytest.raises(InvalidParameterError, match="replay connection cannot be recorded"):
+        replay.record(tmp_path / "again.jsonl")
+    assert replay.get_client().wait_stopped(TIMEOUT) == "finished"
+    assert len(replay.get_results()) > 0
