@@ -418,7 +418,7 @@ class WebSocketClient:
             )
         if not target.parent.is_dir():
             raise InvalidParameterError(
-                f"record file {os.fspath(path)!r}: its folder {str(target.parent)!r} does not exist."
+                f"record file {os.fspath(path)!r}: folder {str(target.parent)!r} does not exist."
             )
 
     def _start_capture(self, path: str | os.PathLike[str], url: str) -> CaptureWriter:
