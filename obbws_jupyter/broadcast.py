@@ -37,6 +37,7 @@ import inspect
 import json
 import logging
 import math
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from obbws_jupyter._util import wire_logger
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
@@ -543,19 +545,39 @@ class BroadcastServer:
             except Exception as exc:  # a record we cannot encode is skipped, never fatal
                 log.warning("%sskipped a record that cannot be encoded: %s", self._prefix, exc)
         if self._live:
-            connections = self._live.keys()
-            for _, payload in payloads:
-                try:
-                    broadcast(connections, payload)
-                except Exception as exc:  # pragma: no cover - broadcast() swallows write errors
-                    log.warning("%sbroadcast failed: %s", self._prefix, exc)
-            self.stats["sent"] += len(payloads) * len(self._live)
+            self._fan_out(payloads)
             self._drop_slow_listeners()
         for listener in list(self._catching_up.values()):
             listener.backlog.extend(payloads)
             listener.backlog_bytes += sum(len(p) for _, p in payloads)
             if listener.backlog_bytes > self.max_buffer:
                 self._drop(listener)
+
+    def _fan_out(self, payloads: list[tuple[int, str]]) -> None:
+        """Write the frames to every live listener.
+
+        Server frames are not masked, so without extensions the wire bytes of a text frame
+        are the same for every listener: they are serialized once per publish (RFC 6455
+        §5.2) and written with one ``transport.write`` per listener, instead of websockets
+        framing each record again for each listener. The checks are those of websockets'
+        ``broadcast()`` (open, no fragmented message in progress); a listener that
+        negotiated an extension (compression) gets ``broadcast()`` itself.
+        """
+        blob = b"".join(_text_frame(payload.encode()) for _, payload in payloads)
+        sent = 0
+        for connection in self._live:
+            if connection.protocol.state is not State.OPEN or connection.send_in_progress:
+                continue
+            try:
+                if connection.protocol.extensions:
+                    for _, payload in payloads:
+                        broadcast([connection], payload)
+                else:
+                    connection.transport.write(blob)
+                sent += 1
+            except Exception as exc:  # a broken listener never breaks the stream
+                log.warning("%sbroadcast to a listener failed: %s", self._prefix, exc)
+        self.stats["sent"] += len(payloads) * sent
 
     def _drop_slow_listeners(self) -> None:
         slow = []
@@ -589,6 +611,16 @@ class BroadcastServer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented text frame (FIN + opcode 0x1, RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 def _load_replay(
