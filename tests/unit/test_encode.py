@@ -81,3 +81,14 @@ def test_mask_secrets_hides_query_and_bearer_tokens():
     text = mask_secrets("ws://h:1/?a=1&auth_token=s3cr3t&b=2 Authorization: Bearer s3cr3t")
     assert "s3cr3t" not in text
     assert "auth_token=********&b=2" in text and "Bearer ********" in text
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_text_frame_matches_websockets_serialization(size: int) -> None:
+    """The pre-serialized broadcast frame is byte-identical to websockets' own framing."""
+    from websockets.frames import Frame, Opcode
+
+    from obbws_jupyter.broadcast import _text_frame
+
+    payload = b"x" * size
+    assert _text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
