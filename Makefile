@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/store_ingest.py
 	$(PY) benchmarks/demo_parse.py
+	$(PY) benchmarks/broadcast.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient, check_port
+from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient, check_bool, check_port
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     NameInUseError,
@@ -95,6 +95,7 @@ def create_connection(
             f"broadcast_host must be a host name or address, got {broadcast_host!r}."
         )
     broadcast_port = check_port(broadcast_port, "broadcast_port")
+    start_broadcast = check_bool("start_broadcast", start_broadcast)
     with _lock:
         existing = _clients.get(name)
         if existing is not None:

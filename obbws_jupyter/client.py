@@ -111,6 +111,19 @@ def _check_limit(limit: Any) -> int | None:
     return number
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """A flag given as a bool or, as OpenBB's REST examples send it, as text ("True")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "none", ""}:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidParameterError(f"{name} must be True or False, got {value!r}.")
+
+
 def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     try:
         number = float(value)
@@ -202,7 +215,7 @@ class WebSocketClient:
         if record_file is not None:
             self._check_record_target(record_file)
         self._auth_token = auth_token
-        self.save_results = bool(save_results)
+        self.save_results = check_bool("save_results", save_results)
         self._store = ResultsStore(
             session.fields,
             results_file=results_file,

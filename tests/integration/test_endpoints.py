@@ -249,6 +249,8 @@ def test_default_broadcast_port_falls_forward(caplog: pytest.LogCaptureFixture) 
         ({"rate": -1}, InvalidParameterError, "rate"),
         ({"broadcast_port": 70000}, InvalidParameterError, "broadcast_port"),
         ({"unknown_param": 1}, InvalidParameterError, "unknown_param"),
+        ({"save_results": "maybe"}, InvalidParameterError, "save_results"),
+        ({"start_broadcast": 2}, InvalidParameterError, "start_broadcast"),
     ],
 )
 def test_bad_arguments_fail_before_anything_starts(kwargs, error, match) -> None:  # type: ignore[no-untyped-def]
@@ -476,3 +478,21 @@ def test_record_targets_are_checked_before_anything_starts(tmp_path: Path) -> No
         replay.record(tmp_path / "again.jsonl")
     assert replay.get_client().wait_stopped(TIMEOUT) == "finished"
     assert len(replay.get_results()) > 0
+
+
+def test_openbb_style_text_arguments_are_understood(tmp_path: Path) -> None:
+    """limit="None", save_results="True", start_broadcast="False" mean what they say."""
+    path = tmp_path / "text.duckdb"
+    conn = _demo(
+        "text",
+        limit="None",
+        save_results="True",
+        start_broadcast="False",
+        results_file=str(path),
+        rate=0,
+    )
+    status = conn.status
+    assert status.limit is None and status.save_results is True
+    assert status.is_broadcasting is False
+    conn.kill()
+    assert path.exists()
