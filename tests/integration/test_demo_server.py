@@ -24,10 +24,10 @@ from obbws_jupyter.testing.demo_server import DemoServer, serve, start_demo_serv
 from obbws_jupyter.testing.replay_server import ReplayServer
 from obbws_jupyter.testing.replay_server import serve as replay_serve
 from obbws_providers import demo, replay
+from tests.conftest import TIMEOUT
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 5 * float(os.environ.get("OBBWS_TEST_TIMEOUT_SCALE", "1"))
 T = TypeVar("T")
 
 

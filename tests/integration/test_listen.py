@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,19 +17,10 @@ from obbws_jupyter import runtime
 from obbws_jupyter.broadcast import BroadcastServer
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import WIRE_LOGGER, Listener, alisten, listen, normalize_url
-from obbws_jupyter.protocol import Field, FieldType
+from tests.conftest import TIMEOUT
+from tests.integration._wire import BASE_NS, FIELDS, TOKEN
 
 pytestmark = pytest.mark.integration
-
-TIMEOUT = 5 * float(os.environ.get("OBBWS_TEST_TIMEOUT_SCALE", "1"))
-
-FIELDS = (
-    Field("date", FieldType.TIMESTAMP),
-    Field("symbol", FieldType.STRING),
-    Field("price", FieldType.FLOAT),
-)
-BASE_NS = 1_795_612_353_123_456_789  # 2026-11-25T08:12:33.123456789-05:00
-TOKEN = "s3cr3t-t0ken"
 
 
 def record(i: int, **overrides: Any) -> dict[str, Any]:

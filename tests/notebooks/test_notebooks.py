@@ -8,7 +8,6 @@ wait in their cells and print Python-side values in their last cells; the tests 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -18,12 +17,13 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import TIMEOUT
+
 pytestmark = pytest.mark.notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-SCALE = float(os.environ.get("OBBWS_TEST_TIMEOUT_SCALE", "1"))
-CELL_TIMEOUT = 60 * SCALE
+CELL_TIMEOUT = 6 * TIMEOUT
 
 
 def run_notebook(name: str, workdir: Path) -> nbformat.NotebookNode:
