@@ -288,6 +288,14 @@ class ResultsStore:
             return duckdb.connect(str(self.path))
         except duckdb.Error as exc:
             self._discard_if_created()
+            holder = re.search(r"Conflicting lock is held in .*?\(PID (\d+)\)", str(exc))
+            if holder:
+                raise StoreError(
+                    f"results_file {str(self.path)!r} is open in another process (PID "
+                    f"{holder.group(1)}); a live results file belongs to one process. Use "
+                    "another results_file, or read that process's data through its broadcast "
+                    "or an export (conn.export('x.parquet'))."
+                ) from None
             if self.created:
                 raise StoreError(
                     f"cannot create the results file {str(self.path)!r}: {exc}"

@@ -656,3 +656,29 @@ def test_orphan_temp_dirs_of_dead_processes_are_swept(tmp_path) -> None:  # type
     (foreign / "notes.txt").write_text("not ours")
     assert sweep_orphan_temp_dirs(str(tmp_path)) == [orphan]
     assert not orphan.exists() and mine.exists() and foreign.exists()
+
+
+def test_file_held_by_another_process_gives_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A results file open in another process is refused with the PID and what to do."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ok', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        with pytest.raises(StoreError, match=rf"another process \(PID {holder.pid}\)"):
+            ResultsStore(FIELDS, results_file=path)
+    finally:
+        holder.communicate("", timeout=30)
+    assert path.exists()  # never deleted: it existed before
