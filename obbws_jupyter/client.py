@@ -235,7 +235,6 @@ class WebSocketClient:
         self._server: Any = None  # embedded provider server (demo / replay)
         self._broadcast: BroadcastServer | None = None
         self._capture: CaptureWriter | None = None
-        self._record_file = record_file
         self._record_hooks: list[Callable[[list[Record]], None]] = []
         self._lock = threading.RLock()
         self._closed = False
@@ -558,6 +557,7 @@ class WebSocketClient:
             records_received=self._next_id - self._store.next_id,
             records_stored=int(stats.get("rows_written", 0)),
             malformed_frames=driver.malformed if driver else 0,
+            heartbeats=driver.heartbeats if driver else 0,
             errors=(driver.errors if driver else 0) + int(stats.get("errors", 0)),
             reconnects=driver.reconnects if driver else 0,
             last_message_at=ns_to_datetime(_last_message_ns(driver)),

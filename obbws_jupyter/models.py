@@ -36,6 +36,7 @@ class WebSocketConnectionStatus(BaseModel):
     records_stored: int = 0
     rows_in_table: int | None = None
     malformed_frames: int = 0
+    heartbeats: int = 0
     errors: int = 0
     reconnects: int = 0
     last_message_at: datetime | None = None

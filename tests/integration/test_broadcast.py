@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,23 +53,6 @@ async def recv_ids(ws: ClientConnection, n: int) -> list[int]:
         for _ in range(n):
             ids.append(json.loads(await ws.recv())["id"])
     return ids
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., BroadcastServer]]:
-    """Start BroadcastServers (port 0 unless given) and stop them after the test."""
-    servers: list[BroadcastServer] = []
-
-    def make(**kwargs: Any) -> BroadcastServer:
-        kwargs.setdefault("port", 0)
-        server = BroadcastServer(fields=FIELDS, **kwargs)
-        servers.append(server)
-        runtime.run(server.start(), TIMEOUT)
-        return server
-
-    yield make
-    for server in servers:
-        runtime.run(server.stop(), 3 * TIMEOUT)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from obbws_jupyter.broadcast import BroadcastServer
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import WIRE_LOGGER, Listener, alisten, listen, normalize_url
 from tests.conftest import TIMEOUT
-from tests.integration._wire import BASE_NS, FIELDS, TOKEN
+from tests.integration._wire import BASE_NS, TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -47,22 +47,6 @@ async def publish(server: BroadcastServer, records: list[dict[str, Any]]) -> Non
         server.publish(records)
 
     await asyncio.wrap_future(runtime.submit(_publish()))
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., BroadcastServer]]:
-    """Start BroadcastServers on 127.0.0.1:0 and stop them after the test."""
-    servers: list[BroadcastServer] = []
-
-    def make(**kwargs: Any) -> BroadcastServer:
-        server = BroadcastServer(fields=FIELDS, port=0, **kwargs)
-        servers.append(server)
-        runtime.run(server.start(), TIMEOUT)
-        return server
-
-    yield make
-    for server in servers:
-        runtime.run(server.stop(), 3 * TIMEOUT)
 
 
 @pytest.fixture
