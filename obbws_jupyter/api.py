@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient, check_bool, check_port
+from obbws_jupyter._validate import check_bool, check_port
+from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     NameInUseError,

@@ -26,7 +26,6 @@ import os
 import threading
 import time
 import weakref
-import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,14 @@ from websockets.asyncio.client import connect as _ws_connect
 from obbws_jupyter import runtime
 from obbws_jupyter._registry import get_provider
 from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime
+from obbws_jupyter._validate import (
+    check_bool,
+    check_limit,
+    check_port,
+    check_positive,
+    check_retries,
+    check_tz,
+)
 from obbws_jupyter.broadcast import DEFAULT_PORT, BroadcastServer
 from obbws_jupyter.capture import CaptureWriter
 from obbws_jupyter.exceptions import (
@@ -93,59 +100,6 @@ _CONNECT_KEYS = frozenset(
 ) | {"ssl", "server_hostname", "local_addr", "family", "ssl_handshake_timeout"}
 
 
-def _check_limit(limit: Any) -> int | None:
-    if limit is None or (isinstance(limit, str) and limit.strip().lower() == "none"):
-        return None
-    if isinstance(limit, bool):
-        raise InvalidParameterError(f"limit must be a whole number >= 1 or None, got {limit!r}.")
-    try:
-        number = int(limit)
-    except (TypeError, ValueError):
-        raise InvalidParameterError(
-            f"limit must be a whole number >= 1 or None, got {limit!r}."
-        ) from None
-    if number < 1 or number != float(limit):
-        raise InvalidParameterError(
-            f"limit must be a whole number >= 1 or None (keep everything), got {limit!r}."
-        )
-    return number
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A flag given as a bool or, as OpenBB's REST examples send it, as text ("True")."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes"}:
-        return True
-    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "none", ""}:
-        return False
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise InvalidParameterError(f"{name} must be True or False, got {value!r}.")
-
-
-def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidParameterError(f"{name} must be a number, got {value!r}.") from None
-    if isinstance(value, bool) or number < 0 or (number == 0 and not allow_zero):
-        raise InvalidParameterError(f"{name} must be a positive number, got {value!r}.")
-    return number
-
-
-def check_port(port: Any, what: str = "port") -> int:
-    if isinstance(port, bool):
-        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.")
-    try:
-        number = int(port)
-    except (TypeError, ValueError):
-        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.") from None
-    if not 0 <= number <= 65535:
-        raise InvalidParameterError(f"{what} must be an integer 0-65535, got {port!r}.")
-    return DefaultPort(number) if isinstance(port, DefaultPort) else number
-
-
 class WebSocketClient:
     """One provider stream, stored in DuckDB and optionally re-broadcast.
 
@@ -191,25 +145,17 @@ class WebSocketClient:
             )
         self._session: ProviderSession = session
         self._params = params
-        self.limit = _check_limit(limit)
-        try:
-            zoneinfo.ZoneInfo(str(tz))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise InvalidParameterError(
-                f"tz={tz!r} is not a time zone name; use e.g. 'UTC' or 'America/New_York'."
-            ) from None
-        self.tz = str(tz)
-        self.sleep_time = _check_positive("sleep_time", sleep_time)
-        self.connect_timeout = _check_positive("connect_timeout", connect_timeout)
-        if max_reconnects is not None and (isinstance(max_reconnects, bool) or max_reconnects < 0):
-            raise InvalidParameterError("max_reconnects must be an integer >= 0 or None.")
+        self.limit = check_limit(limit)
+        self.tz = check_tz(tz)
+        self.sleep_time = check_positive("sleep_time", sleep_time)
+        self.connect_timeout = check_positive("connect_timeout", connect_timeout)
         self._driver_options: dict[str, Any] = {
-            "max_reconnects": max_reconnects,
-            "reconnect_base": _check_positive("reconnect_base", reconnect_base),
-            "reconnect_cap": _check_positive("reconnect_cap", reconnect_cap),
+            "max_reconnects": check_retries("max_reconnects", max_reconnects),
+            "reconnect_base": check_positive("reconnect_base", reconnect_base),
+            "reconnect_cap": check_positive("reconnect_cap", reconnect_cap),
             "stale_after": None
             if stale_timeout is None
-            else _check_positive("stale_timeout", stale_timeout),
+            else check_positive("stale_timeout", stale_timeout),
             "connect_kwargs": parse_connect_kwargs(connect_kwargs),
         }
         if record_file is not None:

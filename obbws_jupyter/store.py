@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import math
 import os
 import pathlib
 import re
@@ -42,7 +41,6 @@ import tempfile
 import threading
 import time
 import weakref
-import zoneinfo
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -52,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from obbws_jupyter._validate import check_limit, check_positive, check_tz
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     ObbwsTimeoutError,
@@ -126,40 +125,6 @@ def _check_table_name(table_name: object) -> str:
     return table_name
 
 
-def _check_limit(limit: object) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidParameterError(
-            f"limit={limit!r} is invalid: use a whole number >= 1 (rows kept), "
-            "or None to keep every row."
-        )
-    return limit
-
-
-def _check_tz(tz: object) -> str:
-    try:
-        if not isinstance(tz, str) or not tz:
-            raise ValueError(tz)
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        raise InvalidParameterError(
-            f"tz={tz!r} is not a known time zone: use an IANA name such as "
-            "'America/New_York' or 'UTC'."
-        ) from None
-    return tz
-
-
-def _check_positive(name: str, value: object, *, whole: bool) -> float:
-    kinds: tuple[type, ...] = (int,) if whole else (int, float)
-    if not isinstance(value, bool) and isinstance(value, kinds):
-        number = float(value)  # type: ignore[arg-type]
-        if number > 0 and math.isfinite(number):
-            return number
-    rule = "a whole number >= 1" if whole else "a number > 0"
-    raise InvalidParameterError(f"{name}={value!r} is invalid: use {rule}.")
-
-
 def _check_fields(fields: Sequence[Field]) -> tuple[Field, ...]:
     checked = tuple(fields)
     seen = {name for name, _ in _BASE_COLUMNS}
@@ -209,12 +174,12 @@ class ResultsStore:
         name: str = "",
     ) -> None:
         self.table_name = _check_table_name(table_name)
-        self.limit = _check_limit(limit)
-        self.tz = _check_tz(tz)
+        self.limit = check_limit(limit)
+        self.tz = check_tz(tz)
         self.fields = _check_fields(fields)
-        self.flush_interval = float(_check_positive("flush_interval", flush_interval, whole=False))
-        self.batch_rows = int(_check_positive("batch_rows", batch_rows, whole=True))
-        self.max_pending = int(_check_positive("max_pending", max_pending, whole=True))
+        self.flush_interval = float(check_positive("flush_interval", flush_interval, whole=False))
+        self.batch_rows = int(check_positive("batch_rows", batch_rows, whole=True))
+        self.max_pending = int(check_positive("max_pending", max_pending, whole=True))
         self.save_results = bool(save_results)
         self.name = name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,51 @@ def test_importing_the_providers_loads_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "expected"),
+    [
+        ("limit", None, None),
+        ("limit", "None", None),
+        ("limit", "250", 250),
+        ("limit", 5, 5),
+        ("bool", "True", True),
+        ("bool", "false", False),
+        ("bool", 0, False),
+        ("retries", None, None),
+        ("retries", 0, 0),
+    ],
+)
+def test_validators_accept_values_and_openbb_text_forms(check: str, value, expected) -> None:  # type: ignore[no-untyped-def]
+    """The shared validators accept proper values and OpenBB's text forms."""
+    from obbws_jupyter import _validate
+
+    func = {
+        "limit": _validate.check_limit,
+        "bool": lambda v: _validate.check_bool("flag", v),
+        "retries": lambda v: _validate.check_retries("max_reconnects", v),
+    }[check]
+    assert func(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda v: v.check_limit(0), "limit=0"),
+        (lambda v: v.check_limit(True), "limit=True"),
+        (lambda v: v.check_limit("lots"), "limit='lots'"),
+        (lambda v: v.check_bool("save_results", "maybe"), "save_results"),
+        (lambda v: v.check_retries("max_reconnects", "5"), "max_reconnects='5'"),
+        (lambda v: v.check_positive("sleep_time", 0), "sleep_time=0"),
+        (lambda v: v.check_positive("batch_rows", 1.5, whole=True), "batch_rows=1.5"),
+        (lambda v: v.check_tz("Mars/Olympus"), "Mars/Olympus"),
+        (lambda v: v.check_port(70000, "broadcast_port"), "broadcast_port"),
+    ],
+)
+def test_validators_name_the_parameter_and_value(call, match: str) -> None:  # type: ignore[no-untyped-def]
+    """Each refusal names the parameter and the bad value."""
+    from obbws_jupyter import _validate
+
+    with pytest.raises(InvalidParameterError, match=re.escape(match)):
+        call(_validate)
