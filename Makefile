@@ -21,8 +21,10 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/quickstart.ipynb
 
+# tests/ asserts behaviour; `--nbval-lax notebooks` also runs every notebook cell by cell
+# (nbval), so a notebook added without its own test still has to run clean.
 test: $(STAMP) browser-deps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests notebooks --nbval-lax
 
 # Debian's chromium for the browser tests (Playwright's own browser download is not used).
 browser-deps:
@@ -41,7 +43,7 @@ integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
 notebooks: $(STAMP)
-	$(PY) -m pytest tests/notebooks
+	$(PY) -m pytest tests/notebooks notebooks --nbval-lax
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check obbws_jupyter providers tests benchmarks
