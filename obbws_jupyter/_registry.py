@@ -12,11 +12,10 @@ import threading
 from importlib.metadata import entry_points
 
 from obbws_jupyter.exceptions import UnknownProviderError
-from obbws_jupyter.protocol import ProviderSpec
+from obbws_jupyter.protocol import ENTRY_POINT_GROUP, ProviderSpec
 
 __all__ = ["ENTRY_POINT_GROUP", "available_providers", "get_provider", "register_provider"]
 
-ENTRY_POINT_GROUP = "obbws_jupyter.providers"
 log = logging.getLogger("obbws_jupyter.registry")
 
 _lock = threading.Lock()

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.protocol import CAPTURE_VERSION, read_capture_header
 
 __all__ = ["CAPTURE_VERSION", "CaptureWriter", "read_capture", "read_header"]
 
-CAPTURE_VERSION = 1
 FLUSH_INTERVAL = 0.5  # seconds
 
 #: Never recorded, whatever the provider declares (defence in depth for ``secret_names``).
@@ -150,35 +150,9 @@ class CaptureWriter:
         return f"<CaptureWriter {str(self.path)!r} frames={self.frames} {state}>"
 
 
-def _not_a_capture(path: Path, why: str) -> InvalidParameterError:
-    return InvalidParameterError(
-        f"{str(path)!r} is not an obbws capture file ({why}); expected JSON lines starting "
-        f'with a header like {{"obbws_capture": {CAPTURE_VERSION}, "provider": ..., '
-        '"params": {...}}, as written by obbws_jupyter.capture.CaptureWriter.'
-    )
-
-
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The header of a capture file; InvalidParameterError if it is not one."""
-    file_path = Path(path)
-    try:
-        with open(file_path, encoding="utf-8") as file:
-            first = file.readline(1 << 20)
-    except FileNotFoundError:
-        raise InvalidParameterError(f"capture file {str(file_path)!r} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _not_a_capture(file_path, f"unreadable: {exc}") from None
-    try:
-        header = json.loads(first)
-    except ValueError:
-        raise _not_a_capture(file_path, "line 1 is not JSON") from None
-    if not isinstance(header, dict) or "obbws_capture" not in header:
-        raise _not_a_capture(file_path, "no obbws_capture header")
-    if header["obbws_capture"] != CAPTURE_VERSION:
-        raise _not_a_capture(file_path, f"unsupported capture version {header['obbws_capture']!r}")
-    if not isinstance(header.get("provider"), str) or not isinstance(header.get("params"), dict):
-        raise _not_a_capture(file_path, "the header lacks provider/params")
-    return header
+    return read_capture_header(path)
 
 
 def _frames(path: Path) -> Generator[tuple[float, Frame], None, None]:

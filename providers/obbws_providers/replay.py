@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from obbws_jupyter.protocol import (
+    ENTRY_POINT_GROUP,
     Authenticated,
     AuthFailed,
     Frame,
@@ -34,44 +35,14 @@ from obbws_jupyter.protocol import (
     SubscriptionFailed,
     Unsubscribed,
     check_ws_url,
+    read_capture_header,
 )
 
 __all__ = ["END_MARKER_KEY", "PROVIDER", "ReplaySession", "read_capture_header"]
 
-ENTRY_POINT_GROUP = "obbws_jupyter.providers"
-CAPTURE_VERSION = 1
 END_MARKER_KEY = "obbws_replay"
 _END_PREFIX = '{"' + END_MARKER_KEY + '"'
 _SWALLOWED = (Authenticated, AuthFailed, Subscribed, Unsubscribed, SubscriptionFailed)
-
-
-def read_capture_header(path: str) -> dict[str, Any]:
-    """The header line of a capture file (stdlib twin of ``obbws_jupyter.capture.read_header``:
-    providers may not import the core); InvalidParameterError naming the path otherwise."""
-    expected = (
-        f'expected a capture file (JSON lines starting with {{"obbws_capture": '
-        f'{CAPTURE_VERSION}, "provider": ..., "params": {{...}}}}) written by '
-        "obbws_jupyter.capture.CaptureWriter"
-    )
-    try:
-        with open(path, encoding="utf-8") as file:
-            first = file.readline(1 << 20)
-    except FileNotFoundError:
-        raise InvalidParameterError(f"replay: capture file {path!r} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidParameterError(f"replay: cannot read {path!r} ({exc}); {expected}.") from None
-    try:
-        header = json.loads(first)
-    except ValueError:
-        header = None
-    if (
-        not isinstance(header, dict)
-        or header.get("obbws_capture") != CAPTURE_VERSION
-        or not isinstance(header.get("provider"), str)
-        or not isinstance(header.get("params"), dict)
-    ):
-        raise InvalidParameterError(f"replay: {path!r} is not a capture file; {expected}.")
-    return header
 
 
 def _installed() -> dict[str, Any]:
