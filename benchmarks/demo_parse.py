@@ -11,7 +11,7 @@ import json
 import statistics
 import time
 
-from obbws_jupyter.testing.market import Market
+from obbws_jupyter.offline.market import Market
 from obbws_providers.demo import PROVIDER, DemoSession
 
 EVENTS_PER_FRAME = 100

@@ -36,7 +36,7 @@ SYMBOLS = "btcusd,ethusd,solusd"
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "obbws_jupyter.testing.demo_server", *args],
+        [sys.executable, "-m", "obbws_jupyter.offline.demo_server", *args],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,71 +1,14 @@
-"""Provider discovery: the entry-point group ``obbws_jupyter.providers``.
-
-Each entry point names a :class:`~obbws_jupyter.protocol.ProviderSpec`. Nothing in the core imports
-a provider by name, so a third-party package adds a provider with one entry point, or at run time
-with :func:`register_provider`.
+"""Provider discovery for the core: the one lookup lives in the provider kit
+(:mod:`obbws_jupyter.protocol`), shared with the ``replay`` provider; this module re-exports it.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from importlib.metadata import entry_points
-
-from obbws_jupyter.exceptions import UnknownProviderError
-from obbws_jupyter.protocol import ENTRY_POINT_GROUP, ProviderSpec
+from obbws_jupyter.protocol import (
+    ENTRY_POINT_GROUP,
+    available_providers,
+    get_provider,
+    register_provider,
+)
 
 __all__ = ["ENTRY_POINT_GROUP", "available_providers", "get_provider", "register_provider"]
-
-log = logging.getLogger("obbws_jupyter.registry")
-
-_lock = threading.Lock()
-_specs: dict[str, ProviderSpec] = {}
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    with _lock:
-        if _loaded:
-            return
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in _specs:
-                continue
-            try:
-                spec = ep.load()
-            except Exception as exc:  # a broken third-party provider must not break the others
-                log.warning("provider %r could not be loaded: %s", ep.name, exc)
-                continue
-            if not isinstance(spec, ProviderSpec):
-                log.warning("entry point %r does not name a ProviderSpec; ignored", ep.name)
-                continue
-            _specs[ep.name] = spec
-        _loaded = True
-
-
-def available_providers() -> list[str]:
-    """Names of every installed provider, sorted."""
-    _load()
-    return sorted(_specs)
-
-
-def get_provider(name: str) -> ProviderSpec:
-    """The provider registered as ``name``; UnknownProviderError lists the known ones."""
-    _load()
-    if not isinstance(name, str) or name.strip().lower() not in _specs:
-        known = ", ".join(available_providers()) or "(none installed)"
-        raise UnknownProviderError(
-            f"Unknown provider {name!r}; installed providers: {known}. "
-            "A provider is added by installing a package with an 'obbws_jupyter.providers' "
-            "entry point."
-        )
-    return _specs[name.strip().lower()]
-
-
-def register_provider(spec: ProviderSpec, *, replace: bool = False) -> None:
-    """Register a provider at run time (tests, notebooks); entry points are the usual way."""
-    _load()
-    with _lock:
-        if spec.name in _specs and not replace:
-            raise ValueError(f"a provider named {spec.name!r} is already registered")
-        _specs[spec.name] = spec

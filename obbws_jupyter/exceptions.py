@@ -6,6 +6,7 @@ The tree::
     ├── ConfigurationError (ValueError)       bad arguments, caught before anything starts
     │   ├── UnknownProviderError              no provider registered under that name
     │   ├── InvalidParameterError             a parameter has the wrong type or value
+    │   │   └── MissingCredentialsError       no API key given, in the environment or OpenBB's file
     │   └── SymbolError                       a symbol the provider cannot subscribe to
     ├── ConnectionNameError (KeyError-free)   registry problems
     │   ├── NameInUseError                    create_connection with a name already registered
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionNameError",
     "InvalidParameterError",
+    "MissingCredentialsError",
     "NameInUseError",
     "NotBroadcastingError",
     "NotRunningError",
@@ -64,6 +66,10 @@ class UnknownProviderError(ConfigurationError):
 
 class InvalidParameterError(ConfigurationError):
     """A parameter has the wrong type or an unsupported value."""
+
+
+class MissingCredentialsError(InvalidParameterError):
+    """A provider needs credentials and none were found (the message names where to put them)."""
 
 
 class SymbolError(ConfigurationError):

@@ -68,7 +68,7 @@ def _clean_registry() -> Iterator[None]:
 @pytest.fixture
 def demo_server():  # type: ignore[no-untyped-def]
     """A demo provider server on 127.0.0.1:0 with test controls (no API key check)."""
-    from obbws_jupyter.testing.demo_server import start_demo_server
+    from obbws_jupyter.offline.demo_server import start_demo_server
 
     handle = start_demo_server(rate=500.0, heartbeat_interval=0.2)
     yield handle

@@ -1,7 +1,7 @@
 """The ``demo`` provider: a simulated market, no API key, no internet.
 
 The wire protocol is modelled on Polygon's (reference §9.2, §14.1) and specified in
-``docs/demo_protocol.md``; its server is :mod:`obbws_jupyter.testing.demo_server`, started on
+``docs/demo_protocol.md``; its server is :mod:`obbws_jupyter.offline.demo_server`, started on
 127.0.0.1 by the core unless ``url`` is given. In short, every server frame is a JSON array of
 objects::
 
@@ -250,7 +250,7 @@ PROVIDER = ProviderSpec(
         Param("rate", float, 200.0, description="events per second of the embedded server"),
         Param("url", str, None, description="ws://HOST:PORT of a running demo server"),
     ),
-    embedded_server="obbws_jupyter.testing.demo_server:serve",
+    embedded_server="obbws_jupyter.offline.demo_server:serve",
     docs="docs/demo_protocol.md",
     check=_check,
 )

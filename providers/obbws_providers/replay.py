@@ -1,6 +1,6 @@
 """The ``replay`` provider: plays back a capture file (``obbws_jupyter.capture``) as a live stream.
 
-The core starts :mod:`obbws_jupyter.testing.replay_server` on 127.0.0.1 (unless ``url`` is
+The core starts :mod:`obbws_jupyter.offline.replay_server` on 127.0.0.1 (unless ``url`` is
 given), which sends the recorded frames with their recorded timing (divided by ``speed``) and
 then the end marker ``{"obbws_replay":"end","frames":N}``. :class:`ReplaySession` parses the
 frames with the *recorded provider's own session* (found through the entry points, like any
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
 from obbws_jupyter.protocol import (
-    ENTRY_POINT_GROUP,
     Authenticated,
     AuthFailed,
     Frame,
@@ -33,8 +31,11 @@ from obbws_jupyter.protocol import (
     StreamEnded,
     Subscribed,
     SubscriptionFailed,
+    UnknownProviderError,
     Unsubscribed,
+    available_providers,
     check_ws_url,
+    get_provider,
     read_capture_header,
 )
 
@@ -45,28 +46,19 @@ _END_PREFIX = '{"' + END_MARKER_KEY + '"'
 _SWALLOWED = (Authenticated, AuthFailed, Subscribed, Unsubscribed, SubscriptionFailed)
 
 
-def _installed() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def _recorded_spec(path: str, name: str) -> ProviderSpec:
     if name == "replay":
         raise InvalidParameterError(
             f"replay: {path!r} was recorded from a replay; replay the original capture instead."
         )
-    installed = _installed()
-    if name not in installed:
-        known = ", ".join(sorted(installed)) or "none"
+    try:
+        return get_provider(name)
+    except UnknownProviderError:
+        known = ", ".join(p for p in available_providers() if p != "replay") or "none"
         raise InvalidParameterError(
             f"replay: {path!r} was recorded from provider {name!r}, which is not installed "
             f"(installed providers: {known})."
-        )
-    spec = installed[name].load()
-    if not isinstance(spec, ProviderSpec):
-        raise InvalidParameterError(
-            f"replay: the entry point of provider {name!r} is not a ProviderSpec."
-        )
-    return spec
+        ) from None
 
 
 def _inner_params(
@@ -205,7 +197,7 @@ PROVIDER = ProviderSpec(
         Param("symbol", str, None, description="only these symbols (default: all recorded)"),
         Param("url", str, None, description="ws://HOST:PORT of a running replay server"),
     ),
-    embedded_server="obbws_jupyter.testing.replay_server:serve",
+    embedded_server="obbws_jupyter.offline.replay_server:serve",
     docs="docs/demo_protocol.md#capture-format",
     check=_check,
 )

@@ -19,10 +19,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from obbws_jupyter import runtime
 from obbws_jupyter.capture import CaptureWriter
+from obbws_jupyter.offline.demo_server import DemoServer, serve, start_demo_server
+from obbws_jupyter.offline.replay_server import ReplayServer
+from obbws_jupyter.offline.replay_server import serve as replay_serve
 from obbws_jupyter.protocol import Authenticated, Heartbeat, StreamEnded, Subscribed
-from obbws_jupyter.testing.demo_server import DemoServer, serve, start_demo_server
-from obbws_jupyter.testing.replay_server import ReplayServer
-from obbws_jupyter.testing.replay_server import serve as replay_serve
 from obbws_providers import demo, replay
 from tests.conftest import TIMEOUT
 
@@ -342,7 +342,7 @@ def test_command_line_server_prints_url_and_serves(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "obbws_jupyter.testing.demo_server",
+            "obbws_jupyter.offline.demo_server",
             "--port",
             "0",
             "--rate",
@@ -486,3 +486,26 @@ def test_replay_session_over_the_replay_server(tmp_path: Path) -> None:
     replayed, events = arun(play(path))
     assert replayed == live
     assert events[-1].message.startswith("replay finished after")
+
+
+def test_fake_base_records_client_frames_and_wakes_waiters() -> None:
+    """Every client frame lands in ``received`` and ``wait_for`` wakes on it (no sleeping);
+    ``drop_connections(None)`` resets the TCP connection without a close frame."""
+
+    async def scenario(server: DemoServer) -> None:
+        async with connect(server.url_for("crypto")) as ws:
+            await login(ws)
+            await ws.send(json.dumps({"action": "subscribe", "params": "T.BTCUSD"}))
+            await server.wait_for(lambda: len(server.received) >= 2, TIMEOUT)
+            assert json.loads(server.received[-1]) == {
+                "action": "subscribe",
+                "params": "T.BTCUSD",
+            }
+            assert await server.drop_connections(None) == 1
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+                while True:
+                    await asyncio.wait_for(ws.recv(), TIMEOUT)
+            assert info.value.rcvd is None  # no closing handshake: a reset
+
+    arun(with_server(scenario))

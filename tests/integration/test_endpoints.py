@@ -265,7 +265,7 @@ def test_bad_arguments_fail_before_anything_starts(kwargs, error, match) -> None
 
 def test_bad_credentials_are_refused_and_nothing_stays(tmp_path: Path) -> None:
     """A rejected API key raises ProviderAuthError from create_connection; nothing registered."""
-    from obbws_jupyter.testing.demo_server import start_demo_server
+    from obbws_jupyter.offline.demo_server import start_demo_server
 
     server = start_demo_server(api_key="right-key", rate=100)
     try:

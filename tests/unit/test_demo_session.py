@@ -351,7 +351,7 @@ def test_resolve_fills_defaults() -> None:
         "rate": 200.0,
         "url": None,
     }
-    assert PROVIDER.embedded_server == "obbws_jupyter.testing.demo_server:serve"
+    assert PROVIDER.embedded_server == "obbws_jupyter.offline.demo_server:serve"
 
 
 @pytest.mark.parametrize(

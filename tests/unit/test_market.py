@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from obbws_jupyter.testing.market import (
+from obbws_jupyter.offline.market import (
     DEFAULT_BASKETS,
     START_PRICES,
     Market,
@@ -37,7 +37,7 @@ def test_different_seeds_differ() -> None:
 def test_unknown_symbol_start_price_is_stable_across_processes() -> None:
     """Unknown symbols get a start price from a stable hash, not Python's salted hash()."""
     code = (
-        "from obbws_jupyter.testing.market import start_price; print(start_price('ZZTOP','stock'))"
+        "from obbws_jupyter.offline.market import start_price; print(start_price('ZZTOP','stock'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

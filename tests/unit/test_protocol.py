@@ -9,15 +9,18 @@ import pytest
 
 from obbws_jupyter.exceptions import InvalidParameterError, SymbolError
 from obbws_jupyter.protocol import (
+    OPENBB_SETTINGS_ENV,
     Authenticated,
     Field,
     FieldType,
     MalformedFrame,
+    MissingCredentialsError,
     Param,
     ProviderSession,
     ProviderSpec,
     iso_to_ns,
     ms_to_ns,
+    openbb_settings_path,
     split_symbols,
 )
 
@@ -161,3 +164,50 @@ def test_secret_values_never_appear_in_errors() -> None:
     with pytest.raises(InvalidParameterError) as info:
         spec.resolve({"api_key": "sup3r-secret"}, {})
     assert "sup3r-secret" not in str(info.value)
+
+
+KEYED = ProviderSpec(
+    name="keyed",
+    description="test",
+    session_class=EchoSession,
+    params=(
+        Param("symbol"),
+        Param("api_key", secret=True, env="KEYED_API_KEY", openbb_setting="keyed_api_key"),
+    ),
+)
+
+
+def _settings(tmp_path, content: str) -> dict[str, str]:
+    path = tmp_path / "user_settings.json"
+    path.write_text(content)
+    return {OPENBB_SETTINGS_ENV: str(path)}
+
+
+def test_credentials_come_from_argument_then_env_then_openbb_settings(tmp_path) -> None:
+    """An API key is taken from the argument, else the env variable, else OpenBB's file."""
+    environ = _settings(tmp_path, '{"credentials": {"keyed_api_key": "from-file"}}')
+    assert KEYED.resolve({"symbol": "x", "api_key": "arg"}, environ)["api_key"] == "arg"
+    both = {**environ, "KEYED_API_KEY": "from-env"}
+    assert KEYED.resolve({"symbol": "x"}, both)["api_key"] == "from-env"
+    assert KEYED.resolve({"symbol": "x"}, environ)["api_key"] == "from-file"
+
+
+def test_openbb_settings_default_path_is_under_home(tmp_path) -> None:
+    """Without the override, the file is ~/.openbb_platform/user_settings.json of HOME."""
+    folder = tmp_path / ".openbb_platform"
+    folder.mkdir()
+    (folder / "user_settings.json").write_text('{"credentials": {"keyed_api_key": "k"}}')
+    assert openbb_settings_path({"HOME": str(tmp_path)}) == folder / "user_settings.json"
+    assert KEYED.resolve({"symbol": "x"}, {"HOME": str(tmp_path)})["api_key"] == "k"
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]", '{"credentials": 3}', "{}"])
+def test_missing_credentials_name_all_three_places(tmp_path, content: str) -> None:
+    """No key anywhere (or an unusable settings file) raises MissingCredentialsError that
+    names the argument, the env variable and the OpenBB settings key."""
+    with pytest.raises(MissingCredentialsError) as info:
+        KEYED.resolve({"symbol": "x"}, _settings(tmp_path, content))
+    text = str(info.value)
+    assert "api_key=" in text and "KEYED_API_KEY" in text and "keyed_api_key" in text
+    assert "user_settings.json" in text
+    assert isinstance(info.value, InvalidParameterError)

@@ -9,6 +9,8 @@ import pytest
 
 from obbws_jupyter.capture import CaptureWriter, read_capture, read_header
 from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.offline.market import Market
+from obbws_jupyter.offline.replay_server import end_marker
 from obbws_jupyter.protocol import (
     Authenticated,
     Heartbeat,
@@ -17,8 +19,6 @@ from obbws_jupyter.protocol import (
     Subscribed,
     Unsubscribed,
 )
-from obbws_jupyter.testing.market import Market
-from obbws_jupyter.testing.replay_server import end_marker
 from obbws_providers import demo
 from obbws_providers.replay import PROVIDER, ReplaySession
 
@@ -233,7 +233,7 @@ def test_replay_params_and_spec(tmp_path: Path) -> None:
     path = write_capture(tmp_path / "c.jsonl", [])
     params = PROVIDER.resolve({"path": str(path)}, {})
     assert params == {"path": str(path), "speed": 1.0, "loop": False, "symbol": None, "url": None}
-    assert PROVIDER.embedded_server == "obbws_jupyter.testing.replay_server:serve"
+    assert PROVIDER.embedded_server == "obbws_jupyter.offline.replay_server:serve"
     session = replay(path)
     assert session.stale_after is None
     assert session.url() == "ws://127.0.0.1:9/"
@@ -267,10 +267,12 @@ def test_unknown_recorded_provider_lists_installed(tmp_path: Path) -> None:
         ReplaySession({"path": str(path)})
 
 
-def test_inner_required_secret_gets_placeholder(tmp_path: Path, monkeypatch) -> None:
-    """A recorded provider's required secret is filled with a placeholder, never recorded."""
-    from obbws_jupyter.protocol import Param, ProviderSpec
-    from obbws_providers import replay as replay_module
+def test_registered_provider_is_replayed_with_secret_placeholder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A provider added with register_provider is replayed (one lookup for both), and its
+    required secret is filled with a placeholder, never recorded."""
+    from obbws_jupyter.protocol import Param, ProviderSpec, _lookup, available_providers
 
     spec = ProviderSpec(
         name="keyed",
@@ -278,14 +280,8 @@ def test_inner_required_secret_gets_placeholder(tmp_path: Path, monkeypatch) -> 
         session_class=demo.DemoSession,
         params=(*demo.PROVIDER.params[:3], Param("api_key", str, secret=True)),
     )
-
-    class EP:
-        name = "keyed"
-
-        def load(self) -> ProviderSpec:
-            return spec
-
-    monkeypatch.setattr(replay_module, "_installed", lambda: {"keyed": EP()})
+    available_providers()  # load the entry points first
+    monkeypatch.setitem(_lookup._specs, "keyed", spec)  # registered for this test only
     path = tmp_path / "c.jsonl"
     CaptureWriter(path, provider="keyed", params={"symbol": "x", "api_key": "k"}).close()
     session = ReplaySession({"path": str(path)})

@@ -31,7 +31,7 @@ from obbws_jupyter.exceptions import InvalidParameterError
 
 __all__ = ["ReplayServer", "end_marker", "serve"]
 
-log = logging.getLogger("obbws_jupyter.testing.replay_server")
+log = logging.getLogger("obbws_jupyter.offline.replay_server")
 
 YIELD_EVERY = 100  # frames between yields to the loop at speed 0
 

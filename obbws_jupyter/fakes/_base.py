@@ -1,0 +1,457 @@
+"""The base of every fake provider server: a real websocket server on 127.0.0.1 with the test
+controls that make provider trouble reproducible.
+
+A fake server speaks one provider's wire protocol faithfully (its subclass does: paths, auth,
+acknowledgements, heartbeats, errors, data frames) and draws realistic prices from the offline
+market (:mod:`obbws_jupyter.offline.market`). The base owns what every fake needs:
+
+- lifecycle on any running loop: ``server = await FakeServer(...).start()`` ...
+  ``await server.close()`` (or ``async with``); ``port=0`` picks a free port; :attr:`url`;
+- a data pump per connection: every ``tick_interval`` it owes ``rate`` events/s to each
+  connection that is :meth:`ready` and asks :meth:`make_frames` for them; a heartbeat frame
+  every ``heartbeat_interval`` if :meth:`heartbeat` returns one;
+- test controls: :meth:`drop_connections` (a close code, or ``None`` for a TCP reset),
+  :meth:`inject` (raw, possibly malformed frames), :meth:`pause` / :meth:`resume` (open but
+  silent: watchdog tests), :meth:`set_rate`, :meth:`wait_connections` and :meth:`wait_for`
+  (wait on a condition instead of sleeping);
+- counters the tests assert on: ``connections_total``, ``auth_attempts``, ``events_sent``,
+  ``frames_sent`` and ``received`` (every frame the clients sent, newest last, bounded);
+- :class:`ServerHandle`: the same server driven from sync code (notebooks, tests), running on
+  the obbws background loop; :func:`start_server` builds one;
+- :func:`run_cli`: ``python -m obbws_jupyter.fakes.<provider> --port 0`` prints the URL and
+  serves until Ctrl-C / SIGTERM (benchmarks run servers in their own process).
+
+A subclass overrides the hooks :meth:`process_request` (refuse unknown paths, HTTP endpoints),
+:meth:`on_open`, :meth:`on_message`, :meth:`ready`, :meth:`make_frames` and :meth:`heartbeat`,
+and keeps its per-connection state in ``client.state``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from obbws_jupyter import runtime
+from obbws_jupyter.offline.market import Market
+
+__all__ = ["FakeClient", "FakeServer", "ServerHandle", "now_ms", "run_cli", "start_server"]
+
+log = logging.getLogger("obbws_jupyter.fakes")
+
+Frame = str | bytes
+S = TypeVar("S", bound="FakeServer")
+
+TICK_INTERVAL = 0.015  # seconds between data batches
+RECEIVED_KEPT = 10_000  # client frames kept in FakeServer.received
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds (what most providers stamp)."""
+    return time.time_ns() // 1_000_000
+
+
+def check_rate(rate: float) -> float:
+    """``rate`` as a finite float >= 0 (events per second), or ValueError."""
+    value = float(rate)
+    if not value >= 0.0 or value == float("inf"):
+        raise ValueError(f"rate must be a finite number >= 0, got {rate!r}")
+    return value
+
+
+class FakeClient:
+    """Server-side state of one connection; subclasses keep theirs in ``state``."""
+
+    __slots__ = ("authenticated", "budget", "conn", "path", "query", "state", "subscriptions")
+
+    def __init__(self, conn: ServerConnection, path: str, query: str) -> None:
+        self.conn = conn
+        self.path = path  # request path without the query string
+        self.query = query
+        self.authenticated = False
+        self.subscriptions: dict[str, None] = {}  # in the order asked
+        self.budget = 0.0  # fractional events carried over between ticks
+        self.state: dict[str, Any] = {}
+
+
+class FakeServer:
+    """A provider's websocket server on ``ws://host:port`` (see the module docstring).
+
+    ``api_key=None`` accepts any key; otherwise :meth:`check_key` compares in constant time.
+    ``rate`` is events per second per ready connection (0: no data). ``seed`` makes the
+    simulated prices reproducible; one market per server, so a reconnecting client continues
+    the same price paths.
+    """
+
+    provider = "fake"  # for logs
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        rate: float = 200.0,
+        seed: int | None = None,
+        tick_interval: float = TICK_INTERVAL,
+        heartbeat_interval: float | None = None,
+        max_size: int = 2**16,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.rate = check_rate(rate)
+        self.tick_interval = tick_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.max_size = max_size
+        self.market = Market(seed)
+        self.connections_total = 0
+        self.auth_attempts = 0
+        self.events_sent = 0
+        self.frames_sent = 0
+        self.received: deque[Frame] = deque(maxlen=RECEIVED_KEPT)
+        self._clients: dict[ServerConnection, FakeClient] = {}
+        self._server: Server | None = None
+        self._running: asyncio.Event | None = None  # set = output flowing, clear = paused
+        self._changed: asyncio.Condition | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self: S) -> S:
+        """Listen (port 0 picks a free port; see :attr:`url`) and return ``self``."""
+        if self._server is not None:
+            return self
+        self._running = asyncio.Event()
+        self._running.set()
+        self._changed = asyncio.Condition()
+        self._server = await ws_serve(
+            self._handler,
+            self.host,
+            self.port,
+            compression=None,
+            process_request=self._process_request,
+            max_size=self.max_size,
+            ping_interval=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("%s fake server listening on %s (rate %s/s)", self.provider, self.url, self.rate)
+        return self
+
+    async def close(self) -> None:
+        """Close every connection (1001) and stop listening. Safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self._running is not None:
+            self._running.set()  # let paused senders finish
+        server.close()
+        await server.wait_closed()
+
+    async def __aenter__(self: S) -> S:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (subclasses document the paths they serve)."""
+        return f"ws://{self.host}:{self.port}"
+
+    # -- test controls -----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Connections currently open."""
+        return len(self._clients)
+
+    @property
+    def clients(self) -> list[FakeClient]:
+        """The open connections' state, oldest first."""
+        return list(self._clients.values())
+
+    @property
+    def paused(self) -> bool:
+        return self._running is not None and not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop all output (data, heartbeats, replies) while keeping connections open."""
+        if self._running is not None:
+            self._running.clear()
+
+    def resume(self) -> None:
+        """Restart output after :meth:`pause`."""
+        if self._running is not None:
+            self._running.set()
+
+    def set_rate(self, rate: float) -> None:
+        """Change the events/s of every connection (0: no data)."""
+        self.rate = check_rate(rate)
+
+    async def drop_connections(self, code: int | None = 1011, reason: str = "fake drop") -> int:
+        """Close every open connection with ``code`` (a provider-side drop); ``code=None``
+        aborts the TCP connections without a closing handshake (a reset). Returns how many."""
+        conns = list(self._clients)
+        if code is None:
+            for conn in conns:
+                conn.transport.abort()
+        else:
+            await asyncio.gather(
+                *(conn.close(code, reason) for conn in conns), return_exceptions=True
+            )
+        return len(conns)
+
+    async def inject(self, frame: Frame) -> int:
+        """Send a raw frame to every connected client (even while paused); returns how many."""
+        conns = list(self._clients)
+        await asyncio.gather(*(conn.send(frame) for conn in conns), return_exceptions=True)
+        return len(conns)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait until ``predicate()`` holds; it is checked after every connection change and
+        every frame a client sends (TimeoutError after ``timeout`` seconds)."""
+        assert self._changed is not None, "start() the server first"
+        changed = self._changed
+
+        async def _wait() -> None:
+            async with changed:
+                await changed.wait_for(predicate)
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def wait_connections(self, n: int, timeout: float | None = None) -> None:
+        """Wait until ``n`` connections have been accepted in total."""
+        await self.wait_for(lambda: self.connections_total >= n, timeout)
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+
+    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Refuse a handshake with an HTTP response (unknown path, bad key), or serve a plain
+        HTTP endpoint; None accepts the websocket."""
+        return None
+
+    async def on_open(self, client: FakeClient) -> None:
+        """A websocket is open (send the provider's greeting here)."""
+
+    async def on_message(self, client: FakeClient, message: Frame) -> None:
+        """One frame from the client (auth, subscribe, unsubscribe, ...)."""
+        raise NotImplementedError
+
+    def ready(self, client: FakeClient) -> bool:
+        """Whether data flows to ``client`` now."""
+        return client.authenticated and bool(client.subscriptions)
+
+    def make_frames(self, client: FakeClient, n: int, t_ms: int, span_ms: float) -> list[Frame]:
+        """Frames carrying ``n`` events stamped in ``[t_ms, t_ms + span_ms)``."""
+        return []
+
+    def heartbeat(self, client: FakeClient) -> Frame | None:
+        """The provider's heartbeat frame, or None if it has none."""
+        return None
+
+    def check_key(self, key: object) -> bool:
+        """Whether ``key`` is accepted (any key when the server has none), in constant time."""
+        self.auth_attempts += 1
+        if self.api_key is None:
+            return True
+        return isinstance(key, str) and hmac.compare_digest(key.encode(), self.api_key.encode())
+
+    async def send(self, client: FakeClient, frame: Frame, events: int = 0) -> None:
+        """Send one frame to ``client`` (waits while paused); counts frames and events."""
+        running = self._running
+        if running is not None and not running.is_set():
+            await running.wait()
+        await client.conn.send(frame)
+        self.frames_sent += 1
+        self.events_sent += events
+
+    # -- websocket side ----------------------------------------------------------------------
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        return self.process_request(conn, request)
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _handler(self, conn: ServerConnection) -> None:
+        assert conn.request is not None
+        path, _, query = conn.request.path.partition("?")
+        client = FakeClient(conn, path, query)
+        self._clients[conn] = client
+        self.connections_total += 1
+        await self._notify()
+        pump = asyncio.create_task(self.produce(client))
+        try:
+            await self.on_open(client)
+            async for message in conn:
+                self.received.append(message)
+                await self.on_message(client, message)
+                await self._notify()
+        except ConnectionClosed:
+            pass
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            del self._clients[conn]
+            await self._notify()
+
+    async def produce(self, client: FakeClient) -> None:
+        """Data every tick and heartbeats; subclasses with another pace override it."""
+        loop = asyncio.get_running_loop()
+        running = self._running
+        assert running is not None
+        last = loop.time()
+        interval = self.heartbeat_interval
+        next_heartbeat = last + interval if interval else float("inf")
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.tick_interval)
+                if not running.is_set():
+                    await running.wait()
+                    last = loop.time()  # nothing owed for the paused time
+                    next_heartbeat = last + interval if interval else float("inf")
+                now = loop.time()
+                dt, last = now - last, now
+                if self.rate > 0 and self.ready(client):
+                    await self._send_owed(client, dt)
+                else:
+                    client.budget = 0.0
+                if interval and now >= next_heartbeat:
+                    beat = self.heartbeat(client)
+                    if beat is not None:
+                        await self.send(client, beat)
+                    next_heartbeat = max(next_heartbeat + interval, now)
+
+    async def _send_owed(self, client: FakeClient, dt: float) -> None:
+        # a slow client stalls this loop (send waits for the buffer to drain): owe at most 1 s
+        client.budget = min(client.budget + self.rate * dt, max(self.rate, 1.0))
+        n = int(client.budget)
+        if n <= 0:
+            return
+        client.budget -= n
+        span = dt * 1000.0
+        for frame in self.make_frames(client, n, now_ms() - int(span), span):
+            await self.send(client, frame)
+        self.events_sent += n
+
+
+# -- sync facade -----------------------------------------------------------------------------
+
+
+async def _call(func: Callable[..., Any], *args: Any) -> Any:
+    return func(*args)
+
+
+class ServerHandle:
+    """A fake server running on the obbws background loop, driven from sync code.
+
+    Controls run on the loop; other attributes (counters, ``url``, ``received``) are read from
+    the server as they are."""
+
+    def __init__(self, server: FakeServer, timeout: float = runtime.DEFAULT_TIMEOUT) -> None:
+        self.server = server
+        self.timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    def close(self) -> None:
+        runtime.run(self.server.close(), self.timeout)
+
+    def drop_connections(self, code: int | None = 1011, reason: str = "fake drop") -> int:
+        return runtime.run(self.server.drop_connections(code, reason), self.timeout)
+
+    def inject(self, frame: Frame) -> int:
+        return runtime.run(self.server.inject(frame), self.timeout)
+
+    def pause(self) -> None:
+        runtime.run(_call(self.server.pause), self.timeout)
+
+    def resume(self) -> None:
+        runtime.run(_call(self.server.resume), self.timeout)
+
+    def set_rate(self, rate: float) -> None:
+        runtime.run(_call(self.server.set_rate, rate), self.timeout)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> None:
+        wait = self.timeout if timeout is None else timeout
+        runtime.run(self.server.wait_for(predicate, wait), wait + 1.0)
+
+    def wait_connections(self, n: int, timeout: float | None = None) -> None:
+        wait = self.timeout if timeout is None else timeout
+        runtime.run(self.server.wait_connections(n, wait), wait + 1.0)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self.server).__name__} {self.server.url} connections={self.connections}>"
+
+
+def start_server(cls: type[FakeServer], **kwargs: Any) -> ServerHandle:
+    """Start ``cls(**kwargs)`` on the obbws background loop and return its sync handle."""
+    server = cls(**kwargs)
+    runtime.run(server.start())
+    return ServerHandle(server)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def run_cli(
+    build: Callable[[argparse.Namespace, str | None], FakeServer],
+    prog: str,
+    description: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """A fake server's ``main()``: common options (--host, --port, --rate, --seed,
+    --api-key-env), plus ``extra`` ones; prints the URL once listening, serves until Ctrl-C
+    or SIGTERM. The API key is read from an environment variable, never from argv."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s per connection")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--api-key-env", default=None, help="require the key held in this environment variable"
+    )
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        parser.error(f"environment variable {args.api_key_env} is empty or not set")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(build(args, api_key)))
+
+
+async def _serve_forever(server: FakeServer) -> None:
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(server.url, flush=True)  # the one line a parent process waits for
+    try:
+        await stop.wait()
+    finally:
+        await server.close()

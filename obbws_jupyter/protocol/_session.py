@@ -1,0 +1,156 @@
+"""The sans-I/O session base: frames in, records and events out, frames to send."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from obbws_jupyter.protocol._events import (
+    Authenticated,
+    Event,
+    MalformedFrame,
+    Subscribed,
+    Unsubscribed,
+)
+from obbws_jupyter.protocol._records import Field, Frame, Record
+from obbws_jupyter.protocol._values import split_symbols
+
+__all__ = ["ProviderSession"]
+
+
+class ProviderSession:
+    """Base class of a provider's protocol state machine. Subclasses override the hooks:
+
+    - ``fields`` (class or instance attribute): the record model.
+    - ``url()``: where to connect for the configured asset type / feed.
+    - ``normalize_symbol(symbol)``: the provider's convention; raise SymbolError if invalid.
+    - ``auth_frames()``: frames to send when the connection opens (may be empty).
+    - ``subscribe_frames(symbols)`` / ``unsubscribe_frames(symbols)``.
+    - ``parse(frame)``: records of one frame; call ``self._emit(...)`` for events and
+      ``self._authenticated()`` when the provider accepts the credentials. Raise on a frame it
+      cannot read: ``receive`` turns that into a :class:`MalformedFrame` event.
+
+    ``stale_after`` is how long (seconds) a silent connection may last before the driver treats
+    it as dead; ``None`` turns the watchdog off.
+    """
+
+    provider: ClassVar[str] = ""
+    fields: tuple[Field, ...] = ()
+    stale_after: float | None = 30.0
+    connect_kwargs: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = dict(params)
+        self._wanted: dict[str, None] = {}
+        self._acked: dict[str, None] = {}
+        self._outgoing: list[Frame] = []
+        self._events: list[Event] = []
+        self.is_authenticated = False
+        initial = split_symbols(self.params.get("symbol"))
+        for symbol in self._normalize_all(initial):
+            self._wanted[symbol] = None
+
+    # hooks ---------------------------------------------------------------------------------
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def normalize_symbol(self, symbol: str) -> str:
+        return symbol
+
+    def auth_frames(self) -> list[Frame]:
+        return []
+
+    def subscribe_frames(self, symbols: Sequence[str]) -> list[Frame]:
+        raise NotImplementedError
+
+    def unsubscribe_frames(self, symbols: Sequence[str]) -> list[Frame]:
+        raise NotImplementedError
+
+    def parse(self, frame: Frame) -> list[Record]:
+        raise NotImplementedError
+
+    # driver-facing API ---------------------------------------------------------------------
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols the user wants, in the order asked (replayed on every reconnect)."""
+        return tuple(self._wanted)
+
+    @property
+    def acknowledged(self) -> tuple[str, ...]:
+        """Symbols the provider acknowledged on the current connection."""
+        return tuple(self._acked)
+
+    def connection_made(self) -> None:
+        """A new socket is open: forget per-connection state and queue the auth frames."""
+        self.is_authenticated = False
+        self._acked.clear()
+        self._outgoing.extend(self.auth_frames())
+
+    def receive(self, frame: Frame) -> list[Record]:
+        try:
+            return self.parse(frame)
+        except Exception as exc:  # a bad frame is reported, never fatal
+            text = frame if isinstance(frame, str) else frame[:120].hex()
+            self._events.append(MalformedFrame(f"{type(exc).__name__}: {exc}", text[:200]))
+            return []
+
+    def events_received(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[Frame]:
+        frames, self._outgoing = self._outgoing, []
+        return frames
+
+    def subscribe(self, symbols: str | Iterable[str]) -> list[str]:
+        """Add symbols (validated, normalized); returns the new ones. Frames are queued only
+        while authenticated; otherwise they go out after the next authentication."""
+        new = [s for s in self._normalize_all(split_symbols(symbols)) if s not in self._wanted]
+        for symbol in new:
+            self._wanted[symbol] = None
+        if new and self.is_authenticated:
+            self._outgoing.extend(self.subscribe_frames(new))
+        return new
+
+    def unsubscribe(self, symbols: str | Iterable[str]) -> list[str]:
+        """Remove symbols; returns those that were subscribed."""
+        gone = [s for s in self._normalize_all(split_symbols(symbols)) if s in self._wanted]
+        for symbol in gone:
+            del self._wanted[symbol]
+            self._acked.pop(symbol, None)
+        if gone and self.is_authenticated:
+            self._outgoing.extend(self.unsubscribe_frames(gone))
+        return gone
+
+    def normalize(self, symbols: str | Iterable[str]) -> list[str]:
+        """Normalize symbols without subscribing (raises SymbolError for invalid ones)."""
+        return self._normalize_all(split_symbols(symbols))
+
+    # helpers for subclasses ----------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+        if isinstance(event, Subscribed):
+            for symbol in event.symbols:
+                self._acked[symbol] = None
+        elif isinstance(event, Unsubscribed):
+            for symbol in event.symbols:
+                self._acked.pop(symbol, None)
+
+    def _send(self, frame: Frame) -> None:
+        self._outgoing.append(frame)
+
+    def _authenticated(self, message: str = "") -> None:
+        """Call from ``parse`` when the provider accepts the credentials."""
+        self.is_authenticated = True
+        self._events.append(Authenticated(message))
+        if self._wanted:
+            self._outgoing.extend(self.subscribe_frames(list(self._wanted)))
+
+    def _normalize_all(self, symbols: Sequence[str]) -> list[str]:
+        out: dict[str, None] = {}
+        for symbol in symbols:
+            out.setdefault(self.normalize_symbol(symbol), None)
+        return list(out)
