@@ -53,7 +53,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/store_ingest.py
-	$(PY) benchmarks/demo_parse.py
+	$(PY) benchmarks/provider_parse.py
 	$(PY) benchmarks/broadcast.py
 
 clean:

@@ -504,6 +504,7 @@ class WebSocketClient:
             records_stored=int(stats.get("rows_written", 0)),
             malformed_frames=driver.malformed if driver else 0,
             heartbeats=driver.heartbeats if driver else 0,
+            sequence_gaps=driver.gaps if driver else 0,
             errors=(driver.errors if driver else 0) + int(stats.get("errors", 0)),
             reconnects=driver.reconnects if driver else 0,
             last_message_at=ns_to_datetime(_last_message_ns(driver)),

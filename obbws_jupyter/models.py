@@ -37,6 +37,7 @@ class WebSocketConnectionStatus(BaseModel):
     rows_in_table: int | None = None
     malformed_frames: int = 0
     heartbeats: int = 0
+    sequence_gaps: int = 0
     errors: int = 0
     reconnects: int = 0
     last_message_at: datetime | None = None

@@ -38,6 +38,7 @@ from obbws_jupyter.protocol import (
     ProviderMessage,
     ProviderSession,
     Record,
+    SequenceGap,
     StreamEnded,
     Subscribed,
     SubscriptionFailed,
@@ -126,6 +127,7 @@ class StreamDriver:
         self.malformed = 0
         self.errors = 0
         self.heartbeats = 0
+        self.gaps = 0  # sequence numbers the provider skipped (messages missed)
         self.reconnects = 0
         self.connected_ns: int | None = None
         self.last_error: str | None = None
@@ -138,6 +140,7 @@ class StreamDriver:
         self._authed = False
         self._acks: dict[str, asyncio.Future[str | None]] = {}
         self._malformed_log = RateLimitedLog()
+        self._gap_log = RateLimitedLog()
         self._log_url = mask_secrets(url)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -418,6 +421,16 @@ class StreamDriver:
                         self.malformed,
                         event.reason,
                         event.excerpt[:80],
+                    )
+            elif isinstance(event, SequenceGap):
+                self.gaps += event.missed
+                if self._gap_log.allow():
+                    log.warning(
+                        "%s: the provider's sequence skipped %d message(s)%s (%d so far)",
+                        self.name,
+                        event.missed,
+                        f" on {event.symbol}" if event.symbol else "",
+                        self.gaps,
                     )
             elif isinstance(event, Authenticated):
                 self._on_authenticated(event)

@@ -46,7 +46,16 @@ from obbws_jupyter.fakes._base import (
 )
 from obbws_jupyter.offline.market import ASSET_TYPES, Channel
 
-__all__ = ["DemoServer", "DemoServerHandle", "main", "serve", "start_demo_server"]
+__all__ = [
+    "BENCH_CASES",
+    "PROVIDER_NAME",
+    "DemoServer",
+    "DemoServerHandle",
+    "main",
+    "sample_frames",
+    "serve",
+    "start_demo_server",
+]
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,19}$")
 CHANNELS = ("T", "Q")
@@ -250,6 +259,31 @@ class DemoServer(FakeServer):
             i += 1
             if i % 16 == 0:
                 await asyncio.sleep(0)  # let control messages through
+
+
+# -- sample frames for the parse benchmark (benchmarks/provider_parse.py) ---------------------
+
+PROVIDER_NAME = "demo"
+#: parse-benchmark cases: name -> provider parameters
+BENCH_CASES: dict[str, dict[str, Any]] = {
+    "crypto trade": {"symbol": "*", "asset_type": "crypto", "feed": "trade"},
+    "stock quote": {"symbol": "*", "asset_type": "stock", "feed": "quote"},
+}
+
+
+def sample_frames(
+    params: Mapping[str, Any], n_events: int, per_frame: int, seed: int = 42
+) -> list[Frame]:
+    """Data frames exactly as this server sends them: ``n_events`` events for ``params``'
+    symbols and feed, ``per_frame`` per frame."""
+    market = DemoServer(seed=seed).market
+    kind = "T" if params.get("feed", "trade") == "trade" else "Q"
+    channels = market.channels(kind, str(params.get("symbol", "*")), params["asset_type"])
+    t_ms = 1_700_000_000_000
+    return [
+        _DUMPS(market.events(channels, per_frame, t_ms + i, 1.0))
+        for i in range(max(1, n_events // per_frame))
+    ]
 
 
 async def serve(params: Mapping[str, Any]) -> DemoServer:

@@ -12,6 +12,7 @@ __all__ = [
     "MalformedFrame",
     "ProviderFailed",
     "ProviderMessage",
+    "SequenceGap",
     "StreamEnded",
     "Subscribed",
     "SubscriptionFailed",
@@ -79,6 +80,16 @@ class ProviderFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SequenceGap:
+    """Messages the provider numbered were missed (a gap in its sequence numbers): counted in
+    the status (``sequence_gaps``), logged, never fatal. ``missed`` is how many numbers were
+    skipped; ``symbol`` the product or channel the sequence belongs to ("" if global)."""
+
+    missed: int
+    symbol: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnded:
     """The provider finished the stream on purpose (e.g. a replay reached its end)."""
 
@@ -102,6 +113,7 @@ Event = (
     | Heartbeat
     | ProviderMessage
     | ProviderFailed
+    | SequenceGap
     | StreamEnded
     | MalformedFrame
 )

@@ -496,3 +496,34 @@ def test_openbb_style_text_arguments_are_understood(tmp_path: Path) -> None:
     assert status.is_broadcasting is False
     conn.kill()
     assert path.exists()
+
+
+def test_sequence_gaps_are_counted_in_the_status(demo_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A session's SequenceGap events add up in status.sequence_gaps; the stream goes on."""
+    import json
+    from dataclasses import replace
+
+    from obbws_jupyter.protocol import SequenceGap, _lookup, available_providers
+    from obbws_providers import demo
+
+    class GapSession(demo.DemoSession):
+        def parse(self, frame):  # type: ignore[no-untyped-def]
+            data = json.loads(frame)
+            if isinstance(data, dict) and "gap" in data:
+                self._emit(SequenceGap(int(data["gap"]), "BTCUSD"))
+                return []
+            return super().parse(frame)
+
+    available_providers()
+    spec = replace(demo.PROVIDER, name="gappy", session_class=GapSession, embedded_server=None)
+    monkeypatch.setitem(_lookup._specs, "gappy", spec)
+    conn = obbws.create_connection(
+        provider="gappy", name="gaps", symbol="btcusd", url=demo_server.url
+    )
+    waiter = _waiter(conn)
+    assert waiter.wait(1)
+    demo_server.inject('{"gap": 3}')
+    demo_server.inject('{"gap": 2}')
+    assert waiter.wait_more(1)  # frames are handled in order: data after the injected ones
+    assert conn.status.sequence_gaps == 5
+    assert conn.status.is_running
