@@ -129,6 +129,7 @@ class WebSocketClient:
         reconnect_cap: float = 30.0,
         stale_timeout: float | None = None,
         flush_interval: float = 0.1,
+        http_client: Any = None,
         **provider_params: Any,
     ) -> None:
         self.spec: ProviderSpec = get_provider(provider)
@@ -157,6 +158,7 @@ class WebSocketClient:
             if stale_timeout is None
             else check_positive("stale_timeout", stale_timeout),
             "connect_kwargs": parse_connect_kwargs(connect_kwargs),
+            "http_client": _check_http_client(http_client),
         }
         if record_file is not None:
             self._check_record_target(record_file)
@@ -563,6 +565,17 @@ class WebSocketClient:
             f"table_name={self.table_name!r}, save_results={self.save_results}, "
             f"auth_required={self.auth_required})"
         )
+
+
+def _check_http_client(http_client: Any) -> Any:
+    """``http_client``: an async callable ``(HttpRequest) -> HttpResponse`` for the provider's
+    HTTP steps before connecting (default: the stdlib); tests inject a fake."""
+    if http_client is not None and not callable(http_client):
+        raise InvalidParameterError(
+            "http_client must be an async callable taking an obbws_jupyter.protocol.HttpRequest "
+            f"and returning an HttpResponse, got {type(http_client).__name__}."
+        )
+    return http_client
 
 
 def _last_message_ns(driver: StreamDriver | None) -> int | None:

@@ -13,7 +13,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,6 +35,8 @@ from obbws_jupyter.protocol import (
     Event,
     Frame,
     Heartbeat,
+    HttpRequest,
+    HttpResponse,
     MalformedFrame,
     ProviderFailed,
     ProviderMessage,
@@ -45,7 +49,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
 )
 
-__all__ = ["DEFAULT_CONNECT_KWARGS", "StreamDriver", "backoff"]
+__all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
 
 log = logging.getLogger("obbws_jupyter.stream")
 
@@ -58,6 +62,27 @@ DEFAULT_CONNECT_KWARGS: Mapping[str, Any] = {
     "close_timeout": 2.0,
     "max_size": 2**24,
 }
+
+HttpClient = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+async def urllib_client(request: HttpRequest) -> HttpResponse:
+    """The default HTTP client of the pre-connect steps: the stdlib in a worker thread (the
+    loop never blocks). Any status is returned, not raised; network failures raise OSError."""
+    return await asyncio.to_thread(_urllib_fetch, request)
+
+
+def _urllib_fetch(request: HttpRequest) -> HttpResponse:
+    http_request = urllib.request.Request(
+        request.url, method=request.method, headers=dict(request.headers)
+    )
+    try:
+        with urllib.request.urlopen(http_request, timeout=request.timeout) as response:
+            return HttpResponse(response.status, response.read(1 << 20), dict(response.headers))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return HttpResponse(exc.code, exc.read(1 << 20), dict(exc.headers or {}))
+
 
 STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", "finished")
 
@@ -108,6 +133,7 @@ class StreamDriver:
         reconnect_cap: float = 30.0,
         stale_after: float | None = None,
         ack_timeout: float = 2.0,
+        http_client: HttpClient | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -121,6 +147,7 @@ class StreamDriver:
         self.reconnect_cap = reconnect_cap
         self.stale_after = stale_after if stale_after is not None else session.stale_after
         self.ack_timeout = ack_timeout
+        self.http_client: HttpClient = http_client or urllib_client
         self.state = "idle"
         self.messages = 0
         self.records = 0
@@ -326,7 +353,29 @@ class StreamDriver:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
 
+    async def _http_steps(self) -> None:
+        """The session's HTTP steps (a token exchange) before each connection attempt; the URL
+        is asked again afterwards, since it may carry what they returned."""
+        requests = self.session.http_requests()
+        if not requests:
+            return
+        for request in requests:
+            try:
+                response = await self.http_client(request)
+            except Exception as exc:
+                raise ConnectionError(
+                    f"HTTP {request.method} {mask_secrets(request.url)} failed: "
+                    f"{mask_secrets(str(exc)) or type(exc).__name__}"
+                ) from None
+            self.session.http_response(request, response)
+            events = self.session.events_received()
+            if events:
+                self._handle(events)
+        self.url = self.session.url()
+        self._log_url = mask_secrets(self.url)
+
     async def _connect_once(self) -> None:
+        await self._http_steps()
         try:
             ws = await connect(self.url, **self.connect_kwargs)
         except InvalidStatus as exc:

@@ -26,6 +26,7 @@ The kit, one small module per concern:
   argument, the environment or OpenBB's user settings file);
 - ``_values``: symbol lists, timestamps, URL checks;
 - ``_capture``: the capture-file header;
+- ``_http``: HTTP steps before connecting (token exchanges), described not performed;
 - ``_lookup``: the one provider lookup (entry points + :func:`register_provider`).
 
 Only the standard library and :mod:`obbws_jupyter.exceptions` are imported: providers import
@@ -55,6 +56,7 @@ from obbws_jupyter.protocol._events import (
     SubscriptionFailed,
     Unsubscribed,
 )
+from obbws_jupyter.protocol._http import HttpRequest, HttpResponse
 from obbws_jupyter.protocol._lookup import (
     ENTRY_POINT_GROUP,
     available_providers,
@@ -82,6 +84,8 @@ __all__ = [
     "FieldType",
     "Frame",
     "Heartbeat",
+    "HttpRequest",
+    "HttpResponse",
     "InvalidParameterError",
     "MalformedFrame",
     "MissingCredentialsError",

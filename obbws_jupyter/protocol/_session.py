@@ -12,6 +12,7 @@ from obbws_jupyter.protocol._events import (
     Subscribed,
     Unsubscribed,
 )
+from obbws_jupyter.protocol._http import HttpRequest, HttpResponse
 from obbws_jupyter.protocol._records import Field, Frame, Record
 from obbws_jupyter.protocol._values import split_symbols
 
@@ -24,6 +25,9 @@ class ProviderSession:
     - ``fields`` (class or instance attribute): the record model.
     - ``url()``: where to connect for the configured asset type / feed.
     - ``normalize_symbol(symbol)``: the provider's convention; raise SymbolError if invalid.
+    - ``http_requests()`` / ``http_response(request, response)``: HTTP steps before each
+      connection attempt (a token exchange); ``url()`` is asked again after them. Report a
+      rejected key with ``self._emit(AuthFailed(...))``.
     - ``auth_frames()``: frames to send when the connection opens (may be empty).
     - ``subscribe_frames(symbols)`` / ``unsubscribe_frames(symbols)``.
     - ``parse(frame)``: records of one frame; call ``self._emit(...)`` for events and
@@ -57,6 +61,12 @@ class ProviderSession:
 
     def normalize_symbol(self, symbol: str) -> str:
         return symbol
+
+    def http_requests(self) -> list[HttpRequest]:
+        return []
+
+    def http_response(self, request: HttpRequest, response: HttpResponse) -> None:
+        return None
 
     def auth_frames(self) -> list[Frame]:
         return []
