@@ -448,6 +448,11 @@ class StreamDriver:
                 return
 
     async def _flush(self) -> None:
+        # Events the session reported while making frames (no frame received yet): a session
+        # authenticated by its HTTP step on open, or one whose joins are never acknowledged.
+        events = self.session.events_received()
+        if events:
+            self._handle(events)
         ws = self._ws
         frames = self.session.data_to_send()
         if ws is None:
