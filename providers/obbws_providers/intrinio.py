@@ -3,13 +3,13 @@
 What it supports
 ================
 
-==============  ============================================  =================================
-asset_type      feed (default ``realtime``)                   host (auth + socket)
-==============  ============================================  =================================
-``stock``       ``realtime`` (IEX / multi-exchange)            ``realtime-mx.intrinio.com``
-``stock``       ``delayed_sip`` (15-min delayed CTA + UTP)     ``realtime-delayed-sip.intrinio.com``
-``stock``       ``nasdaq_basic``                               ``realtime-nasdaq-basic.intrinio.com``
-==============  ============================================  =================================
+============  ==========================================  =====================================
+asset_type    feed (default ``realtime``)                 host (auth + socket)
+============  ==========================================  =====================================
+``stock``     ``realtime`` (IEX / multi-exchange)          ``realtime-mx.intrinio.com``
+``stock``     ``delayed_sip`` (delayed CTA + UTP)          ``realtime-delayed-sip.intrinio.com``
+``stock``     ``nasdaq_basic``                             ``realtime-nasdaq-basic.intrinio.com``
+============  ==========================================  =====================================
 
 Other parameters: ``trades_only`` (bool, default False: trades and top-of-book bid/ask),
 ``api_key`` (argument, ``INTRINIO_API_KEY``, or ``intrinio_api_key`` in OpenBB's user settings),
@@ -406,7 +406,7 @@ class IntrinioSession(ProviderSession):
                 if kind == TRADE:
                     sub, center, price, size, stamp, volume, clen = trade_unpack(data, body)
                     body += 24
-                elif kind == ASK or kind == BID:
+                elif kind in (ASK, BID):
                     sub, center, price, size, stamp, clen = quote_unpack(data, body)
                     volume = None
                     body += 20
@@ -426,7 +426,9 @@ class IntrinioSession(ProviderSession):
                         text = self._trade_conditions(data[body : body + clen], sub)
                     darkpool: bool | None = center in dark.get(sub, _NEVER_DARK)
                 else:
-                    text = (data[body : body + clen].decode("ascii").strip() or None) if clen else None
+                    text = (
+                        (data[body : body + clen].decode("ascii").strip() or None) if clen else None
+                    )
                     darkpool = None
                 append(
                     {
@@ -489,7 +491,9 @@ class IntrinioSession(ProviderSession):
             return
         event = message.get("event")
         topic = str(message.get("topic") or "")
-        payload = message.get("payload") if isinstance(message.get("payload"), dict) else {}
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            payload = {}
         if event == "heartbeat" or (event == "phx_reply" and topic == "phoenix"):
             self._emit(Heartbeat())
         elif event == "phx_reply":
