@@ -306,8 +306,9 @@ class IntrinioSession(ProviderSession):
             return _with_path(str(given), AUTH_PATH)
         base = self.params.get("url")
         if base:  # Intrinio serves /auth on the socket's host: so does the fake server
-            scheme, rest = str(base).split("://", 1)
-            return _with_path(f"{'https' if scheme == 'wss' else 'http'}://{rest}", AUTH_PATH)
+            parts = urllib.parse.urlsplit(str(base))
+            scheme = "https" if parts.scheme == "wss" else "http"
+            return f"{scheme}://{parts.netloc}{AUTH_PATH}"
         return f"https://{FEED_HOSTS[self.feed]}{AUTH_PATH}"
 
     def http_requests(self) -> list[HttpRequest]:
