@@ -41,7 +41,6 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from obbws_jupyter import runtime
 from obbws_jupyter.fakes._base import (
     TICK_INTERVAL,
     FakeClient,
@@ -49,6 +48,7 @@ from obbws_jupyter.fakes._base import (
     Frame,
     ServerHandle,
     run_cli,
+    start_server,
 )
 from obbws_jupyter.offline.market import DEFAULT_BASKETS, Market
 
@@ -58,7 +58,6 @@ __all__ = [
     "FIREHOSE_BASKET",
     "PROVIDER_NAME",
     "IntrinioServer",
-    "IntrinioServerHandle",
     "main",
     "sample_frames",
     "start_intrinio_server",
@@ -226,7 +225,8 @@ class IntrinioServer(FakeServer):
         return f"http://{self.host}:{self.port}{AUTH_PATH}"
 
     def expire_tokens(self) -> int:
-        """Invalidate every token issued so far (a socket then needs a fresh one)."""
+        """Invalidate every token issued so far (a socket then needs a fresh one). Safe to
+        call from any thread (one dict operation)."""
         count = len(self._tokens)
         self._tokens.clear()
         return count
@@ -350,29 +350,11 @@ def sample_frames(
     return frames
 
 
-class IntrinioServerHandle(ServerHandle):
-    """An :class:`IntrinioServer` on the obbws background loop, driven from sync code."""
-
-    server: IntrinioServer
-
-    @property
-    def auth_url(self) -> str:
-        return self.server.auth_url
-
-    def expire_tokens(self) -> int:
-        return int(runtime.run(_call(self.server.expire_tokens), self.timeout))
-
-
-async def _call(func: Any) -> Any:
-    return func()
-
-
-def start_intrinio_server(**kwargs: Any) -> IntrinioServerHandle:
-    """Start an :class:`IntrinioServer` (same keyword arguments) on the obbws background
-    loop."""
-    server = IntrinioServer(**kwargs)
-    runtime.run(server.start())
-    return IntrinioServerHandle(server)
+def start_intrinio_server(**kwargs: Any) -> ServerHandle:
+    """Start an :class:`IntrinioServer` (same keyword arguments) on the obbws background loop;
+    its controls and counters (``expire_tokens``, ``joins``, ``auth_url``...) are reached
+    through the handle."""
+    return start_server(IntrinioServer, **kwargs)
 
 
 def _build(args: argparse.Namespace, api_key: str | None) -> IntrinioServer:

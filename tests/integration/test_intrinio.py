@@ -15,11 +15,8 @@ import pytest
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderAuthError
-from obbws_jupyter.fakes.intrinio import (
-    FIREHOSE_BASKET,
-    IntrinioServerHandle,
-    start_intrinio_server,
-)
+from obbws_jupyter.fakes import ServerHandle
+from obbws_jupyter.fakes.intrinio import FIREHOSE_BASKET, start_intrinio_server
 from obbws_jupyter.protocol import HttpRequest
 from obbws_jupyter.stream import WIRE_LOGGER, urllib_client
 from obbws_providers.intrinio import FIELDS
@@ -31,7 +28,7 @@ KEY = "intrinio-test-key-4242"
 
 
 @pytest.fixture
-def fake() -> Iterator[IntrinioServerHandle]:
+def fake() -> Iterator[ServerHandle]:
     """A fake Intrinio server (delayed SIP look: several venues, dark prints) that checks
     the key."""
     handle = start_intrinio_server(api_key=KEY, rate=400.0, feed="delayed_sip", seed=7)
@@ -40,7 +37,7 @@ def fake() -> Iterator[IntrinioServerHandle]:
     handle.close()
 
 
-def connect(fake: IntrinioServerHandle, name: str = "intr", **params: Any) -> Any:
+def connect(fake: ServerHandle, name: str = "intr", **params: Any) -> Any:
     params.setdefault("symbol", "AAPL,SPY")
     return obbws.create_connection(
         provider="intrinio",
@@ -52,7 +49,7 @@ def connect(fake: IntrinioServerHandle, name: str = "intr", **params: Any) -> An
     )
 
 
-def test_stream_is_stored_with_typed_columns(fake: IntrinioServerHandle) -> None:
+def test_stream_is_stored_with_typed_columns(fake: ServerHandle) -> None:
     """Trades, asks and bids are stored; get_results has the model's columns, a tz-aware date,
     numeric prices and sizes; the token step and the socket carried Intrinio's headers."""
     conn = connect(fake)
@@ -77,7 +74,7 @@ def test_stream_is_stored_with_typed_columns(fake: IntrinioServerHandle) -> None
 
 
 def test_trades_only_joins_with_the_flag_and_gets_only_trades(
-    fake: IntrinioServerHandle,
+    fake: ServerHandle,
 ) -> None:
     """trades_only=True reaches the server in the join frame; only trades come back."""
     conn = connect(fake, symbol="MSFT", trades_only=True)
@@ -87,7 +84,7 @@ def test_trades_only_joins_with_the_flag_and_gets_only_trades(
     assert set(conn.get_results()["type"]) == {"trade"}
 
 
-def test_firehose_streams_every_symbol(fake: IntrinioServerHandle) -> None:
+def test_firehose_streams_every_symbol(fake: ServerHandle) -> None:
     """symbol="*" joins $FIREHOSE and records arrive for many symbols of the basket."""
     conn = connect(fake, symbol="*")
     waiter = RecordWaiter(conn.get_client())
@@ -97,7 +94,7 @@ def test_firehose_streams_every_symbol(fake: IntrinioServerHandle) -> None:
     assert len(waiter.symbols) >= 5 and waiter.symbols <= set(FIREHOSE_BASKET)
 
 
-def test_subscribe_and_unsubscribe_reach_the_server(fake: IntrinioServerHandle) -> None:
+def test_subscribe_and_unsubscribe_reach_the_server(fake: ServerHandle) -> None:
     """subscribe joins (MSFT rows follow), unsubscribe leaves (binary frames on the wire)."""
     conn = connect(fake, symbol="AAPL")
     waiter = RecordWaiter(conn.get_client())
@@ -129,7 +126,7 @@ def test_silent_feed_still_connects_and_acknowledges(
         handle.close()
 
 
-def test_bad_key_is_a_credentials_error_and_nothing_runs(fake: IntrinioServerHandle) -> None:
+def test_bad_key_is_a_credentials_error_and_nothing_runs(fake: ServerHandle) -> None:
     """A key refused by /auth raises ProviderAuthError from create_connection (without the
     key); no socket was opened, no connection registered, no store thread left."""
     before = {t.name for t in threading.enumerate()}
@@ -147,7 +144,7 @@ def test_bad_key_is_a_credentials_error_and_nothing_runs(fake: IntrinioServerHan
 
 
 def test_drop_reconnects_with_a_fresh_token_and_the_same_joins(
-    fake: IntrinioServerHandle,
+    fake: ServerHandle,
 ) -> None:
     """After a provider-side close with every old token expired, the driver fetches a new
     token, reconnects and re-joins what was wanted (including a later subscription)."""
@@ -166,7 +163,7 @@ def test_drop_reconnects_with_a_fresh_token_and_the_same_joins(
     assert conn.status.reconnects == 1
 
 
-def test_tcp_reset_is_resumed(fake: IntrinioServerHandle) -> None:
+def test_tcp_reset_is_resumed(fake: ServerHandle) -> None:
     """A connection reset without a close handshake is resumed with the same joins."""
     conn = connect(fake, symbol="NVDA")
     waiter = RecordWaiter(conn.get_client())
@@ -178,7 +175,7 @@ def test_tcp_reset_is_resumed(fake: IntrinioServerHandle) -> None:
 
 
 def test_key_and_token_never_in_status_repr_or_logs(
-    fake: IntrinioServerHandle, caplog: pytest.LogCaptureFixture
+    fake: ServerHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Neither the API key nor the token shows in the status, the repr or any log line of
     ours at DEBUG (websockets' messages about provider sockets included)."""
@@ -202,7 +199,7 @@ def test_key_and_token_never_in_status_repr_or_logs(
 
 
 def test_entitlement_refusal_ends_the_stream_without_retrying(
-    fake: IntrinioServerHandle,
+    fake: ServerHandle,
 ) -> None:
     """A Phoenix-style "unauthorized" reply for the firehose fails the connection with a
     clear reason and no reconnect storm; a plain text warning before it is only logged."""
@@ -221,7 +218,7 @@ def test_entitlement_refusal_ends_the_stream_without_retrying(
     assert fake.connections_total == 1
 
 
-def test_malformed_frame_is_counted_and_the_stream_goes_on(fake: IntrinioServerHandle) -> None:
+def test_malformed_frame_is_counted_and_the_stream_goes_on(fake: ServerHandle) -> None:
     """A truncated binary frame is counted in the status; data keeps flowing."""
     conn = connect(fake, symbol="AAPL")
     waiter = RecordWaiter(conn.get_client())
@@ -231,7 +228,7 @@ def test_malformed_frame_is_counted_and_the_stream_goes_on(fake: IntrinioServerH
     assert conn.status.model_dump()["malformed_frames"] == 1
 
 
-def test_auth_endpoint_answers_plain_http_requests(fake: IntrinioServerHandle) -> None:
+def test_auth_endpoint_answers_plain_http_requests(fake: ServerHandle) -> None:
     """/auth answers a plain (non-upgrade) GET from the stdlib client: 200 + token, 401 for
     a wrong key; the socket path refuses a request without a token (401) or without the v2
     header (400); other paths are 404."""
@@ -283,7 +280,7 @@ def _sdk_client(port: int, trades_only: bool) -> tuple[Any, list[Any], list[Any]
 
 @pytest.mark.parametrize("trades_only", [False, True])
 def test_official_client_connects_and_parses_the_fake(
-    fake: IntrinioServerHandle, trades_only: bool
+    fake: ServerHandle, trades_only: bool
 ) -> None:
     """intriniorealtime (provider MANUAL) gets a token from /auth, opens the socket with its
     headers, joins, and parses the fake's batched trades and quotes: plausible symbols,
