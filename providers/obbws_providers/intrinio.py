@@ -589,6 +589,6 @@ PROVIDER = ProviderSpec(
         Param("url", str, None, description="websocket base override, e.g. ws://127.0.0.1:PORT"),
         Param("auth_url", str, None, description="token endpoint override (default: from url)"),
     ),
-    docs="providers/obbws_providers/intrinio.py",
+    docs="docs/providers/intrinio.md",
     check=_check,
 )

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -306,3 +307,23 @@ def test_official_client_connects_and_parses_the_fake(
     else:
         assert {q.type for q in quotes} == {"ask", "bid"}
         assert all(q.price > 0 and q.symbol in ("AAPL", "SPY") for q in quotes)
+
+
+def test_recorded_stream_replays_to_the_same_records(fake: ServerHandle, tmp_path: Path) -> None:
+    """A capture of the binary stream holds neither the key nor a token, and the replay
+    provider turns it back into exactly the records stored live."""
+    path = tmp_path / "intrinio.jsonl"
+    conn = connect(fake, record_file=str(path))
+    assert RecordWaiter(conn.get_client()).wait(50)
+    conn.stop_connection()
+    live = conn.get_results()
+    conn.kill()
+    text = path.read_text()
+    assert KEY not in text and "token=" not in text
+    replay = obbws.create_connection(provider="replay", name="intr-replay", path=str(path), speed=0)
+    assert replay.get_client().wait_stopped(TIMEOUT) == "finished"
+    replayed = replay.get_results()
+    columns = [f.name for f in FIELDS]
+    pd.testing.assert_frame_equal(
+        live[columns].reset_index(drop=True), replayed[columns].reset_index(drop=True)
+    )
