@@ -94,17 +94,19 @@ class _FeedStyle:
             raise ValueError(f"feed must be one of {', '.join(FEEDS)}, got {feed!r}")
         self.feed = feed
         if feed == "realtime":
-            self.centers = "V"
+            self.centers = self.quote_centers = "V"
             self.trade_conditions: tuple[bytes, ...] = (b"@", b"@", b"@", b"@  I", b"@F")
             self.quote_conditions: tuple[bytes, ...] = (b"",)
         elif feed == "nasdaq_basic":
             self.centers = "QQQQBXLL"  # L: FINRA/Nasdaq TRF prints (dark in NASDAQ Basic)
+            self.quote_centers = "QQQQBX"
             self.trade_conditions = (b"@", b"@", b"@", b"@  I", b"@F", b"@ T")
             self.quote_conditions = (b"R", b"R", b"")
         else:
-            self.centers = "DDDQQKZPNVYJXBA"  # a third FINRA ADF (off-exchange) prints
+            self.centers = "DDDQQKZPNVYJXBA"  # a fifth of the prints off-exchange (FINRA ADF)
+            self.quote_centers = "QQKZPNVYJXBA"
             self.trade_conditions = (b"@", b"@", b"@", b"@  I", b"@F I", b"@ TI", b"@4", b"@O X")
-            self.quote_conditions = (b"R", b"R", b"R", b"A")
+            self.quote_conditions = (b"R",) * 9 + (b"A",)
 
     def subprovider(self, symbol: str) -> int:
         if self.feed == "realtime":
@@ -143,10 +145,10 @@ class _ItemMaker:
             symbol, trades_only = targets[int(rnd() * len(targets))]
             inst = self.market.instrument(symbol, "stock")
             stamp = t_ns + i * step + int(rnd() * 1000)
-            center = ord(style.centers[int(rnd() * len(style.centers))])
             sub = style.subprovider(symbol)
             raw = symbol.encode("ascii")
             if trades_only or rnd() < 0.25:
+                center = ord(style.centers[int(rnd() * len(style.centers))])
                 trade = inst.trade(stamp // 1_000_000)
                 size = int(trade["s"])
                 total = self.volume[symbol] = (self.volume.get(symbol, 0) + size) & 0xFFFFFFFF
@@ -155,6 +157,7 @@ class _ItemMaker:
                 kind = 0
             else:
                 quote = inst.quote(stamp // 1_000_000)
+                center = ord(style.quote_centers[int(rnd() * len(style.quote_centers))])
                 kind = 1 if rnd() < 0.5 else 2
                 price, size = (
                     (quote["ap"], quote["as"]) if kind == 1 else (quote["bp"], quote["bs"])
