@@ -265,7 +265,7 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-/_^=]{0,19}$")
 _ENTITLEMENT_WORDS = ("unauthorized", "not authorized", "entitle", "forbidden", "permission")
 
 
-def _exchange(center: int) -> str | None:
+def _exchange(center: int) -> str:
     """A market center beyond the prefilled codes: its character (a lone surrogate is not
     text a table can hold: shown as U+XXXX)."""
     return f"U+{center:04X}" if 0xD800 <= center <= 0xDFFF else chr(center)
