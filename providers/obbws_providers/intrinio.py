@@ -257,6 +257,7 @@ _DARK: dict[int, frozenset[int]] = {
 _DARK[SUBPROVIDERS.index("NASDAQ_BASIC")] = frozenset(map(ord, "L2")) | _BLANK
 _NEVER_DARK: frozenset[int] = frozenset()
 _CONDITION_CACHE_MAX = 4096
+_PRICE_CACHE_MAX = 1 << 14
 _UNSEEN: Any = object()
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-/_^=]{0,19}$")
@@ -288,6 +289,7 @@ class IntrinioSession(ProviderSession):
         self.trades_only = bool(params.get("trades_only"))
         self.token: str | None = None
         self._conditions: dict[bytes, str | None] = {}
+        self._prices: dict[float, float] = {}
         self._unknown_types: set[int] = set()
         super().__init__(params)
 
@@ -394,6 +396,7 @@ class IntrinioSession(ProviderSession):
         feeds = _FEED_NAMES
         dark = _DARK
         conditions = self._conditions
+        prices = self._prices
         count = data[0]
         start = 1
         i = 0
@@ -437,7 +440,7 @@ class IntrinioSession(ProviderSession):
                         "symbol": symbol,
                         "type": _TYPE_NAMES[kind],
                         "exchange": exchanges[center] if center < 256 else _exchange(center),
-                        "price": float(f"{price:.7g}"),  # float32: 7 significant digits
+                        "price": prices.get(price) or self._price(price),
                         "size": size,
                         "volume": volume,
                         "conditions": text,
@@ -454,6 +457,16 @@ class IntrinioSession(ProviderSession):
                 )
             )
         return records
+
+    def _price(self, price: float) -> float:
+        """A float32 price at its own precision (7 significant digits: 190.11, not
+        190.11000061035156); cached, since prices repeat (emptied when full, so it follows
+        the prices of the day)."""
+        rounded = float(f"{price:.7g}")
+        if len(self._prices) >= _PRICE_CACHE_MAX:
+            self._prices.clear()
+        self._prices[price] = rounded
+        return rounded
 
     def _trade_conditions(self, raw: bytes, subprovider: int) -> str | None:
         """Condition characters -> names joined by "; " (OpenBB's model); cached, since a feed

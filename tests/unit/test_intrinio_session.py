@@ -576,3 +576,19 @@ def test_records_agree_with_intrinios_sdk_parser() -> None:
                 assert record["is_darkpool"] == item.is_darkpool()
             else:
                 assert record["conditions"] == (item.condition or None)
+
+
+def test_price_rounding_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rounded prices are cached, the cache is emptied when full, and every price stays right
+    across hits, misses and clears."""
+    from obbws_providers import intrinio
+
+    monkeypatch.setattr(intrinio, "_PRICE_CACHE_MAX", 2)
+    session = opened()
+    prices = [10.01, 10.02, 10.03, 10.01, 10.04, 10.02]
+    for price in prices:
+        body = struct.pack("<BHfIQIB", 3, ord("Q"), price, 1, T, 1, 0)
+        data = bytes([1, 0, 3 + 1 + len(body), 1]) + b"A" + body
+        [record] = session.receive(data)
+        assert record["price"] == price
+        assert len(session._prices) <= 2
