@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from obbws_jupyter._util import RateLimitedLog, mask_secrets
+from obbws_jupyter._util import RateLimitedLog, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
     NotRunningError,
     ObbwsTimeoutError,
@@ -49,9 +49,19 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
 )
 
-__all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
+__all__ = [
+    "DEFAULT_CONNECT_KWARGS",
+    "WIRE_LOGGER",
+    "HttpClient",
+    "StreamDriver",
+    "backoff",
+    "urllib_client",
+]
 
 log = logging.getLogger("obbws_jupyter.stream")
+#: websockets' own messages about provider sockets (its DEBUG lines show the request line,
+#: where a token may travel): tokens masked
+WIRE_LOGGER = "obbws_jupyter.stream.websockets"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
 # kernel; the data-staleness watchdog catches truly dead streams.
@@ -377,7 +387,9 @@ class StreamDriver:
     async def _connect_once(self) -> None:
         await self._http_steps()
         try:
-            ws = await connect(self.url, **self.connect_kwargs)
+            ws = await connect(
+                self.url, **{"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
+            )
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise _Fatal(
@@ -448,6 +460,11 @@ class StreamDriver:
                 return
 
     async def _flush(self) -> None:
+        # Events the session reported while making frames (no frame received yet): a session
+        # authenticated by its HTTP step on open, or one whose joins are never acknowledged.
+        events = self.session.events_received()
+        if events:
+            self._handle(events)
         ws = self._ws
         frames = self.session.data_to_send()
         if ws is None:
