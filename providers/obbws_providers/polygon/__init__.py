@@ -8,18 +8,19 @@ feed="trade", api_key=...)``; the key also comes from ``POLYGON_API_KEY`` or fro
 What it supports (channel prefix per asset type and feed; "-" = refused before connecting,
 with OpenBB's wording, e.g. "FX does not support the trade feed.")
 
-=================  =====================================  ========  ========  =====  =====  ===  ====  =====
-asset_type         URL (``wss://``)                       aggs_min  aggs_sec  trade  quote  l2   fmv   value
-=================  =====================================  ========  ========  =====  =====  ===  ====  =====
-crypto             socket.polygon.io/crypto               XA        XAS       XT     XQ     XL2  FMV   -
-fx                 socket.polygon.io/forex                CA        CAS       -      C      -    FMV   -
-stock              socket.polygon.io/stocks               AM        A         T      Q      -    FMV   -
-stock_delayed      delayed.polygon.io/stocks              AM        A         T      Q      -    FMV   -
-options            socket.polygon.io/options              AM        A         T      Q      -    FMV   -
-options_delayed    delayed.polygon.io/options             AM        A         T      Q      -    FMV   -
-index              socket.polygon.io/indices              AM        A         -      -      -    -     V
-index_delayed      delayed.polygon.io/indices             AM        A         -      -      -    -     V
-=================  =====================================  ========  ========  =====  =====  ===  ====  =====
+===============  ===========================  ====  ====  =====  =====  ===  ===  =====
+asset_type       URL (``wss://``)             aggs  aggs  trade  quote  l2   fmv  value
+                                              _min  _sec
+===============  ===========================  ====  ====  =====  =====  ===  ===  =====
+crypto           socket.polygon.io/crypto     XA    XAS   XT     XQ     XL2  FMV  -
+fx               socket.polygon.io/forex      CA    CAS   -      C      -    FMV  -
+stock            socket.polygon.io/stocks     AM    A     T      Q      -    FMV  -
+stock_delayed    delayed.polygon.io/stocks    AM    A     T      Q      -    FMV  -
+options          socket.polygon.io/options    AM    A     T      Q      -    FMV  -
+options_delayed  delayed.polygon.io/options   AM    A     T      Q      -    FMV  -
+index            socket.polygon.io/indices    AM    A     -      -      -    -    V
+index_delayed    delayed.polygon.io/indices   AM    A     -      -      -    -    V
+===============  ===========================  ====  ====  =====  =====  ===  ===  =====
 
 ``feed="fmv"`` connects to the Business cluster instead (``business.polygon.io``, delayed:
 ``delayed-business.polygon.io``). ``url=`` replaces the URL (a fake server, or Massive's

@@ -254,9 +254,10 @@ def _crypto_trade(m: dict[str, Any]) -> Record:
         "size": m["s"],
     }
     conditions = m.get("c")
-    codes = [c for c in conditions if c] if conditions else None  # 0 means "no condition"
-    if codes:
-        rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
+    if conditions:
+        codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
+        if codes and codes != [0]:  # 0 means "no condition"
+            rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
     received = m.get("r")
     if received is not None:
         rec["provider_received_at"] = int(received) * _MS
@@ -378,10 +379,14 @@ def _stock_quote(m: dict[str, Any]) -> Record:
         rec["tape"] = TAPES[tape]
     condition = m.get("c")
     if condition is not None:
-        rec["condition"] = _names(condition, STOCK_QUOTE_CONDITIONS)
+        rec["condition"] = STOCK_QUOTE_CONDITIONS[condition]
     indicators = m.get("i")
     if indicators:
-        rec["indicators"] = _names(indicators, STOCK_QUOTE_INDICATORS)
+        rec["indicators"] = (
+            STOCK_QUOTE_INDICATORS[indicators[0]]
+            if len(indicators) == 1
+            else _names(indicators, STOCK_QUOTE_INDICATORS)
+        )
     return rec
 
 

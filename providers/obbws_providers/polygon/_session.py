@@ -24,7 +24,7 @@ ticker is legitimately silent, and websocket pings still guard the socket.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,6 +64,14 @@ from obbws_providers.polygon._records import (
     Parser,
     fields_for,
 )
+
+_loads: Callable[[str | bytes], Any] = json.loads
+try:  # orjson (a runtime dependency) decodes Polygon's batches 2-3x faster than the stdlib
+    import orjson
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover - the stdlib path is tested by patching _loads
+    pass
 
 __all__ = ["PROVIDER", "PolygonSession"]
 
@@ -157,7 +165,7 @@ class PolygonSession(ProviderSession):
         return super().subscribe(new)
 
     def parse(self, frame: Frame) -> list[Record]:
-        data = json.loads(frame)
+        data = _loads(frame)
         if type(data) is not list:
             raise ValueError(f"expected a JSON array of events, got {type(data).__name__}")
         records: list[Record] = []
@@ -177,7 +185,9 @@ class PolygonSession(ProviderSession):
         if bad:
             excerpt = frame[:200] if isinstance(frame, str) else frame[:100].hex()
             self._emit(
-                MalformedFrame(f"{bad} of {len(data)} elements are not valid Polygon events", excerpt)
+                MalformedFrame(
+                    f"{bad} of {len(data)} elements are not valid Polygon events", excerpt
+                )
             )
         return records
 
