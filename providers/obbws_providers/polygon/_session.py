@@ -154,10 +154,10 @@ class PolygonSession(ProviderSession):
         return []  # the key goes out when the server says "connected"
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[Frame]:
-        return [json.dumps({"action": "subscribe", "params": ",".join(symbols)})]
+        return [_action("subscribe", ",".join(symbols))]
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[Frame]:
-        return [json.dumps({"action": "unsubscribe", "params": ",".join(symbols)})]
+        return [_action("unsubscribe", ",".join(symbols))]
 
     def subscribe(self, symbols: str | Iterable[str]) -> list[str]:
         new = [s for s in self.normalize(symbols) if s not in self._wanted]
@@ -205,7 +205,7 @@ class PolygonSession(ProviderSession):
             handler(message)
 
     def _on_connected(self, message: str) -> None:
-        self._send(json.dumps({"action": "auth", "params": self.params.get("api_key") or ""}))
+        self._send(_action("auth", str(self.params.get("api_key") or "")))
         self._emit(ProviderMessage("info", message))
 
     def _on_auth_success(self, message: str) -> None:
@@ -264,6 +264,11 @@ class PolygonSession(ProviderSession):
                 f"(Polygon's limit); this would make {len(self._wanted) + adding}. Split them "
                 "over several connections."
             )
+
+
+def _action(action: str, params: str) -> str:
+    """A client frame, compact as in Polygon's docs: ``{"action":"auth","params":"..."}``."""
+    return json.dumps({"action": action, "params": params}, separators=(",", ":"))
 
 
 def _channel(key: str) -> str:
