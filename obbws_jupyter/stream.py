@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from obbws_jupyter._util import RateLimitedLog, mask_secrets
+from obbws_jupyter._util import RateLimitedLog, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
     NotRunningError,
     ObbwsTimeoutError,
@@ -52,6 +52,9 @@ from obbws_jupyter.protocol import (
 __all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
 
 log = logging.getLogger("obbws_jupyter.stream")
+# websockets' own messages about provider sockets: quiet by default; secrets masked, also those
+# a provider sends inside frames (an API key in an auth frame)
+WIRE_LOGGER = "obbws_jupyter.stream.websockets"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
 # kernel; the data-staleness watchdog catches truly dead streams.
@@ -377,7 +380,9 @@ class StreamDriver:
     async def _connect_once(self) -> None:
         await self._http_steps()
         try:
-            ws = await connect(self.url, **self.connect_kwargs)
+            ws = await connect(
+                self.url, **{"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
+            )
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise _Fatal(

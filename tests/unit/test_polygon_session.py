@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from obbws_jupyter._util import mask_secrets, remember_secret
 from obbws_jupyter.exceptions import InvalidParameterError, MissingCredentialsError, SymbolError
 from obbws_jupyter.protocol import (
     OPENBB_SETTINGS_ENV,
@@ -1043,3 +1044,13 @@ def test_every_fixture_frame_is_marked() -> None:
     for name, line in FIX.items():
         assert line["dir"] in ("in", "out"), name
         assert line["note"].startswith(("[cap]", "[doc]", "[built]")), name
+
+
+def test_remembered_secret_is_masked_in_logged_text() -> None:
+    """A provider's key remembered as secret is hidden where logs are masked (auth frames)."""
+    remember_secret("pk-unit-secret-99")
+    assert mask_secrets('{"action":"auth","params":"pk-unit-secret-99"}') == (
+        '{"action":"auth","params":"********"}'
+    )
+    remember_secret("ab")  # too short to hide without mangling ordinary text
+    assert mask_secrets("abc") == "abc"
