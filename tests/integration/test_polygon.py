@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,6 +30,7 @@ from tests.conftest import TIMEOUT, RecordWaiter, kill_all
 pytestmark = pytest.mark.integration
 
 KEY = "pk-test-7Hq2Zx"  # the fake server's key
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -389,3 +394,18 @@ def test_key_never_shows_in_status_repr_or_logs(
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any('"params":"********"' in line for line in ours)  # the auth frame, masked
     assert not any(KEY in line for line in ours)
+
+
+def test_docs_fake_server_example_runs(tmp_path: Path) -> None:
+    """The keyless example of docs/providers/polygon.md runs as written."""
+    text = (ROOT / "docs" / "providers" / "polygon.md").read_text(encoding="utf-8")
+    section = text.split("## Without a key", 1)[1]
+    block = re.search(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert block is not None
+    script = tmp_path / "polygon_example.py"
+    script.write_text(block.group(1))
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert "BTC-USD" in out.stdout and "Client fake killed." in out.stdout

@@ -315,8 +315,7 @@ PROVIDER = ProviderSpec(
             str,
             "crypto",
             choices=ASSET_TYPES,
-            description="stock, stock_delayed, options, options_delayed, fx, crypto, index, "
-            "index_delayed",
+            description="the market; *_delayed use Polygon's 15-minute delayed cluster",
         ),
         Param(
             "feed",
