@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 from polygon import WebSocketClient as OracleClient
 from polygon.exceptions import AuthError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
+from obbws_jupyter import api, runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle
-from obbws_jupyter.fakes.polygon import CHANNELS, start_polygon_server
+from obbws_jupyter.fakes.polygon import CHANNELS, PolygonServer, start_polygon_server
 from obbws_jupyter.stream import WIRE_LOGGER
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all
 
@@ -409,3 +411,72 @@ def test_docs_fake_server_example_runs(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "BTC-USD" in out.stdout and "Client fake killed." in out.stdout
+
+
+# -- the fake server's own protocol -----------------------------------------------------------
+
+
+async def _recv(ws: ClientConnection) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def _status_scenario(server: PolygonServer) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(f"{server.url}/stock"):  # Polygon's path is /stocks
+            pass
+    assert info.value.response.status_code == 404
+    async with connect(server.url_for("crypto")) as ws:
+        assert await _recv(ws) == [
+            {"ev": "status", "status": "connected", "message": "Connected Successfully"}
+        ]
+        await ws.send('{"action":"subscribe","params":"XT.BTC-USD"}')
+        assert (await _recv(ws))[0]["status"] == "error"  # not authenticated yet
+        await ws.send(json.dumps({"action": "auth", "params": KEY}))
+        assert (await _recv(ws))[0]["status"] == "auth_success"
+        await ws.send(json.dumps({"action": "auth", "params": KEY}))
+        assert (await _recv(ws))[0]["message"] == "already authenticated"
+        await ws.send('{"action":"subscribe","params":"T.BTC-USD,XT.BTC-USD"}')
+        assert await _recv(ws) == [
+            {"ev": "status", "status": "error", "message": "invalid subscription: T.BTC-USD"},
+            {"ev": "status", "status": "success", "message": "subscribed to: XT.BTC-USD"},
+        ]
+        data = await _recv(ws)
+        assert {e["ev"] for e in data} == {"XT"}  # no heartbeat event, ever
+        assert all(type(e["x"]) is int and e["pair"] == "BTC-USD" for e in data)
+
+
+def test_fake_answers_like_polygon() -> None:
+    """The fake refuses unknown paths (404), answers out-of-order actions and unknown
+    channels with error statuses, and sends trades with integer venues and pairs."""
+
+    async def scenario() -> None:
+        server = await PolygonServer(api_key=KEY, rate=500.0).start()
+        try:
+            await _status_scenario(server)
+        finally:
+            await server.close()
+
+    runtime.run(scenario(), 6 * TIMEOUT)
+
+
+def test_fake_closes_a_connection_that_never_authenticates() -> None:
+    """With auth_timeout the fake sends Polygon's auth_timeout status and closes."""
+
+    async def scenario() -> None:
+        server = await PolygonServer(auth_timeout=0.1).start()
+        try:
+            async with connect(server.url_for("stocks")) as ws:
+                await _recv(ws)  # connected
+                assert await _recv(ws) == [
+                    {
+                        "ev": "status",
+                        "status": "auth_timeout",
+                        "message": "No authentication request received.",
+                    }
+                ]
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), TIMEOUT)
+        finally:
+            await server.close()
+
+    runtime.run(scenario(), 6 * TIMEOUT)

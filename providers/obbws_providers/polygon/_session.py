@@ -140,8 +140,10 @@ class PolygonSession(ProviderSession):
         key = normalize(symbol, self.asset_type, self.feed)
         channel = _channel(key)
         if channel not in self._parsers:
-            model = CHANNEL_MODELS[self.group][channel]
-            missing = [n for n in MODEL_FIELDS[model] if n not in {f.name for f in self.fields}]
+            columns = {f.name for f in self.fields}
+            missing = [
+                n for n in MODEL_FIELDS[CHANNEL_MODELS[self.group][channel]] if n not in columns
+            ]
             raise SymbolError(
                 f"polygon: {key} cannot join this connection: its table was made for "
                 f"{', '.join(self._table_channels())} events and lacks {', '.join(missing)}. "
