@@ -188,7 +188,11 @@ def run_oracle(url: str, market: str, subscriptions: list[str], api_key: str, wa
             if len(models) >= want and kinds <= {m.event_type for m in models}:
                 await client.close()
 
-        await asyncio.wait_for(client.connect(processor), 3 * TIMEOUT)
+        try:
+            await asyncio.wait_for(client.connect(processor), 3 * TIMEOUT)
+        finally:
+            if client.websocket is not None:  # the client leaves it open when it raises
+                await client.close()
 
     def target() -> None:
         try:
