@@ -49,11 +49,18 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
 )
 
-__all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
+__all__ = [
+    "DEFAULT_CONNECT_KWARGS",
+    "WIRE_LOGGER",
+    "HttpClient",
+    "StreamDriver",
+    "backoff",
+    "urllib_client",
+]
 
 log = logging.getLogger("obbws_jupyter.stream")
-# websockets' own messages about provider sockets: quiet by default; secrets masked, also those
-# a provider sends inside frames (an API key in an auth frame)
+#: websockets' own messages about provider sockets (its DEBUG lines show the request line,
+#: where a token may travel): tokens masked
 WIRE_LOGGER = "obbws_jupyter.stream.websockets"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
