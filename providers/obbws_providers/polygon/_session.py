@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from obbws_jupyter.protocol import (
     AuthFailed,
+    Field,
     Frame,
     InvalidParameterError,
     MalformedFrame,
@@ -99,19 +100,11 @@ class PolygonSession(ProviderSession):
         self.group = GROUP[self.asset_type]
         self.market = MARKET[self.asset_type]
         self.channel = FEED_MAP[self.group][self.feed]
-        channel_models = CHANNEL_MODELS[self.group]
-        models = {channel_models[self.channel]}
+        channels = {self.channel}
         for item in split_symbols(params.get("symbol")):
-            models.add(channel_models[_channel(normalize(item, self.asset_type, self.feed))])
-        self.fields = fields_for(models)
-        columns = {f.name for f in self.fields}
-        # events of channels whose fields the table has; any other event is ignored
-        self._parsers: dict[str, Parser] = {
-            channel: MODELS[model]
-            for channel, model in channel_models.items()
-            if columns.issuperset(MODEL_FIELDS[model])
-        }
-        self._status: dict[str, Any] = {
+            channels.add(_channel(normalize(item, self.asset_type, self.feed)))
+        self.fields, self._parsers = _table(self.group, channels)
+        self._status: dict[str, Callable[[str], None]] = {
             "connected": self._on_connected,
             "auth_success": self._on_auth_success,
             "auth_failed": self._on_auth_failed,
@@ -146,7 +139,7 @@ class PolygonSession(ProviderSession):
             ]
             raise SymbolError(
                 f"polygon: {key} cannot join this connection: its table was made for "
-                f"{', '.join(self._table_channels())} events and lacks {', '.join(missing)}. "
+                f"{', '.join(sorted(self._parsers))} events and lacks {', '.join(missing)}. "
                 f"Name {channel}.<ticker> items in symbol= when creating the connection (a "
                 "mixed list widens the table), or open another connection."
             )
@@ -256,9 +249,6 @@ class PolygonSession(ProviderSession):
             "delayed data"
         )
 
-    def _table_channels(self) -> list[str]:
-        return sorted(self._parsers)
-
     def _check_option_count(self, adding: int) -> None:
         if self.group == "options" and len(self._wanted) + adding > MAX_OPTION_CONTRACTS:
             raise SymbolError(
@@ -271,6 +261,20 @@ class PolygonSession(ProviderSession):
 def _action(action: str, params: str) -> str:
     """A client frame, compact as in Polygon's docs: ``{"action":"auth","params":"..."}``."""
     return json.dumps({"action": action, "params": params}, separators=(",", ":"))
+
+
+def _table(group: str, channels: set[str]) -> tuple[tuple[Field, ...], dict[str, Parser]]:
+    """The fields of a connection receiving ``channels`` (the union of their models), and a
+    parse function for every channel whose model fits in them (other events are ignored)."""
+    models = CHANNEL_MODELS[group]
+    fields = fields_for({models[c] for c in channels})
+    columns = {f.name for f in fields}
+    parsers = {
+        channel: MODELS[model]
+        for channel, model in models.items()
+        if columns.issuperset(MODEL_FIELDS[model])
+    }
+    return fields, parsers
 
 
 def _channel(key: str) -> str:
