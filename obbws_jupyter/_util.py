@@ -7,7 +7,13 @@ import re
 import time
 from datetime import UTC, datetime
 
-__all__ = ["DefaultPort", "RateLimitedLog", "mask_secrets", "ns_to_datetime"]
+__all__ = [
+    "DefaultPort",
+    "RateLimitedLog",
+    "mask_secrets",
+    "ns_to_datetime",
+    "remember_secret",
+]
 
 _SECRET_QUERY = re.compile(
     r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"
@@ -15,9 +21,24 @@ _SECRET_QUERY = re.compile(
 _BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
 
 
+_SECRET_VALUES: set[str] = set()  # exact values to hide wherever they appear (API keys)
+
+
+def remember_secret(value: object) -> None:
+    """Hide this exact value (a provider's secret parameter, e.g. an API key that a provider
+    sends inside an auth frame) in everything :func:`mask_secrets` masks from now on."""
+    if isinstance(value, str) and len(value) >= 4:
+        _SECRET_VALUES.add(value)
+
+
 def mask_secrets(text: str) -> str:
-    """Hide the values of token-like query parameters and bearer headers in ``text``."""
-    return _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    """Hide the values of token-like query parameters and bearer headers in ``text``, and every
+    value given to :func:`remember_secret`."""
+    masked = _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    for value in tuple(_SECRET_VALUES):
+        if value in masked:
+            masked = masked.replace(value, "********")
+    return masked
 
 
 class SecretFilter(logging.Filter):

@@ -35,7 +35,7 @@ from websockets.asyncio.client import connect as _ws_connect
 
 from obbws_jupyter import runtime
 from obbws_jupyter._registry import get_provider
-from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime
+from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remember_secret
 from obbws_jupyter._validate import (
     check_bool,
     check_limit,
@@ -138,6 +138,8 @@ class WebSocketClient:
         if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
             raise InvalidParameterError("auth_token must be a non-empty string or None.")
         params = self.spec.resolve(provider_params, os.environ)
+        for secret in self.spec.secret_params:  # masked in logs, e.g. in an auth frame
+            remember_secret(params.get(secret))
         session = self.spec.session_class(params)
         if not session.symbols:
             raise SymbolError(
