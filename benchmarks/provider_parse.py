@@ -81,8 +81,10 @@ def main() -> None:
         provider = module.PROVIDER_NAME
         if args.provider and provider != args.provider:
             continue
+        # a provider that sends one event per frame (BATCHES = False) has no batched row
+        sizes = (1, args.batch) if getattr(module, "BATCHES", True) else (1,)
         for case, params in module.BENCH_CASES.items():
-            for per_frame in (1, args.batch):
+            for per_frame in sizes:
                 n = args.events if per_frame > 1 else args.events // 5
                 frames = module.sample_frames(params, n, per_frame)
                 results = [run_once(provider, params, frames) for _ in range(args.runs)]
