@@ -165,6 +165,7 @@ class CoinbaseSession(ProviderSession):
         self._last_trade: dict[str, int] = {}  # product -> last trade id (matches)
         self._last_sequence: dict[str, int] = {}  # product -> last sequence (ticker)
         self._pending: dict[str, None] = {}  # products asked for, not yet acknowledged
+        self._listed: dict[str, None] = {}  # products the last subscriptions reply listed
         self._clock_head = ""  # one-entry cache: "YYYY-MM-DDTHH:MM:SS" -> epoch seconds
         self._clock_seconds = 0
         # one parse function per message type; data types of the other feed are ignored
@@ -192,6 +193,7 @@ class CoinbaseSession(ProviderSession):
         subscribed within 5 s)."""
         super().connection_made()
         self._pending.clear()
+        self._listed.clear()
         self._authenticated("public market data: no key needed")
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[Frame]:
@@ -304,8 +306,9 @@ class CoinbaseSession(ProviderSession):
         for channel in msg["channels"]:
             if channel["name"] == self.channel:
                 current.update(dict.fromkeys(channel["product_ids"]))
-        added = tuple(p for p in current if p not in self._acked)
-        removed = tuple(p for p in self._acked if p not in current)
+        added = tuple(p for p in current if p not in self._listed)
+        removed = tuple(p for p in self._listed if p not in current)
+        self._listed = current
         if added:
             for product in added:
                 self._pending.pop(product, None)
