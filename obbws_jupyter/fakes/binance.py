@@ -514,6 +514,7 @@ class BinanceServer(FakeServer):
                     await client.conn.close(1008, "pong timeout")
                     return
                 self.pongs_received += 1
+                await self._notify()  # wake wait_for() predicates on pongs
 
     async def _age_limit(self, client: FakeClient) -> None:
         if self.max_connection_age is None:
