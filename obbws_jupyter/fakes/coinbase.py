@@ -139,13 +139,15 @@ class CoinbaseServer(FakeServer):
                     cursor[1] += 3 * n
 
     async def resend_last(self, product: str) -> int:
-        """Send every client the last match it was sent for ``product`` again."""
+        """Send every client the last match it was sent for ``product`` again (even while
+        paused, like :meth:`inject`)."""
         sent = 0
         for client in self.clients:
             frame = client.state.get("last_frames", {}).get(product)
             if frame is not None:
-                await self.send(client, frame)
-                sent += 1
+                with contextlib.suppress(ConnectionClosed):
+                    await client.conn.send(frame)
+                    sent += 1
         return sent
 
     # -- protocol ----------------------------------------------------------------------------
