@@ -159,9 +159,7 @@ class CoinbaseServer(FakeServer):
 
     async def on_open(self, client: FakeClient) -> None:
         client.authenticated = True  # the public feed needs no login
-        client.state.update(
-            channels={}, cursors={}, last_frames={}, data=[], subscribed_once=False
-        )
+        client.state.update(channels={}, cursors={}, last_frames={}, data=[], subscribed_once=False)
 
     async def on_message(self, client: FakeClient, message: Frame) -> None:
         try:

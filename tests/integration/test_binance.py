@@ -236,7 +236,10 @@ def test_fake_answers_requests_as_documented(fake: BinanceServerHandle) -> None:
     assert replies[0] == {"result": None, "id": "abc1"}
     assert replies[1] == {"result": ["btcusdt@aggTrade"], "id": 3}
     assert replies[2] == {"result": False, "id": 2}
-    assert replies[3] == {"error": {"code": 1, "msg": "Invalid value type: expected Boolean"}, "id": 5}
+    assert replies[3] == {
+        "error": {"code": 1, "msg": "Invalid value type: expected Boolean"},
+        "id": 5,
+    }
     assert replies[4]["error"]["code"] == 2 and replies[4]["id"] == 6
     assert replies[5]["error"]["msg"] == "Invalid request: request ID must be an unsigned integer"
     assert replies[6]["error"]["code"] == 3 and replies[6]["id"] is None

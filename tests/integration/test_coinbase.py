@@ -180,7 +180,9 @@ def test_fake_answers_errors_and_lists_subscriptions(fake: CoinbaseServerHandle)
 
     async def scenario() -> list[Any]:
         async with connect(fake.url) as ws:
-            await ws.send('{"type": "subscribe", "product_ids": ["FOO-USD"], "channels": ["matches"]}')
+            await ws.send(
+                '{"type": "subscribe", "product_ids": ["FOO-USD"], "channels": ["matches"]}'
+            )
             await ws.send('{"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["full"]}')
             await ws.send("{not json")
             await ws.send(

@@ -87,9 +87,13 @@ def test_later_subscribe_uses_the_next_id_and_is_refused_by_an_error_reply() -> 
     assert sent(session) == [
         {"method": "SUBSCRIBE", "params": ["solusdt@trade", "xrpusdt@trade"], "id": 2}
     ]
-    session.receive(json.dumps({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 2}))
+    session.receive(
+        json.dumps({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 2})
+    )
     assert session.events_received() == [
-        SubscriptionFailed(("SOLUSDT", "XRPUSDT"), "Binance error 2: Invalid request: invalid stream")
+        SubscriptionFailed(
+            ("SOLUSDT", "XRPUSDT"), "Binance error 2: Invalid request: invalid stream"
+        )
     ]
 
 
@@ -219,9 +223,7 @@ def test_server_shutdown_asks_for_a_reconnect(name: str) -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "name", ["trade_missing_fields", "not_json", "array", "unknown_object"]
-)
+@pytest.mark.parametrize("name", ["trade_missing_fields", "not_json", "array", "unknown_object"])
 def test_a_bad_frame_is_reported_not_raised(name: str) -> None:
     """A frame that cannot be read becomes one MalformedFrame event and no record."""
     session = connected()
@@ -249,7 +251,12 @@ def test_reconnect_resubscribes_the_whole_set_in_one_request() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("btcusdt", "BTCUSDT"), ("BTC-USDT", "BTCUSDT"), ("btc/usdt", "BTCUSDT"), ("eth_btc", "ETHBTC")],
+    [
+        ("btcusdt", "BTCUSDT"),
+        ("BTC-USDT", "BTCUSDT"),
+        ("btc/usdt", "BTCUSDT"),
+        ("eth_btc", "ETHBTC"),
+    ],
 )
 def test_symbols_are_upper_case_in_records_and_lower_case_in_streams(
     given: str, expected: str
@@ -288,9 +295,7 @@ def test_kline_stream_names_carry_the_interval() -> None:
         ({"symbol": ",".join(f"s{i:03d}usdt" for i in range(1025))}, "at most 1024 streams"),
     ],
 )
-def test_parameters_are_checked_before_anything_starts(
-    given: dict[str, Any], message: str
-) -> None:
+def test_parameters_are_checked_before_anything_starts(given: dict[str, Any], message: str) -> None:
     """Unknown or refused parameters raise InvalidParameterError naming the fix."""
     with pytest.raises(InvalidParameterError, match=message):
         make(**given)

@@ -96,9 +96,7 @@ def test_unsubscribe_request_and_the_reply_that_lists_what_remains() -> None:
     assert session.unsubscribe("eth-usd") == ["ETH-USD"]
     assert sent(session) == [F["unsubscribe"]["frame"]]
     session.receive(F["subscriptions_after_unsubscribe"]["text"])
-    assert session.events_received() == [
-        Unsubscribed(("ETH-USD",), "unsubscribed from matches")
-    ]
+    assert session.events_received() == [Unsubscribed(("ETH-USD",), "unsubscribed from matches")]
     assert session.acknowledged == ("BTC-USD",)
 
 
@@ -209,7 +207,8 @@ def test_invalid_product_is_refused_forgotten_and_the_rest_asked_again() -> None
     session.receive(F["error_invalid_product"]["text"])
     assert session.events_received() == [
         SubscriptionFailed(
-            ("GIBBERISH-USD",), "Coinbase: Failed to subscribe: GIBBERISH-USD is not a valid product"
+            ("GIBBERISH-USD",),
+            "Coinbase: Failed to subscribe: GIBBERISH-USD is not a valid product",
         )
     ]
     assert session.symbols == ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -294,9 +293,7 @@ def test_unclear_products_are_refused_before_connecting(bad: str, message: str) 
         ({"url": "https://x"}, "url must start with ws:// or wss://"),
     ],
 )
-def test_parameters_are_checked_before_anything_starts(
-    given: dict[str, Any], message: str
-) -> None:
+def test_parameters_are_checked_before_anything_starts(given: dict[str, Any], message: str) -> None:
     """Unknown or refused parameters raise InvalidParameterError naming the fix."""
     with pytest.raises(InvalidParameterError, match=message):
         make(**given)
