@@ -58,7 +58,9 @@ from obbws_jupyter.fakes._base import (
     Frame,
     ServerHandle,
     now_ms,
+    run_beside,
     run_cli,
+    start_server,
 )
 from obbws_jupyter.offline.market import Instrument
 
@@ -489,16 +491,10 @@ class BinanceServer(FakeServer):
     # -- connection limits -------------------------------------------------------------------
 
     async def produce(self, client: FakeClient) -> None:
-        tasks = [asyncio.create_task(self._age_limit(client))]
+        side = [self._age_limit(client)]
         if self.ping_interval:
-            tasks.append(asyncio.create_task(self._pinger(client, self.ping_interval)))
-        try:
-            await super().produce(client)
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            side.append(self._pinger(client, self.ping_interval))
+        await run_beside(super().produce(client), *side)
 
     async def _pinger(self, client: FakeClient, interval: float) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -587,9 +583,7 @@ class BinanceServerHandle(ServerHandle):
 
 def start_binance_server(**kwargs: Any) -> BinanceServerHandle:
     """Start a :class:`BinanceServer` (same keyword arguments) on the obbws background loop."""
-    server = BinanceServer(**kwargs)
-    runtime.run(server.start())
-    return BinanceServerHandle(server)
+    return BinanceServerHandle(start_server(BinanceServer, **kwargs).server)
 
 
 def _build(args: argparse.Namespace, api_key: str | None) -> BinanceServer:

@@ -50,7 +50,9 @@ from obbws_jupyter.fakes._base import (
     Frame,
     ServerHandle,
     now_ms,
+    run_beside,
     run_cli,
+    start_server,
 )
 from obbws_jupyter.offline.market import Instrument
 
@@ -396,17 +398,10 @@ class CoinbaseServer(FakeServer):
     # -- pacing ------------------------------------------------------------------------------
 
     async def produce(self, client: FakeClient) -> None:
-        tasks = [asyncio.create_task(self._require_subscribe(client))]
+        side = [self._require_subscribe(client)]
         if self.product_heartbeat_interval:
-            beat = self._beat(client, self.product_heartbeat_interval)
-            tasks.append(asyncio.create_task(beat))
-        try:
-            await super().produce(client)
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            side.append(self._beat(client, self.product_heartbeat_interval))
+        await run_beside(super().produce(client), *side)
 
     async def _beat(self, client: FakeClient, interval: float) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -476,9 +471,7 @@ class CoinbaseServerHandle(ServerHandle):
 
 def start_coinbase_server(**kwargs: Any) -> CoinbaseServerHandle:
     """Start a :class:`CoinbaseServer` (same keyword arguments) on the obbws background loop."""
-    server = CoinbaseServer(**kwargs)
-    runtime.run(server.start())
-    return CoinbaseServerHandle(server)
+    return CoinbaseServerHandle(start_server(CoinbaseServer, **kwargs).server)
 
 
 def _build(args: argparse.Namespace, api_key: str | None) -> CoinbaseServer:
