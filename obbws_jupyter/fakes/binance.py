@@ -23,7 +23,9 @@ because the documentation does not say ([built]):
   ``max_streams`` (1024) streams, disconnect the client (close 1008 [built code]); a ping
   frame every ``ping_interval`` (20 s) and a close when no pong came within ``ping_timeout``
   (60 s); a close after ``max_connection_age`` (24 h; close 1000 [built code]); a
-  ``serverShutdown`` event on :meth:`announce_shutdown`.
+  ``serverShutdown`` event on :meth:`announce_shutdown`;
+- ``restricted=True``: every handshake is refused with HTTP 451, as binance.com answers from a
+  restricted location (reported for cloud hosts in the US).
 
 Pings carry an empty payload, so a client answering with an empty pong (binance-connector does)
 matches, as does one echoing the payload (the websockets library). Pongs are not counted against
@@ -102,6 +104,12 @@ STREAM_RE = re.compile(
     r"^([a-z0-9]{2,20})@(trade|aggTrade|bookTicker|kline_(" + "|".join(INTERVAL_MS) + r"))$"
 )
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+#: binance.com's refusal of a restricted location (HTTP 451), as client libraries report it
+RESTRICTED = (
+    '{"code": 0, "msg": "Service unavailable from a restricted location according to '
+    "'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service "
+    'if you believe you received this message in error."}\n'
+)
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
 _QUOTES_AS_USD = ("USDT", "USDC", "FDUSD")
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
@@ -181,6 +189,7 @@ class BinanceServer(FakeServer):
         max_streams: int = 1024,
         kline_update_interval: float | None = None,
         known_symbols: Sequence[str] = KNOWN_SYMBOLS,
+        restricted: bool = False,
     ) -> None:
         super().__init__(host, port, rate=rate, seed=seed, tick_interval=tick_interval)
         self.ping_interval = ping_interval
@@ -190,6 +199,7 @@ class BinanceServer(FakeServer):
         self.max_streams = max_streams
         self.kline_update_interval = kline_update_interval
         self.known_symbols = {s.upper() for s in known_symbols}
+        self.restricted = restricted
         self.refused: set[str] = set()
         self.subscribe_requests: list[list[str]] = []
         self.unsubscribe_requests: list[list[str]] = []
@@ -215,6 +225,8 @@ class BinanceServer(FakeServer):
     # -- protocol ----------------------------------------------------------------------------
 
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if self.restricted:  # binance.com seen from a restricted country (the US among them)
+            return conn.respond(HTTPStatus.UNAVAILABLE_FOR_LEGAL_REASONS, RESTRICTED)
         path = request.path.partition("?")[0]
         if path in ("/ws", "/stream", "/stream/") or path.startswith("/ws/"):
             return None

@@ -58,6 +58,9 @@ Deviations and limits (not OpenBB mistakes: OpenBB has no Binance provider; its 
 - Binance does not refuse a well-formed but unknown symbol: it acknowledges it and sends
   nothing. Only malformed requests are refused.
 - No key parameter: ``api_key=`` is refused as an unknown parameter.
+- binance.com refuses the handshake from restricted locations (the US among them, cloud hosts
+  included) with HTTP 451: ``create_connection`` raises ProviderConnectionError naming HTTP
+  451; ``region="us"`` (binance.us) or the ``coinbase`` provider serve there.
 """
 
 from __future__ import annotations

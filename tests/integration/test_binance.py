@@ -190,6 +190,17 @@ def test_an_unreachable_endpoint_is_a_clear_connection_error() -> None:
     assert {t.name for t in threading.enumerate()} - threads <= {"obbws-loop"}
 
 
+def test_a_restricted_location_is_a_clear_connection_error() -> None:
+    """binance.com refusing the handshake (HTTP 451) fails create_connection, naming it."""
+    fake = start_binance_server(restricted=True)
+    try:
+        with pytest.raises(ProviderConnectionError, match="HTTP 451"):
+            open_binance(fake, "bn_451", symbol="btcusdt")
+        assert api._names() == []
+    finally:
+        fake.close()
+
+
 # -- the fake server's own protocol ------------------------------------------------------------
 
 
