@@ -114,6 +114,23 @@ def test_an_invalid_product_raises_and_the_others_still_subscribe(
     assert conn.status.subscribed_symbols == "BTC-USD,SOL-USD"
 
 
+def test_an_invalid_product_at_start_is_dropped_and_the_rest_streams(
+    fake: CoinbaseServerHandle,
+) -> None:
+    """create_connection with one unknown product: it is refused and forgotten, the others
+    stream (Coinbase rejected the whole first request; the rest is asked for again)."""
+    conn = open_coinbase(fake, "cb_start_invalid", symbol="btc-usd,foo-usd,eth-usd")
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait_symbol("ETH-USD") and waiter.wait_symbol("BTC-USD")
+    status = conn.status
+    assert status.subscribed_symbols == "BTC-USD,ETH-USD"
+    assert "FOO-USD is not a valid product" in (status.last_error or "")
+    assert [r["product_ids"] for r in fake.subscribe_requests] == [
+        ["BTC-USD", "FOO-USD", "ETH-USD"],
+        ["BTC-USD", "ETH-USD"],
+    ]
+
+
 def test_missed_trades_are_counted_as_sequence_gaps(fake: CoinbaseServerHandle) -> None:
     """Skipped trade ids show in status.sequence_gaps (per product, missed trades)."""
     conn = open_coinbase(fake, "cb_gap", symbol="btc-usd")
