@@ -23,7 +23,9 @@ Records (one per message; ``date`` is int ns UTC from the message's ``time``):
 - ``ticker``: ``date``, ``symbol``, ``type="ticker"``, ``exchange``, ``price`` and ``size``
   (the last trade), ``bid``, ``bid_size``, ``ask``, ``ask_size`` (best bid/ask),
   ``taker_side``, ``trade_id``, ``sequence``, ``open_24h``, ``high_24h``, ``low_24h``,
-  ``volume_24h``.
+  ``volume_24h``. A ticker without its last trade's details (the one sent on subscribing can
+  be) leaves ``size``/``taker_side``/``trade_id`` out and is dated on receipt; one without
+  book sizes (before 2022) leaves ``bid_size``/``ask_size`` out.
 
 Protocol handled:
 
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -168,6 +171,7 @@ class CoinbaseSession(ProviderSession):
         self._listed: dict[str, None] = {}  # products the last subscriptions reply listed
         self._clock_head = ""  # one-entry cache: "YYYY-MM-DDTHH:MM:SS" -> epoch seconds
         self._clock_seconds = 0
+        self._clock = time.time_ns  # for a ticker without a time
         # one parse function per message type; data types of the other feed are ignored
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Record]]] = {
             "heartbeat": self._heartbeat,
@@ -253,28 +257,37 @@ class CoinbaseSession(ProviderSession):
             return []
         self._last_sequence[product] = sequence
         record: Record = {
-            "date": self._time(t["time"]),
             "symbol": product,
             "type": "ticker",
             "exchange": EXCHANGE,
             "price": float(t["price"]),
-            "size": float(t["last_size"]),
             "bid": float(t["best_bid"]),
             "ask": float(t["best_ask"]),
-            "taker_side": _TAKER[t["side"]],  # ticker side = the taker's side
-            "trade_id": int(t["trade_id"]),
             "sequence": sequence,
             "open_24h": float(t["open_24h"]),
             "high_24h": float(t["high_24h"]),
             "low_24h": float(t["low_24h"]),
             "volume_24h": float(t["volume_24h"]),
         }
-        bid_size = t.get("best_bid_size")  # added to the ticker in 2022; absent before
-        if bid_size is not None:
-            record["bid_size"] = float(bid_size)
-        ask_size = t.get("best_ask_size")
-        if ask_size is not None:
-            record["ask_size"] = float(ask_size)
+        # the first ticker after subscribing may come without its last trade's details, and
+        # tickers before 2022 without the book sizes: what is absent stays absent
+        when = t.get("time")
+        record["date"] = self._time(when) if when is not None else self._clock()
+        value = t.get("last_size")
+        if value is not None:
+            record["size"] = float(value)
+        value = t.get("side")
+        if value is not None:
+            record["taker_side"] = _TAKER[value]  # ticker side = the taker's side
+        value = t.get("trade_id")
+        if value is not None:
+            record["trade_id"] = int(value)
+        value = t.get("best_bid_size")
+        if value is not None:
+            record["bid_size"] = float(value)
+        value = t.get("best_ask_size")
+        if value is not None:
+            record["ask_size"] = float(value)
         return [record]
 
     def _time(self, text: str) -> int:

@@ -186,6 +186,18 @@ def test_a_ticker_without_book_sizes_leaves_them_out() -> None:
     assert record["date"] == 1539472232804000000
 
 
+def test_a_ticker_without_its_last_trade_keeps_what_it_has() -> None:
+    """A ticker without time/side/trade_id/last_size: dated on receipt, those keys absent."""
+    session = connected(feed="ticker")
+    session._clock = lambda: 1_700_000_000_000_000_000
+    bare = {k: v for k, v in F["ticker"]["frame"].items()}
+    for key in ("time", "side", "trade_id", "last_size"):
+        del bare[key]
+    (record,) = session.receive(json.dumps(bare))
+    expected = {k: v for k, v in TICKER.items() if k not in ("size", "taker_side", "trade_id")}
+    assert record == {**expected, "date": 1_700_000_000_000_000_000}
+
+
 def test_messages_of_the_other_feed_are_ignored() -> None:
     """A trade connection ignores ticker messages and a ticker one ignores matches."""
     assert connected().receive(F["ticker"]["text"]) == []
