@@ -4,7 +4,8 @@ frames, single-event and batched, no sockets.
 Each fake server module (``obbws_jupyter.fakes.<provider>``, and the demo server) that defines
 ``PROVIDER_NAME``, ``BENCH_CASES`` (case name -> provider parameters) and
 ``sample_frames(params, n_events, per_frame)`` (frames exactly as that server sends them) is
-measured; a new provider joins by defining them. Targets on the 2-core reference machine
+measured; a new provider joins by defining them (and ``BATCHES = False`` when its server sends
+one event per frame: then only single-event frames are measured). Targets on the 2-core reference machine
 (issue #6): at least 300k records/s with batched frames and 100k frames/s with single-event
 frames.
 
