@@ -5,9 +5,9 @@ Each fake server module (``obbws_jupyter.fakes.<provider>``, and the demo server
 ``PROVIDER_NAME``, ``BENCH_CASES`` (case name -> provider parameters) and
 ``sample_frames(params, n_events, per_frame)`` (frames exactly as that server sends them) is
 measured; a new provider joins by defining them (and ``BATCHES = False`` when its server sends
-one event per frame: then only single-event frames are measured). Targets on the 2-core reference machine
-(issue #6): at least 300k records/s with batched frames and 100k frames/s with single-event
-frames.
+one event per frame: then only single-event frames are measured). Targets on the 2-core
+reference machine (issue #6): at least 300k records/s with batched frames and 100k frames/s
+with single-event frames.
 
 Usage: ``python benchmarks/provider_parse.py [--events 100000] [--batch 50] [--runs 5]
 [--provider NAME]``. Prints one table row per provider, case and frame size (medians).
