@@ -246,6 +246,8 @@ class BinanceSession(ProviderSession):
         if data is not None:  # combined stream: {"stream": "btcusdt@trade", "data": {...}}
             if type(data) is not dict:
                 raise ValueError("combined stream message whose data is not an object")
+            if data.get("e") == self._event_type:  # the hot path: this connection's events
+                return [self._make(data)]
             return self._event(data)
         if "e" in msg or "u" in msg:  # raw stream (/ws): the event itself
             return self._event(msg)
