@@ -4,9 +4,10 @@ frames, single-event and batched, no sockets.
 Each fake server module (``obbws_jupyter.fakes.<provider>``, and the demo server) that defines
 ``PROVIDER_NAME``, ``BENCH_CASES`` (case name -> provider parameters) and
 ``sample_frames(params, n_events, per_frame)`` (frames exactly as that server sends them) is
-measured; a new provider joins by defining them. Targets on the 2-core reference machine
-(issue #6): at least 300k records/s with batched frames and 100k frames/s with single-event
-frames.
+measured; a new provider joins by defining them (and ``BATCHES = False`` when its server sends
+one event per frame: then only single-event frames are measured). Targets on the 2-core
+reference machine (issue #6): at least 300k records/s with batched frames and 100k frames/s
+with single-event frames.
 
 Usage: ``python benchmarks/provider_parse.py [--events 100000] [--batch 50] [--runs 5]
 [--provider NAME]``. Prints one table row per provider, case and frame size (medians).
@@ -81,8 +82,10 @@ def main() -> None:
         provider = module.PROVIDER_NAME
         if args.provider and provider != args.provider:
             continue
+        # a provider that sends one event per frame (BATCHES = False) has no batched row
+        sizes = (1, args.batch) if getattr(module, "BATCHES", True) else (1,)
         for case, params in module.BENCH_CASES.items():
-            for per_frame in (1, args.batch):
+            for per_frame in sizes:
                 n = args.events if per_frame > 1 else args.events // 5
                 frames = module.sample_frames(params, n, per_frame)
                 results = [run_once(provider, params, frames) for _ in range(args.runs)]

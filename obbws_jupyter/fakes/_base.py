@@ -37,7 +37,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -48,7 +48,15 @@ from websockets.http11 import Request, Response
 from obbws_jupyter import runtime
 from obbws_jupyter.offline.market import Market
 
-__all__ = ["FakeClient", "FakeServer", "ServerHandle", "now_ms", "run_cli", "start_server"]
+__all__ = [
+    "FakeClient",
+    "FakeServer",
+    "ServerHandle",
+    "now_ms",
+    "run_beside",
+    "run_cli",
+    "start_server",
+]
 
 log = logging.getLogger("obbws_jupyter.fakes")
 
@@ -62,6 +70,18 @@ RECEIVED_KEPT = 10_000  # client frames kept in FakeServer.received
 def now_ms() -> int:
     """Wall-clock time in epoch milliseconds (what most providers stamp)."""
     return time.time_ns() // 1_000_000
+
+
+async def run_beside(main: Awaitable[None], *side: Coroutine[Any, Any, None]) -> None:
+    """Await ``main`` while the ``side`` coroutines run as tasks, and cancel them when it ends:
+    a fake's per-connection timers (pings, heartbeats, age limits) beside its data pump."""
+    tasks = [asyncio.create_task(coro) for coro in side]
+    try:
+        await main
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def check_rate(rate: float) -> float:
