@@ -4,7 +4,8 @@ frames, single-event and batched, no sockets.
 Each fake server module (``obbws_jupyter.fakes.<provider>``, and the demo server) that defines
 ``PROVIDER_NAME``, ``BENCH_CASES`` (case name -> provider parameters) and
 ``sample_frames(params, n_events, per_frame)`` (frames exactly as that server sends them) is
-measured; a new provider joins by defining them. Targets on the 2-core reference machine
+measured; a new provider joins by defining them (and ``BATCHED = False`` if it sends one event
+per frame). Targets on the 2-core reference machine
 (issue #6): at least 300k records/s with batched frames and 100k frames/s with single-event
 frames.
 
@@ -82,7 +83,9 @@ def main() -> None:
         if args.provider and provider != args.provider:
             continue
         for case, params in module.BENCH_CASES.items():
-            for per_frame in (1, args.batch):
+            # a provider that never batches (BATCHED = False) has only the single-event figure
+            sizes = (1, args.batch) if getattr(module, "BATCHED", True) else (1,)
+            for per_frame in sizes:
                 n = args.events if per_frame > 1 else args.events // 5
                 frames = module.sample_frames(params, n, per_frame)
                 results = [run_once(provider, params, frames) for _ in range(args.runs)]

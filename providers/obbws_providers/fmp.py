@@ -108,7 +108,7 @@ ANOTHER_LOCATION = "Connected from another location"
 _STOCK_RE = re.compile(r"^[a-z0-9][a-z0-9.\-^=]{0,19}$")
 _PAIR_RE = re.compile(r"^[a-z0-9]{2,24}$")
 _PAIR_SEPARATORS = str.maketrans("", "", "-/")
-_TICKERS_AFTER = re.compile(r"\bto:?\s+(.+)$", re.IGNORECASE)
+_TICKERS_AFTER = re.compile(r"\b(?:to|from):?\s+(.+)$", re.IGNORECASE)
 
 
 def _date(value: Any) -> int:
@@ -298,7 +298,8 @@ class FmpSession(ProviderSession):
 
 
 def _named_tickers(text: str) -> set[str]:
-    """Tickers an acknowledgement names ("Subscribed to btcusd,ethusd"), lower-case."""
+    """Tickers an acknowledgement names ("Subscribed to btcusd,ethusd", "Unsubscribed from
+    ethusd"), lower-case."""
     match = _TICKERS_AFTER.search(text)
     if match is None:
         return set()
