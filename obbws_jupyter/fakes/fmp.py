@@ -50,7 +50,7 @@ __all__ = ["ASSET_TYPES", "BENCH_CASES", "PROVIDER_NAME", "FmpServer", "main", "
 ASSET_TYPES = ("stock", "fx", "crypto")
 CRYPTO_EXCHANGES = ("binance", "coinbase", "kraken", "bitstamp")
 BREAK_EVERY = 500  # one stock trade in this many is a trade break ("B")
-TICKER_RE = re.compile(r"^[a-z0-9][a-z0-9.\-^=]{0,19}$")
+TICKER_RE = re.compile(r"^[a-z0-9^][a-z0-9.\-^=]{0,19}$")
 ANOTHER_LOCATION = "Connected from another location"
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode

@@ -105,7 +105,7 @@ UNAUTHORIZED = "Unauthorized"
 NOT_AUTHORIZED = "you are not authorized"
 ANOTHER_LOCATION = "Connected from another location"
 
-_STOCK_RE = re.compile(r"^[a-z0-9][a-z0-9.\-^=]{0,19}$")
+_STOCK_RE = re.compile(r"^[a-z0-9^][a-z0-9.\-^=]{0,19}$")
 _PAIR_RE = re.compile(r"^[a-z0-9]{2,24}$")
 _PAIR_SEPARATORS = str.maketrans("", "", "-/")
 _TICKERS_AFTER = re.compile(r"\b(?:to|from):?\s+(.+)$", re.IGNORECASE)
