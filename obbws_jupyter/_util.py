@@ -13,11 +13,18 @@ _SECRET_QUERY = re.compile(
     r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
+# JSON members such as "authorization": "..." or "apiKey": "..." (providers' auth frames, as
+# websockets logs them at DEBUG)
+_SECRET_JSON = re.compile(
+    r'(?i)("(?:auth_token|token|api_?key|apikey|key|secret|password|authorization)"\s*:\s*")'
+    r'([^"]*)'
+)
 
 
 def mask_secrets(text: str) -> str:
-    """Hide the values of token-like query parameters and bearer headers in ``text``."""
-    return _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    """Hide the values of token-like query parameters, JSON members and bearer headers."""
+    text = _SECRET_JSON.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    return _BEARER.sub(r"\1********", text)
 
 
 class SecretFilter(logging.Filter):

@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from obbws_jupyter._util import RateLimitedLog, mask_secrets
+from obbws_jupyter._util import RateLimitedLog, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
     NotRunningError,
     ObbwsTimeoutError,
@@ -52,6 +52,9 @@ from obbws_jupyter.protocol import (
 __all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
 
 log = logging.getLogger("obbws_jupyter.stream")
+# websockets' own logger for provider sockets: quiet unless set, secrets masked (at DEBUG it
+# logs every frame, and auth frames carry API keys)
+WIRE_LOGGER = "obbws_jupyter.stream.wire"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
 # kernel; the data-staleness watchdog catches truly dead streams.
@@ -141,6 +144,7 @@ class StreamDriver:
         self.on_frame: Callable[[Frame], None] | None = None
         self.connect_kwargs = {**DEFAULT_CONNECT_KWARGS, **session.connect_kwargs}
         self.connect_kwargs.update(connect_kwargs or {})
+        self.connect_kwargs.setdefault("logger", wire_logger(WIRE_LOGGER))
         self.name = name
         self.max_reconnects = max_reconnects
         self.reconnect_base = reconnect_base
