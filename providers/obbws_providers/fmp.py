@@ -327,6 +327,6 @@ PROVIDER = ProviderSpec(
         ),
         Param("url", str, None, description="websocket URL (default: FMP's for the asset type)"),
     ),
-    docs="providers/obbws_providers/fmp.py",
+    docs="docs/providers/fmp.md",
     check=_check,
 )

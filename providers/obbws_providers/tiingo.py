@@ -532,6 +532,6 @@ PROVIDER = ProviderSpec(
         ),
         Param("url", str, None, description="websocket base URL (default wss://api.tiingo.com)"),
     ),
-    docs="providers/obbws_providers/tiingo.py",
+    docs="docs/providers/tiingo.md",
     check=_check,
 )

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -218,3 +219,26 @@ def test_fake_server_runs_from_the_command_line() -> None:
         kill_all()
         proc.terminate()
         proc.wait(TIMEOUT)
+
+
+def test_recorded_stream_replays_into_the_same_rows_without_the_key(
+    tiingo: ServerHandle, tmp_path: Path
+) -> None:
+    """A tiingo capture holds no key and the replay provider parses it with TiingoSession."""
+    capture = tmp_path / "tiingo.jsonl"
+    conn = connect(tiingo, "rec", symbol="btcusd", record_file=str(capture), limit=None)
+    assert RecordWaiter(conn.get_client()).wait(30)
+    conn.stop_connection()
+    assert conn.stop_recording() == capture
+    recorded = conn.get_results()
+    assert KEY not in capture.read_text()
+    replay = obbws.create_connection(
+        provider="replay", name="rep", path=str(capture), speed=0, limit=None
+    )
+    assert replay.get_client().wait_stopped(TIMEOUT) == "finished"
+    replayed = replay.get_results()
+    assert list(replayed.columns) == list(recorded.columns)
+    columns = ["date", "symbol", "exchange", "last_price", "last_size"]
+    pd.testing.assert_frame_equal(
+        replayed[columns].reset_index(drop=True), recorded[columns].reset_index(drop=True)
+    )
