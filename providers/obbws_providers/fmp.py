@@ -218,33 +218,43 @@ class FmpSession(ProviderSession):
     def _on_control(self, event: str, message: dict[str, Any]) -> None:
         text = str(message.get("message") or "")
         status = message.get("status")
-        if ANOTHER_LOCATION.lower() in text.lower():
-            self._emit(
-                ProviderFailed(
-                    f"FMP closed this connection: {text!r}. FMP allows one websocket per API "
-                    "key, and another program (or another obbws connection) logged in with the "
-                    "same key. Stop the other one, then restart_connection(); reconnecting now "
-                    "would only disconnect it in turn.",
-                    retry=False,
-                )
-            )
-        elif NOT_AUTHORIZED in text.lower():
-            self._emit(
-                ProviderFailed(
-                    f"FMP refused access: {text!r}. Your FMP plan does not include the "
-                    f"{self.asset_type} websocket; check it at financialmodelingprep.com.",
-                    retry=False,
-                )
-            )
-        elif event == "heartbeat":
-            self._emit(Heartbeat())
-        elif event == "login":
+        refusal = self._refusal(text)
+        if refusal is not None:
+            self._emit(refusal)
+            return
+        if event == "login":
             self._on_login(status, text)
+            return
+        if not self.is_authenticated:
+            # FMP does not document its login reply: as OpenBB does, the first reply that is
+            # not a refusal means logged in (then the frame is handled as what it is)
+            self._on_login(status, text)
+        if event == "heartbeat":
+            self._emit(Heartbeat())
         elif event in ("subscribe", "unsubscribe"):
             self._on_ack(event, status, text)
         else:
             level = "error" if isinstance(status, int) and status >= 400 else "info"
             self._emit(ProviderMessage(level, f"fmp {event}: {text or message}"))
+
+    def _refusal(self, text: str) -> ProviderFailed | None:
+        """The fatal refusals FMP words in any control frame (OpenBB matches the same text)."""
+        lowered = text.lower()
+        if ANOTHER_LOCATION.lower() in lowered:
+            return ProviderFailed(
+                f"FMP closed this connection: {text!r}. FMP allows one websocket per API key, "
+                "and another program (or another obbws connection) logged in with the same "
+                "key. Stop the other one, then restart_connection(); reconnecting now would "
+                "only disconnect it in turn.",
+                retry=False,
+            )
+        if NOT_AUTHORIZED in lowered:
+            return ProviderFailed(
+                f"FMP refused access: {text!r}. Your FMP plan does not include the "
+                f"{self.asset_type} websocket; check it at financialmodelingprep.com.",
+                retry=False,
+            )
+        return None
 
     def _on_login(self, status: Any, text: str) -> None:
         if text.strip().lower() == UNAUTHORIZED.lower() or status in (401, 403):

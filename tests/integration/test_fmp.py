@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -13,9 +14,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
+from obbws_jupyter import api, runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.fmp import FmpServer
@@ -201,3 +204,34 @@ def test_fake_server_runs_from_the_command_line() -> None:
         kill_all()
         proc.terminate()
         proc.wait(TIMEOUT)
+
+
+# -- the fake server itself, over raw sockets ------------------------------------------------------
+
+
+async def _recv(ws: Any) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+def test_fake_requires_login_and_takes_a_single_ticker_string(fmp: ServerHandle) -> None:
+    """Subscribing before login is refused; data.ticker may be one string (as documented)."""
+
+    async def scenario() -> None:
+        async with ws_connect(fmp.url) as ws:
+            await ws.send(json.dumps({"event": "subscribe", "data": {"ticker": "btcusd"}}))
+            assert (await _recv(ws))["status"] == 401
+            await ws.send(json.dumps({"event": "login", "data": {"apiKey": KEY}}))
+            assert await _recv(ws) == {"event": "login", "status": 200, "message": "Authenticated"}
+            await ws.send(json.dumps({"event": "subscribe", "data": {"ticker": "btcusd"}}))
+            assert await _recv(ws) == {
+                "event": "subscribe",
+                "status": 200,
+                "message": "Subscribed to btcusd",
+            }
+            while "s" not in (message := await _recv(ws)):
+                pass
+            assert message["s"] == "btcusd" and message["type"] in ("T", "Q")
+        with pytest.raises(InvalidStatus):
+            await ws_connect(f"{fmp.url}/bonds")
+
+    runtime.run(scenario(), 3 * TIMEOUT)

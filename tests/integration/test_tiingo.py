@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -14,9 +15,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
+from obbws_jupyter import api, runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.tiingo import TiingoServer
@@ -242,3 +245,54 @@ def test_recorded_stream_replays_into_the_same_rows_without_the_key(
     pd.testing.assert_frame_equal(
         replayed[columns].reset_index(drop=True), recorded[columns].reset_index(drop=True)
     )
+
+
+# -- the fake server itself, over raw sockets ------------------------------------------------------
+
+
+async def _recv(ws: Any) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def _until_data(ws: Any, ticker: str) -> None:
+    while True:
+        message = await _recv(ws)
+        if message["messageType"] == "A" and message["data"][1] == ticker:
+            return
+
+
+def test_fake_applies_an_update_sent_from_another_connection(tiingo: ServerHandle) -> None:
+    """As Tiingo keys updates by subscription id, OpenBB's second connection works too."""
+
+    def request(data: dict[str, Any]) -> str:
+        return json.dumps({"eventName": "subscribe", "authorization": KEY, "eventData": data})
+
+    async def scenario() -> None:
+        async with ws_connect(f"{tiingo.url}/crypto") as ws1:
+            await ws1.send(request({"thresholdLevel": 5, "tickers": ["btcusd"]}))
+            sub_id = (await _recv(ws1))["data"]["subscriptionId"]
+            assert (await _recv(ws1))["data"] == {"tickers": ["btcusd"], "thresholdLevel": "5"}
+            async with ws_connect(f"{tiingo.url}/crypto") as ws2:
+                await ws2.send(request({"subscriptionId": sub_id, "tickers": ["ethusd"]}))
+                assert (await _recv(ws2))["data"]["tickers"] == ["btcusd", "ethusd"]
+            await asyncio.wait_for(_until_data(ws1, "ethusd"), TIMEOUT)
+
+    runtime.run(scenario(), 3 * TIMEOUT)
+
+
+def test_fake_refuses_a_bad_key_and_unknown_paths(tiingo: ServerHandle) -> None:
+    """A wrong key gets E 401 then a close; an unknown path is refused at the handshake."""
+
+    async def scenario() -> None:
+        async with ws_connect(f"{tiingo.url}/iex") as ws:
+            await ws.send(json.dumps({"eventName": "subscribe", "authorization": "nope"}))
+            assert await _recv(ws) == {
+                "messageType": "E",
+                "response": {"code": 401, "message": "Authorization failed"},
+            }
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        with pytest.raises(InvalidStatus):
+            await ws_connect(f"{tiingo.url}/boats")
+
+    runtime.run(scenario(), 3 * TIMEOUT)

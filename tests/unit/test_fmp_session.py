@@ -340,3 +340,13 @@ def test_bad_frames_are_reported_not_raised(name: str) -> None:
     [event] = session.events_received()
     assert isinstance(event, MalformedFrame)
     assert len(session.receive(WIRE["crypto_trade"].frame)) == 1
+
+
+def test_first_reply_that_is_no_refusal_means_logged_in() -> None:
+    """FMP does not document its login ack: any first non-refusal reply logs in (as OpenBB)."""
+    session = make()
+    session.connection_made()
+    session.data_to_send()
+    session.receive(WIRE["heartbeat"].frame)
+    assert session.events_received() == [Authenticated("fmp: logged in"), Heartbeat()]
+    assert sent(session) == [WIRE["subscribe"].value]
