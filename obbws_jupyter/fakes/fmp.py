@@ -103,6 +103,7 @@ class _Encoder:
 class FmpServer(FakeServer):
     """Fake FMP websocket for one asset type (see the module docstring).
 
+    Takes :class:`FakeServer`'s arguments (host, port, api_key, rate, seed, ...);
     ``api_key=None`` accepts any key; ``entitled=False`` refuses websocket access after a good
     login. ``rate`` is events (= frames) per second per connection with subscriptions.
     """
@@ -111,27 +112,15 @@ class FmpServer(FakeServer):
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        api_key: str | None = None,
-        rate: float = 200.0,
-        seed: int | None = None,
-        tick_interval: float = 0.015,
+        *,
         heartbeat_interval: float = 10.0,
         asset_type: str = "crypto",
         entitled: bool = True,
+        **kwargs: Any,
     ) -> None:
         if asset_type not in ASSET_TYPES:
             raise ValueError(f"asset_type must be one of {', '.join(ASSET_TYPES)}")
-        super().__init__(
-            host,
-            port,
-            api_key=api_key,
-            rate=rate,
-            seed=seed,
-            tick_interval=tick_interval,
-            heartbeat_interval=heartbeat_interval,
-        )
+        super().__init__(heartbeat_interval=heartbeat_interval, **kwargs)
         self.asset_type = asset_type
         self.entitled = entitled
         self.kicked = 0  # connections closed by "Connected from another location"

@@ -205,6 +205,7 @@ class _Encoder:
 class TiingoServer(FakeServer):
     """Fake Tiingo on ``ws://host:port/{iex,fx,crypto}`` (see the module docstring).
 
+    Takes :class:`FakeServer`'s arguments (host, port, api_key, rate, seed, ...);
     ``api_key=None`` accepts any key. ``services`` lists the endpoints the key is entitled to
     (others get ``E`` 403). ``rate`` is events (= frames) per second per subscribed connection.
     """
@@ -213,31 +214,19 @@ class TiingoServer(FakeServer):
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        api_key: str | None = None,
-        rate: float = 200.0,
-        seed: int | None = None,
-        tick_interval: float = 0.015,
+        *,
         heartbeat_interval: float = 30.0,
         services: Sequence[str] = tuple(ENDPOINTS),
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            host,
-            port,
-            api_key=api_key,
-            rate=rate,
-            seed=seed,
-            tick_interval=tick_interval,
-            heartbeat_interval=heartbeat_interval,
-        )
+        super().__init__(heartbeat_interval=heartbeat_interval, **kwargs)
         unknown = set(services) - set(ENDPOINTS)
         if unknown:
             raise ValueError(f"unknown services {sorted(unknown)}; use {', '.join(ENDPOINTS)}")
         self.services = tuple(services)
         self.subscriptions: dict[int, _Subscription] = {}
         self._ids = itertools.count(FIRST_SUBSCRIPTION_ID)
-        self._encoder = _Encoder(random.Random(seed))
+        self._encoder = _Encoder(random.Random(kwargs.get("seed")))
 
     def url_for(self, asset_type: str) -> str:
         """URL of an asset type's endpoint (stock -> /iex, fx -> /fx, crypto -> /crypto)."""

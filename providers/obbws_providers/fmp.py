@@ -72,12 +72,12 @@ from obbws_jupyter.protocol import (
     Record,
     Subscribed,
     SubscriptionFailed,
-    SymbolError,
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
     ms_to_ns,
 )
+from obbws_providers._tickers import normalize_ticker
 
 __all__ = ["ASSET_TYPES", "FIELDS", "PROVIDER", "URLS", "FmpSession"]
 
@@ -106,8 +106,7 @@ NOT_AUTHORIZED = "you are not authorized"
 ANOTHER_LOCATION = "Connected from another location"
 
 _STOCK_RE = re.compile(r"^[a-z0-9^][a-z0-9.\-^=]{0,19}$")
-_PAIR_RE = re.compile(r"^[a-z0-9]{2,24}$")
-_PAIR_SEPARATORS = str.maketrans("", "", "-/")
+_STOCK_RULE = "1-20 letters, digits, '.', '-', '^' or '=' (e.g. aapl, brk-b, ^gspc)"
 _TICKERS_AFTER = re.compile(r"\b(?:to|from):?\s+(.+)$", re.IGNORECASE)
 
 
@@ -176,18 +175,7 @@ class FmpSession(ProviderSession):
         return str(given) if given else URLS[self.asset_type]
 
     def normalize_symbol(self, symbol: str) -> str:
-        text = symbol.strip().lower()
-        if self.asset_type == "stock":
-            if _STOCK_RE.match(text):
-                return text
-            rule = "1-20 letters, digits, '.', '-', '^' or '=' (e.g. aapl, brk-b)"
-        else:
-            text = text.translate(_PAIR_SEPARATORS)
-            if _PAIR_RE.match(text):
-                return text
-            example = "eurusd" if self.asset_type == "fx" else "btcusd"
-            rule = f"a pair of 2-24 letters or digits, e.g. {example} ('-' and '/' are removed)"
-        raise SymbolError(f"fmp: invalid {self.asset_type} symbol {symbol!r}: use {rule}.")
+        return normalize_ticker("fmp", self.asset_type, symbol, _STOCK_RE, _STOCK_RULE)
 
     def connection_made(self) -> None:
         self._pending.clear()

@@ -93,11 +93,11 @@ from obbws_jupyter.protocol import (
     Record,
     Subscribed,
     SubscriptionFailed,
-    SymbolError,
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
 )
+from obbws_providers._tickers import normalize_ticker
 
 __all__ = [
     "ASSET_TYPES",
@@ -119,8 +119,7 @@ REFERENCE_LEVEL = 6
 
 _UPDATE_TYPE = {"T": "trade", "Q": "quote", "B": "break"}
 _STOCK_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{0,19}$")
-_PAIR_RE = re.compile(r"^[a-z0-9]{2,24}$")
-_PAIR_SEPARATORS = str.maketrans("", "", "-/")
+_STOCK_RULE = "1-20 letters, digits, '.' or '-' (e.g. aapl, brk-b), or * for all"
 _ISO_CACHE_MAX = 4096
 
 _DATE = Field("date", FieldType.TIMESTAMP, "Tiingo's event time")
@@ -330,20 +329,9 @@ class TiingoSession(ProviderSession):
         return f"{base.rstrip('/')}/{ENDPOINT[self.asset_type]}"
 
     def normalize_symbol(self, symbol: str) -> str:
-        text = symbol.strip().lower()
-        if text == "*":
-            return text
-        if self.asset_type == "stock":
-            if _STOCK_RE.match(text):
-                return text
-            rule = "1-20 letters, digits, '.' or '-' (e.g. aapl, brk-b)"
-        else:
-            text = text.translate(_PAIR_SEPARATORS)
-            if _PAIR_RE.match(text):
-                return text
-            example = "eurusd" if self.asset_type == "fx" else "btcusd"
-            rule = f"a pair of 2-24 letters or digits, e.g. {example} ('-' and '/' are removed)"
-        raise SymbolError(f"tiingo: invalid {self.asset_type} symbol {symbol!r}: use {rule}, or *.")
+        if symbol.strip() == "*":
+            return "*"
+        return normalize_ticker("tiingo", self.asset_type, symbol, _STOCK_RE, _STOCK_RULE)
 
     def connection_made(self) -> None:
         self.subscription_id = None

@@ -8,8 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -23,7 +22,7 @@ from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.fmp import FmpServer
 from obbws_jupyter.stream import WIRE_LOGGER
-from tests.conftest import TIMEOUT, RecordWaiter, kill_all
+from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,16 +60,6 @@ def connect(url: str, name: str = "fmp", **kwargs: Any) -> Any:
     )
 
 
-def poll(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    """Poll a condition on state owned by another thread (with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def received(server: ServerHandle, frame: dict[str, Any]) -> None:
     """Wait until a client sent ``frame`` (checked on the server's loop)."""
     server.wait_for(lambda: frame in [json.loads(f) for f in server.received])
@@ -92,7 +81,7 @@ def test_crypto_events_are_stored_with_openbb_columns(fmp: ServerHandle) -> None
     status = conn.status
     assert status.subscribed_symbols == "btcusd,ethusd"
     assert status.acknowledged_symbols == "btcusd,ethusd"
-    assert poll(lambda: conn.status.heartbeats >= 2)
+    assert wait_until(lambda: conn.status.heartbeats >= 2)
 
 
 def test_stock_events_have_nanosecond_dates_and_no_exchange(fmp: ServerHandle) -> None:
@@ -146,7 +135,7 @@ def test_second_login_with_the_same_key_stops_the_first_with_an_explanation(
     first = connect(fmp.url, "first")
     assert RecordWaiter(first.get_client()).wait(5)
     second = connect(fmp.url, "second", symbol="solusd")
-    assert poll(lambda: first.status.state == "failed")
+    assert first.get_client().wait_stopped(TIMEOUT) == "failed"
     status = first.status
     assert not status.is_running and status.reconnects == 0
     assert "Connected from another location" in (status.last_error or "")

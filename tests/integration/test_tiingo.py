@@ -8,8 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.tiingo import TiingoServer
 from obbws_jupyter.stream import WIRE_LOGGER
-from tests.conftest import TIMEOUT, RecordWaiter, kill_all
+from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +45,6 @@ def connect(server: ServerHandle, name: str = "ti", **kwargs: Any) -> Any:
     return obbws.create_connection(
         provider="tiingo", name=name, url=server.url, reconnect_base=0.05, **kwargs
     )
-
-
-def poll(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    """Poll a condition on state owned by another thread (with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def frames_received(server: ServerHandle) -> list[dict[str, Any]]:
@@ -86,7 +75,7 @@ def test_crypto_trades_are_stored_with_openbb_columns(tiingo: ServerHandle) -> N
     assert set(df["symbol"]) <= {"BTCUSD", "ETHUSD"} and set(df["type"]) == {"trade"}
     assert pd.api.types.is_float_dtype(df["last_price"]) and (df["last_price"] > 0).all()
     assert df["exchange"].notna().all()
-    assert poll(lambda: conn.status.heartbeats >= 2)
+    assert wait_until(lambda: conn.status.heartbeats >= 2)
     assert conn.status.acknowledged_symbols == "btcusd,ethusd"
 
 

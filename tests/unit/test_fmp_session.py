@@ -4,14 +4,12 @@ frames to send out."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from obbws_jupyter.exceptions import InvalidParameterError, MissingCredentialsError, SymbolError
+from obbws_jupyter.exceptions import InvalidParameterError, SymbolError
 from obbws_jupyter.protocol import (
-    OPENBB_SETTINGS_ENV,
     Authenticated,
     AuthFailed,
     Heartbeat,
@@ -23,7 +21,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
 )
 from obbws_providers.fmp import FIELDS, PROVIDER, FmpSession
-from tests.provider_fixtures import MARKS, load_fixture
+from tests.provider_fixtures import load_fixture
 
 WIRE = load_fixture("fmp")
 KEY = "<KEY>"  # the fixture's placeholder, so sent frames compare equal to the fixture
@@ -59,14 +57,6 @@ def records_of(name: str, **given: Any) -> list[dict[str, Any]]:
     return records
 
 
-def test_every_fixture_sample_is_marked_captured_documented_or_built() -> None:
-    """Each fixture line says where it comes from ([cap], [doc] or [built])."""
-    assert WIRE
-    for sample in WIRE.values():
-        assert sample.note.startswith(MARKS), sample.name
-        assert sample.dir in ("in", "out")
-
-
 # -- parameters ---------------------------------------------------------------------------------
 
 
@@ -98,20 +88,6 @@ def test_bad_parameters_are_refused(given: dict[str, Any], match: str) -> None:
     """Unknown values and parameters raise InvalidParameterError naming what is valid."""
     with pytest.raises(InvalidParameterError, match=match):
         PROVIDER.resolve({"symbol": "btcusd", "api_key": "k", **given}, {})
-
-
-def test_api_key_comes_from_argument_environment_or_openbb_settings(tmp_path: Path) -> None:
-    """api_key=, then FMP_API_KEY, then fmp_api_key in OpenBB's user settings."""
-    settings = tmp_path / "user_settings.json"
-    settings.write_text(json.dumps({"credentials": {"fmp_api_key": "from-openbb"}}))
-    env = {OPENBB_SETTINGS_ENV: str(settings)}
-    assert PROVIDER.resolve({"symbol": "x1"}, env)["api_key"] == "from-openbb"
-    env["FMP_API_KEY"] = "from-env"
-    assert PROVIDER.resolve({"symbol": "x1"}, env)["api_key"] == "from-env"
-    assert PROVIDER.resolve({"symbol": "x1", "api_key": "given"}, env)["api_key"] == "given"
-    env = {OPENBB_SETTINGS_ENV: str(tmp_path / "none.json")}
-    with pytest.raises(MissingCredentialsError, match=r"FMP_API_KEY.*fmp_api_key"):
-        PROVIDER.resolve({"symbol": "x1"}, env)
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,12 @@ and frames to send out."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from obbws_jupyter.exceptions import InvalidParameterError, MissingCredentialsError, SymbolError
+from obbws_jupyter.exceptions import InvalidParameterError, SymbolError
 from obbws_jupyter.protocol import (
-    OPENBB_SETTINGS_ENV,
     Authenticated,
     AuthFailed,
     Heartbeat,
@@ -33,7 +31,7 @@ from obbws_providers.tiingo import (
     TiingoSession,
     _IsoClock,
 )
-from tests.provider_fixtures import MARKS, load_fixture
+from tests.provider_fixtures import load_fixture
 
 WIRE = load_fixture("tiingo")
 KEY = "<KEY>"  # the fixture's placeholder, so sent frames compare equal to the fixture
@@ -67,14 +65,6 @@ def records_of(name: str, **given: Any) -> list[dict[str, Any]]:
     records = session.receive(WIRE[name].frame)
     assert session.events_received() == []
     return records
-
-
-def test_every_fixture_sample_is_marked_captured_documented_or_built() -> None:
-    """Each fixture line says where it comes from ([cap], [doc] or [built])."""
-    assert WIRE
-    for sample in WIRE.values():
-        assert sample.note.startswith(MARKS), sample.name
-        assert sample.dir in ("in", "out")
 
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -125,27 +115,6 @@ def test_bad_parameters_are_refused_with_the_valid_choices(
     given = {"symbol": "btcusd", "api_key": "k", **given}
     with pytest.raises(InvalidParameterError, match=match):
         PROVIDER.resolve(given, {})
-
-
-def test_api_key_comes_from_argument_environment_or_openbb_settings(tmp_path: Path) -> None:
-    """api_key=, then TIINGO_API_KEY, then tiingo_token in OpenBB's user settings."""
-    settings = tmp_path / "user_settings.json"
-    settings.write_text(json.dumps({"credentials": {"tiingo_token": "from-openbb"}}))
-    env = {OPENBB_SETTINGS_ENV: str(settings)}
-    assert PROVIDER.resolve({"symbol": "x1"}, env)["api_key"] == "from-openbb"
-    env["TIINGO_API_KEY"] = "from-env"
-    assert PROVIDER.resolve({"symbol": "x1"}, env)["api_key"] == "from-env"
-    assert PROVIDER.resolve({"symbol": "x1", "api_key": "given"}, env)["api_key"] == "given"
-    assert PROVIDER.secret_params == frozenset({"api_key"})
-
-
-def test_missing_key_names_all_three_places(tmp_path: Path) -> None:
-    """Without a key the error names the argument, TIINGO_API_KEY and tiingo_token."""
-    env = {OPENBB_SETTINGS_ENV: str(tmp_path / "none.json")}
-    with pytest.raises(MissingCredentialsError) as info:
-        PROVIDER.resolve({"symbol": "btcusd"}, env)
-    text = str(info.value)
-    assert "api_key=" in text and "TIINGO_API_KEY" in text and "tiingo_token" in text
 
 
 @pytest.mark.parametrize(
