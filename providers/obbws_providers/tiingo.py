@@ -439,7 +439,11 @@ class TiingoSession(ProviderSession):
             )
         elif code >= 500:
             self._emit(ProviderFailed(f"Tiingo error {code}: {text}", retry=True))
-        elif self._pending and self.is_authenticated:
+        elif not self.is_authenticated:  # the first subscribe itself was refused: no stream
+            self._emit(
+                ProviderFailed(f"Tiingo refused the subscription: {text} ({code})", retry=False)
+            )
+        elif self._pending:
             _, asked = self._pending.popleft()
             self._emit(SubscriptionFailed(asked, f"Tiingo error {code}: {text}"))
         else:

@@ -312,6 +312,16 @@ def test_server_error_asks_for_a_reconnect() -> None:
     ]
 
 
+def test_refused_first_subscribe_is_fatal() -> None:
+    """An error answering the first subscribe (before any subscription id) ends the stream."""
+    session = make()
+    session.connection_made()
+    session.receive(WIRE["error_400"].frame)
+    assert session.events_received() == [
+        ProviderFailed("Tiingo refused the subscription: Invalid subscriptionId: 1 (400)", False)
+    ]
+
+
 def test_heartbeat_and_informational_messages() -> None:
     """H -> Heartbeat; other I and U messages are logged, not data."""
     session = authorized()
