@@ -420,7 +420,8 @@ class TiingoSession(ProviderSession):
         if refused:
             self._emit(
                 SubscriptionFailed(
-                    refused, f"Tiingo did not list {', '.join(refused)} among the subscription"
+                    refused,
+                    f"Tiingo did not list {', '.join(refused)} in the subscription's tickers",
                 )
             )
 
@@ -429,14 +430,7 @@ class TiingoSession(ProviderSession):
         if code == 401:
             self._emit(AuthFailed(f"Tiingo: {text or 'authorization failed'} (HTTP 401)"))
         elif code == 403:
-            self._emit(
-                ProviderFailed(
-                    f"Tiingo refused the {ENDPOINT[self.asset_type]} endpoint: {text} (403). "
-                    "Your Tiingo plan does not include it (IEX thresholdLevel 0 and 5 need an "
-                    "IEX market data agreement since 2025; try threshold_level=6).",
-                    retry=False,
-                )
-            )
+            self._emit(ProviderFailed(_plan_refusal(self.asset_type, text), retry=False))
         elif code >= 500:
             self._emit(ProviderFailed(f"Tiingo error {code}: {text}", retry=True))
         elif not self.is_authenticated:  # the first subscribe itself was refused: no stream
@@ -462,6 +456,20 @@ class TiingoSession(ProviderSession):
                 "eventData": {"subscriptionId": self.subscription_id, "tickers": list(tickers)},
             }
         )
+
+
+def _plan_refusal(asset_type: str, text: str) -> str:
+    """What a 403 ("Not authorized for service") means, and what to try."""
+    hint = ""
+    if asset_type == "stock":
+        hint = (
+            " (IEX thresholdLevel 0 and 5 need an IEX market data agreement since 2025; "
+            "threshold_level=6 streams Tiingo's reference price without one)"
+        )
+    return (
+        f"Tiingo refused the {ENDPOINT[asset_type]} endpoint: {text} (403). "
+        f"Your Tiingo plan does not include it{hint}."
+    )
 
 
 def _response(message: dict[str, Any]) -> tuple[int, str]:
