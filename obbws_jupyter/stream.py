@@ -49,12 +49,19 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
 )
 
-__all__ = ["DEFAULT_CONNECT_KWARGS", "HttpClient", "StreamDriver", "backoff", "urllib_client"]
+__all__ = [
+    "DEFAULT_CONNECT_KWARGS",
+    "WIRE_LOGGER",
+    "HttpClient",
+    "StreamDriver",
+    "backoff",
+    "urllib_client",
+]
 
 log = logging.getLogger("obbws_jupyter.stream")
-# websockets' own logger for provider sockets: quiet unless set, secrets masked (at DEBUG it
-# logs every frame, and auth frames carry API keys)
-WIRE_LOGGER = "obbws_jupyter.stream.wire"
+#: websockets' own messages about provider sockets (its DEBUG lines show the request line,
+#: where a token may travel): tokens masked
+WIRE_LOGGER = "obbws_jupyter.stream.websockets"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
 # kernel; the data-staleness watchdog catches truly dead streams.
@@ -144,7 +151,6 @@ class StreamDriver:
         self.on_frame: Callable[[Frame], None] | None = None
         self.connect_kwargs = {**DEFAULT_CONNECT_KWARGS, **session.connect_kwargs}
         self.connect_kwargs.update(connect_kwargs or {})
-        self.connect_kwargs.setdefault("logger", wire_logger(WIRE_LOGGER))
         self.name = name
         self.max_reconnects = max_reconnects
         self.reconnect_base = reconnect_base
@@ -381,7 +387,9 @@ class StreamDriver:
     async def _connect_once(self) -> None:
         await self._http_steps()
         try:
-            ws = await connect(self.url, **self.connect_kwargs)
+            ws = await connect(
+                self.url, **{"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
+            )
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise _Fatal(
@@ -452,6 +460,11 @@ class StreamDriver:
                 return
 
     async def _flush(self) -> None:
+        # Events the session reported while making frames (no frame received yet): a session
+        # authenticated by its HTTP step on open, or one whose joins are never acknowledged.
+        events = self.session.events_received()
+        if events:
+            self._handle(events)
         ws = self._ws
         frames = self.session.data_to_send()
         if ws is None:
