@@ -2,7 +2,8 @@
 
 Each line after the header is ``{"name", "dir", "frame", "note"}``: ``dir`` is "in" (server to
 client) or "out" (client to server); a ``frame`` given as an object or array is the compact
-JSON text of it, a string is the frame as is, and ``{"hex": ...}`` a binary frame. ``note``
+JSON text of it, a string is the frame as is; a binary frame is ``{"hex": ...}`` or a hex
+string with ``"binary": true`` (as tests/fixtures/intrinio.jsonl writes them). ``note``
 starts with [cap], [doc] or [built] (a sample built by us from the documented schema).
 """
 
@@ -34,7 +35,9 @@ def load_fixture(provider: str) -> dict[str, WireSample]:
         item = json.loads(line)
         raw = item["frame"]
         frame: str | bytes
-        if isinstance(raw, str):
+        if item.get("binary"):
+            frame, value = bytes.fromhex(raw), None
+        elif isinstance(raw, str):
             frame, value = raw, None
         elif isinstance(raw, dict) and set(raw) == {"hex"}:
             frame, value = bytes.fromhex(raw["hex"]), None
