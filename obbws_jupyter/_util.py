@@ -19,6 +19,12 @@ _SECRET_QUERY = re.compile(
     r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
+# JSON members such as "authorization": "..." or "apiKey": "..." (providers' auth frames, as
+# websockets logs them at DEBUG)
+_SECRET_JSON = re.compile(
+    r'(?i)("(?:auth_token|token|api_?key|apikey|key|secret|password|authorization)"\s*:\s*")'
+    r'([^"]*)'
+)
 
 
 _SECRET_VALUES: set[str] = set()  # exact values to hide wherever they appear (API keys)
@@ -32,9 +38,10 @@ def remember_secret(value: object) -> None:
 
 
 def mask_secrets(text: str) -> str:
-    """Hide the values of token-like query parameters and bearer headers in ``text``, and every
-    value given to :func:`remember_secret`."""
-    masked = _BEARER.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    """Hide the values of token-like query parameters, JSON members and bearer headers in
+    ``text``, and every value given to :func:`remember_secret`."""
+    masked = _SECRET_JSON.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    masked = _BEARER.sub(r"\1********", masked)
     for value in tuple(_SECRET_VALUES):
         if value in masked:
             masked = masked.replace(value, "********")

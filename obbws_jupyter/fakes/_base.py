@@ -46,6 +46,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from obbws_jupyter import runtime
+from obbws_jupyter._util import wire_logger
 from obbws_jupyter.offline.market import Market
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("obbws_jupyter.fakes")
+WIRE_LOGGER = "obbws_jupyter.fakes.wire"  # websockets' logger for the fake servers
 
 Frame = str | bytes
 S = TypeVar("S", bound="FakeServer")
@@ -164,6 +166,8 @@ class FakeServer:
             process_request=self._process_request,
             max_size=self.max_size,
             ping_interval=None,
+            # quiet unless set, keys masked: client auth frames carry API keys
+            logger=wire_logger(WIRE_LOGGER),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("%s fake server listening on %s (rate %s/s)", self.provider, self.url, self.rate)

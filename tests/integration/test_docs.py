@@ -31,3 +31,16 @@ def test_adding_a_provider_example_runs(tmp_path: Path) -> None:
     assert "Client ticker_example killed." in out.stdout
     assert "refused: ProviderAuthError" in out.stdout
     assert "k-123" not in out.stderr
+
+
+@pytest.mark.parametrize("provider", ["tiingo", "fmp"])
+def test_provider_guide_runs_against_the_fake_server(provider: str, tmp_path: Path) -> None:
+    """docs/providers/<provider>.md's keyless example streams from the fake server."""
+    script = tmp_path / "example.py"
+    script.write_text(_python_blocks(ROOT / "docs" / "providers" / f"{provider}.md"))
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"Client {provider}_fake killed." in out.stdout
+    assert "BTCUSD" in out.stdout or "ETHUSD" in out.stdout

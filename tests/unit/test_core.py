@@ -178,3 +178,14 @@ def test_validators_name_the_parameter_and_value(call, match: str) -> None:  # t
 
     with pytest.raises(InvalidParameterError, match=re.escape(match)):
         call(_validate)
+
+
+def test_mask_secrets_hides_keys_in_json_auth_frames() -> None:
+    """API keys inside JSON members (Tiingo's authorization, FMP's apiKey) are masked."""
+    text = mask_secrets(
+        """> TEXT '{"eventName":"subscribe","authorization":"tk-1","eventData":{}}' """
+        """< TEXT '{"event": "login", "data": {"apiKey": "fk-2"}}' {"symbol": "aapl"}"""
+    )
+    assert "tk-1" not in text and "fk-2" not in text
+    assert '"authorization":"********"' in text and '"apiKey": "********"' in text
+    assert '"symbol": "aapl"' in text
