@@ -34,7 +34,8 @@ PREFIX = "/api/v1/websockets"
 
 Token = Annotated[str | None, Depends(auth_token)]
 Name = Annotated[
-    str, Query(description="The connection's name (as given to create_connection).", examples=["demo"])
+    str,
+    Query(description="The connection's name (as given to create_connection).", examples=["demo"]),
 ]
 Symbols = Annotated[
     list[str],
@@ -88,10 +89,12 @@ def _create(endpoints: Endpoints, given: dict[str, Any], token: str | None) -> d
     return _status_envelope(endpoints, name, token)
 
 
-def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter:  # noqa: C901
+def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["websockets"], responses=ERROR_RESPONSES)
 
-    @router.get("/create_connection", response_model=StatusEnvelope, operation_id="create_connection")
+    @router.get(
+        "/create_connection", response_model=StatusEnvelope, operation_id="create_connection"
+    )
     def create_connection(
         request: Request,
         provider: Annotated[str, Query(description="Provider name, e.g. demo.", examples=["demo"])],
@@ -106,7 +109,9 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter: 
         table_name: Annotated[str, Query(description="Table of the results file.")] = "records",
         limit: Annotated[
             str,
-            Query(description="Rows kept (newest); None keeps every row.", examples=["1000", "None"]),
+            Query(
+                description="Rows kept (newest); None keeps every row.", examples=["1000", "None"]
+            ),
         ] = "1000",
         sleep_time: Annotated[
             float, Query(description="Refresh interval of live views, seconds.", gt=0)
@@ -122,9 +127,7 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter: 
                 le=65535,
             ),
         ] = None,
-        start_broadcast: Annotated[
-            bool, Query(description="Start broadcasting at once.")
-        ] = False,
+        start_broadcast: Annotated[bool, Query(description="Start broadcasting at once.")] = False,
         connect_kwargs: Annotated[
             str | None,
             Query(
@@ -231,8 +234,11 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter: 
         offset: Annotated[int, Query(description="Skip this many records.", ge=0, le=MAX_INT)] = 0,
         since_id: Annotated[
             int | None,
-            Query(description="Only records with a larger id (poll with the last id seen).",
-                  ge=-MAX_INT, le=MAX_INT),
+            Query(
+                description="Only records with a larger id (poll with the last id seen).",
+                ge=-MAX_INT,
+                le=MAX_INT,
+            ),
         ] = None,
         format: Annotated[
             Literal["json", "csv", "parquet"], Query(description="Body format.")
@@ -313,14 +319,18 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter: 
         "/stream",
         response_model=None,
         operation_id="stream",
-        responses={200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}},
+        responses={
+            200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}
+        },
     )
     def stream(
         name: Name,
         token: Token,
         since_id: Annotated[
             int | None,
-            Query(description="First send stored records with a larger id.", ge=-MAX_INT, le=MAX_INT),
+            Query(
+                description="First send stored records with a larger id.", ge=-MAX_INT, le=MAX_INT
+            ),
         ] = None,
         last_event_id: Annotated[int | None, Header(ge=-MAX_INT, le=MAX_INT)] = None,
     ) -> StreamingResponse:

@@ -152,7 +152,9 @@ class Page:
                 empty = self.client.query(
                     f"SELECT * FROM {quote_identifier(self.client.table_name)} LIMIT 0"
                 )
-                writer = pq.ParquetWriter(sink, pa.Table.from_pandas(empty, preserve_index=False).schema)
+                writer = pq.ParquetWriter(
+                    sink, pa.Table.from_pandas(empty, preserve_index=False).schema
+                )
             writer.close()
             sink.seek(0)
             while chunk := sink.read(2**20):

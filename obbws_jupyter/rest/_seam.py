@@ -62,4 +62,4 @@ def default_endpoints() -> Endpoints:
     """The process-wide endpoints: the module functions of :mod:`obbws_jupyter.api`."""
     from obbws_jupyter import api
 
-    return api  # type: ignore[return-value]
+    return api

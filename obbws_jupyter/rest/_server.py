@@ -119,9 +119,7 @@ class ApiServer:
         )
         ready = threading.Event()
         self._server = _Server(config, ready)
-        self._thread = threading.Thread(
-            target=self._run, name="obbws-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="obbws-http", daemon=True)
         self._thread.start()
         if not ready.wait(START_TIMEOUT) or not self._thread.is_alive():
             self.stop()

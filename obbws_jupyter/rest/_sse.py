@@ -122,7 +122,9 @@ class _Feed:
             try:
                 payloads.append((int(record["id"]), self.encoder.encode(record)))
             except Exception as exc:  # one bad record never breaks the stream
-                log.warning("%s: skipped a record that cannot be encoded: %s", self.client.name, exc)
+                log.warning(
+                    "%s: skipped a record that cannot be encoded: %s", self.client.name, exc
+                )
         for subscriber in list(self.subscribers):
             subscriber.offer(payloads)
 
@@ -132,9 +134,7 @@ class Feeds:
 
     def __init__(self, max_queue: int = 10_000) -> None:
         self.max_queue = max_queue
-        self._feeds: weakref.WeakKeyDictionary[WebSocketClient, _Feed] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._feeds: weakref.WeakKeyDictionary[WebSocketClient, _Feed] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def subscribe(self, client: WebSocketClient) -> Subscriber:
@@ -187,7 +187,8 @@ async def event_stream(
         if since_id is not None:
             page = await anyio.to_thread.run_sync(Page, client, since_id)
             chunks = page.chunks()
-            while rows := await anyio.to_thread.run_sync(next, chunks, []):
+            empty: list[dict[str, Any]] = []
+            while rows := await anyio.to_thread.run_sync(next, chunks, empty):
                 for record in rows:
                     last = int(record["id"])
                     yield _event(last, page.encoder.encode(record))

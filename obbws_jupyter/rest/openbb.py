@@ -23,7 +23,7 @@ command's annotations as objects to build its API and its Python package.
 import asyncio
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from openbb_core.app.model.abstract.error import OpenBBError
 from openbb_core.app.model.obbject import OBBject
@@ -64,20 +64,20 @@ def _status(status: WebSocketConnectionStatus) -> OBBject[WebSocketConnectionSta
 @router.command(methods=["GET"])
 async def create_connection(
     name: str,
-    provider: Union[str, None] = None,
-    auth_token: Union[str, None] = None,
-    results_file: Union[str, None] = None,
+    provider: str | None = None,
+    auth_token: str | None = None,
+    results_file: str | None = None,
     save_results: bool = False,
     table_name: str = "records",
-    limit: Union[int, str, None] = 1000,
+    limit: int | str | None = 1000,
     sleep_time: float = 0.25,
     broadcast_host: str = "127.0.0.1",
-    broadcast_port: Union[int, None] = None,
+    broadcast_port: int | None = None,
     start_broadcast: bool = False,
-    connect_kwargs: Union[str, None] = None,
-    symbol: Union[str, None] = None,
-    asset_type: Union[str, None] = None,
-    feed: Union[str, None] = None,
+    connect_kwargs: str | None = None,
+    symbol: str | None = None,
+    asset_type: str | None = None,
+    feed: str | None = None,
     **kwargs: Any,
 ) -> OBBject[WebSocketConnectionStatus]:
     """Open a named connection to an obbws-jupyter provider (demo, replay, ...): ``provider``
@@ -112,7 +112,7 @@ async def create_connection(
 
 
 @router.command(methods=["GET"])
-async def get_results(name: str, auth_token: Union[str, None] = None) -> OBBject[list[Data]]:
+async def get_results(name: str, auth_token: str | None = None) -> OBBject[list[Data]]:
     """Every stored record of the connection, oldest first (dates tz-aware)."""
     frame = await _call("get_results", name, auth_token)
     if frame.empty:
@@ -123,14 +123,14 @@ async def get_results(name: str, auth_token: Union[str, None] = None) -> OBBject
 
 
 @router.command(methods=["GET"])
-async def clear_results(name: str, auth_token: Union[str, None] = None) -> OBBject[str]:
+async def clear_results(name: str, auth_token: str | None = None) -> OBBject[str]:
     """Delete the stored records (the stream goes on; ids keep growing)."""
     return OBBject(results=await _call("clear_results", name, auth_token))
 
 
 @router.command(methods=["GET"])
 async def subscribe(
-    name: str, symbol: str, auth_token: Union[str, None] = None
+    name: str, symbol: str, auth_token: str | None = None
 ) -> OBBject[WebSocketConnectionStatus]:
     """Subscribe the running connection to more symbols (comma-separated)."""
     return _status(await _call("subscribe", name, symbol, auth_token))
@@ -138,7 +138,7 @@ async def subscribe(
 
 @router.command(methods=["GET"])
 async def unsubscribe(
-    name: str, symbol: str, auth_token: Union[str, None] = None
+    name: str, symbol: str, auth_token: str | None = None
 ) -> OBBject[WebSocketConnectionStatus]:
     """Unsubscribe the running connection from symbols."""
     return _status(await _call("unsubscribe", name, symbol, auth_token))
@@ -146,7 +146,7 @@ async def unsubscribe(
 
 @router.command(methods=["GET"])
 async def get_client_status(
-    name: str = "all", auth_token: Union[str, None] = None
+    name: str = "all", auth_token: str | None = None
 ) -> OBBject[list[WebSocketConnectionStatus]]:
     """Status of one connection, or of all."""
     statuses = await _call("get_client_status", name, auth_token)
@@ -155,7 +155,7 @@ async def get_client_status(
 
 @router.command(methods=["GET"])
 async def stop_connection(
-    name: str, auth_token: Union[str, None] = None
+    name: str, auth_token: str | None = None
 ) -> OBBject[WebSocketConnectionStatus]:
     """Stop the provider stream; stored rows and the broadcast server stay."""
     return _status(await _call("stop_connection", name, auth_token))
@@ -163,7 +163,7 @@ async def stop_connection(
 
 @router.command(methods=["GET"])
 async def restart_connection(
-    name: str, auth_token: Union[str, None] = None
+    name: str, auth_token: str | None = None
 ) -> OBBject[WebSocketConnectionStatus]:
     """Reconnect a stopped stream with its current symbols."""
     return _status(await _call("restart_connection", name, auth_token))
@@ -172,9 +172,9 @@ async def restart_connection(
 @router.command(methods=["GET"])
 async def start_broadcasting(
     name: str,
-    auth_token: Union[str, None] = None,
+    auth_token: str | None = None,
     host: str = "127.0.0.1",
-    port: Union[int, None] = None,
+    port: int | None = None,
 ) -> OBBject[WebSocketConnectionStatus]:
     """Serve the connection's records on ws://host:port."""
     extra = (port,) if port is not None else ()
@@ -183,16 +183,15 @@ async def start_broadcasting(
 
 @router.command(methods=["GET"])
 async def stop_broadcasting(
-    name: str, auth_token: Union[str, None] = None
-) -> OBBject[Union[WebSocketConnectionStatus, str]]:
+    name: str, auth_token: str | None = None
+) -> OBBject[WebSocketConnectionStatus | str]:
     """Stop the broadcast server (a connection that is stopped too is removed)."""
     result = await _call("stop_broadcasting", name, auth_token)
-    if isinstance(result, WebSocketConnectionStatus):
-        return _status(result)
-    return OBBject(results=result)
+    provider = result.provider if isinstance(result, WebSocketConnectionStatus) else None
+    return OBBject(results=result, provider=provider or None)
 
 
 @router.command(methods=["GET"])
-async def kill(name: str, auth_token: Union[str, None] = None) -> OBBject[str]:
+async def kill(name: str, auth_token: str | None = None) -> OBBject[str]:
     """Stop everything of a connection and forget it."""
     return OBBject(results=await _call("kill", name, auth_token))

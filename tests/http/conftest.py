@@ -32,7 +32,9 @@ def create(http: TestClient) -> Callable[..., dict[str, Any]]:
     def make(name: str = "h", **params: Any) -> dict[str, Any]:
         params.setdefault("symbol", "btcusd,ethusd")
         params.setdefault("rate", 500)
-        response = http.get(route("create_connection"), params={"provider": "demo", "name": name, **params})
+        response = http.get(
+            route("create_connection"), params={"provider": "demo", "name": name, **params}
+        )
         assert response.status_code == 200, response.text
         return response.json()["results"]
 

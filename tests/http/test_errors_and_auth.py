@@ -52,7 +52,9 @@ def test_bad_input_is_400_with_the_problem_named(http: TestClient, create) -> No
     )
     assert "name" in _status(get(route("create_connection"), params={"provider": "demo"}), 400)
     create("x")
-    assert "format" in _status(get(route("get_results"), params={"name": "x", "format": "xml"}), 400)
+    assert "format" in _status(
+        get(route("get_results"), params={"name": "x", "format": "xml"}), 400
+    )
     assert "limit" in _status(get(route("get_results"), params={"name": "x", "limit": "-1"}), 400)
     assert "offset" in _status(get(route("get_results"), params={"name": "x", "offset": "-1"}), 400)
     assert "already subscribed" in _status(
@@ -68,7 +70,9 @@ def test_unknown_name_is_404_and_duplicate_name_409(http: TestClient, create) ->
     for endpoint in ("get_results", "clear_results", "stop_connection", "stream", "kill"):
         assert "ghost" in _status(http.get(route(endpoint), params={"name": "ghost"}), 404)
     assert "already connected" in _status(
-        http.get(route("create_connection"), params={"provider": "demo", "name": "d", "symbol": "x"}),
+        http.get(
+            route("create_connection"), params={"provider": "demo", "name": "d", "symbol": "x"}
+        ),
         409,
     )
     assert "not broadcasting" in _status(
@@ -144,7 +148,9 @@ def test_auth_token_by_query_or_bearer_missing_401_wrong_403(http: TestClient, c
     ok = http.get(route("get_client_status"), params={"name": "a", "auth_token": TOKEN})
     assert ok.status_code == 200 and TOKEN not in ok.text
     ok = http.get(
-        route("get_client_status"), params={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        route("get_client_status"),
+        params={"name": "a"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
     )
     assert ok.status_code == 200
     assert http.get(route("get_client_status")).json()["results"] == []  # "all" hides it
@@ -171,11 +177,16 @@ def test_api_key_guards_every_route_apart_from_auth_token(create) -> None:  # ty
             _status(http.get(path, headers={"X-API-Key": "wrong"}), 403)
         assert http.get("/openapi.json", headers={"X-API-Key": KEY}).status_code == 200
         both = {"X-API-Key": KEY, "Authorization": f"Bearer {TOKEN}"}
-        assert http.get(route("get_client_status"), params={"name": "g"}, headers=both).status_code == 200
+        assert (
+            http.get(route("get_client_status"), params={"name": "g"}, headers=both).status_code
+            == 200
+        )
         bearer_key = {"Authorization": f"Bearer {KEY}"}
         response = http.get(route("get_client_status"), params={"name": "g"}, headers=bearer_key)
         assert response.status_code == 401  # the bearer was the API key: no auth_token left
         response = http.get(
-            route("get_client_status"), params={"name": "g", "auth_token": TOKEN}, headers=bearer_key
+            route("get_client_status"),
+            params={"name": "g", "auth_token": TOKEN},
+            headers=bearer_key,
         )
         assert response.status_code == 200 and KEY not in response.text

@@ -109,7 +109,9 @@ def test_obb_websockets_and_openbb_api_reach_our_connections(tmp_path: Path) -> 
     assert {"id", "received_at", "symbol", "price", "size"} <= set(out["df_columns"])
     assert out["df_index"] == "date"
     assert out["killed"] == "Client obb killed."
-    assert out["kill_again"][0] == "OpenBBError" and "No connections to kill" in out["kill_again"][1]
+    assert (
+        out["kill_again"][0] == "OpenBBError" and "No connections to kill" in out["kill_again"][1]
+    )
     assert out["rest_create"] == [200, None]
     assert out["rest_results"][0] == 200 and out["rest_results"][1] >= 5
     assert out["rest_no_token"] == 502  # OpenBB's API answers UnauthorizedError with 502

@@ -218,7 +218,7 @@ def test_broadcast_started_through_the_api_reaches_a_listener(http: TestClient, 
     listener = listen(address, block=False)
     try:
         assert listener.wait(10, timeout=TIMEOUT)
-        record = list(listener.records)[0]
+        record = next(iter(listener.records))
         assert {"id", "received_at", "date", "symbol", "price"} <= set(record)
     finally:
         listener.stop()

@@ -33,8 +33,13 @@ def test_serve_api_drives_the_notebooks_connections(caplog) -> None:  # type: ig
         base = server.url + PREFIX
         created = httpx.get(
             f"{base}/create_connection",
-            params={"provider": "demo", "name": "srv", "symbol": "btcusd", "rate": 300,
-                    "auth_token": "tok-999"},
+            params={
+                "provider": "demo",
+                "name": "srv",
+                "symbol": "btcusd",
+                "rate": 300,
+                "auth_token": "tok-999",
+            },
             timeout=TIMEOUT,
         )
         assert created.status_code == 200, created.text
@@ -92,9 +97,11 @@ def test_non_loopback_without_api_key_is_refused(monkeypatch) -> None:  # type: 
 
 def test_a_busy_port_is_a_clear_error() -> None:
     """A port in use raises PortInUseError at once."""
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        with pytest.raises(PortInUseError, match="in use"):
-            obbws.serve_api(port=taken.getsockname()[1])
+    with (
+        socket.create_server(("127.0.0.1", 0)) as taken,
+        pytest.raises(PortInUseError, match="in use"),
+    ):
+        obbws.serve_api(port=taken.getsockname()[1])
 
 
 def test_obbws_serve_from_a_shell(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -102,8 +109,16 @@ def test_obbws_serve_from_a_shell(tmp_path) -> None:  # type: ignore[no-untyped-
     key comes from the variable --api-key-env names (never argv)."""
     env = dict(os.environ, TMPDIR=str(tmp_path), MY_KEY="shell-key-12345")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "obbws_jupyter.cli", "serve", "--port", "0",
-         "--api-key-env", "MY_KEY"],
+        [
+            sys.executable,
+            "-m",
+            "obbws_jupyter.cli",
+            "serve",
+            "--port",
+            "0",
+            "--api-key-env",
+            "MY_KEY",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,8 +131,9 @@ def test_obbws_serve_from_a_shell(tmp_path) -> None:  # type: ignore[no-untyped-
         url = first.split(" on ", 1)[1].split()[0]
         headers = {"X-API-Key": "shell-key-12345"}
         params = {"provider": "demo", "name": "sh", "symbol": "btcusd", "rate": 50}
-        created = httpx.get(url + PREFIX + "/create_connection", params=params, headers=headers,
-                            timeout=TIMEOUT)
+        created = httpx.get(
+            url + PREFIX + "/create_connection", params=params, headers=headers, timeout=TIMEOUT
+        )
         assert created.status_code == 200, created.text
         assert httpx.get(url + PREFIX + "/kill", params={"name": "sh"}).status_code == 401
         proc.send_signal(signal.SIGTERM)
