@@ -28,7 +28,7 @@ from obbws_jupyter.rest._seam import Endpoints, default_endpoints
 from obbws_jupyter.rest._security import ApiKeyMiddleware, auth_token
 from obbws_jupyter.rest._sse import Feeds, event_stream
 
-__all__ = ["PREFIX", "create_app"]
+__all__ = ["PREFIX", "create_app", "create_from_params"]
 
 PREFIX = "/api/v1/websockets"
 
@@ -76,7 +76,11 @@ def _status_envelope(endpoints: Endpoints, name: str, token: str | None) -> dict
     return envelope(endpoints.get_client_status(name, token)[0])
 
 
-def _create(endpoints: Endpoints, given: dict[str, Any], token: str | None) -> dict[str, Any]:
+def create_from_params(
+    endpoints: Endpoints, given: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    """create_connection from request parameters (standard, client and provider ones
+    mixed, as a query string or a JSON body brings them); returns the status envelope."""
     if "symbol" in given:
         given["symbol"] = _join(given["symbol"])
     provider, name = given.pop("provider"), given.pop("name")
@@ -183,7 +187,7 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter:
         for key in request.query_params:
             if key not in given and key != "auth_token":
                 given[key] = request.query_params[key]
-        return _create(endpoints, given, token)
+        return create_from_params(endpoints, given, token)
 
     @router.post(
         "/create_connection", response_model=StatusEnvelope, operation_id="create_connection_post"
@@ -196,7 +200,7 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter:
         if body.auth_token is not None:
             token = body.auth_token
         given["provider"], given["name"] = body.provider, body.name
-        return _create(endpoints, given, token)
+        return create_from_params(endpoints, given, token)
 
     @router.get(
         "/get_client_status",

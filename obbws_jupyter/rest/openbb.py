@@ -34,6 +34,7 @@ from openbb_core.provider.utils.errors import UnauthorizedError as OpenBBUnautho
 
 from obbws_jupyter.exceptions import ObbwsError, UnauthorizedError
 from obbws_jupyter.models import WebSocketConnectionStatus
+from obbws_jupyter.rest._app import create_from_params
 from obbws_jupyter.rest._seam import Endpoints, default_endpoints
 
 __all__ = ["router"]
@@ -48,7 +49,10 @@ ENDPOINTS: Callable[[], Endpoints] = default_endpoints
 
 async def _call(name: str, *args: Any, **kwargs: Any) -> Any:
     """Run the endpoint ``name`` in a worker thread; our errors become OpenBB's."""
-    function = getattr(ENDPOINTS(), name)
+    return await _in_thread(getattr(ENDPOINTS(), name), *args, **kwargs)
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return await asyncio.to_thread(partial(function, *args, **kwargs))
     except UnauthorizedError as exc:
@@ -86,29 +90,12 @@ async def create_connection(
     The stream runs in the background and is stored in DuckDB; ``limit`` rows are kept
     (None keeps all). Other keyword arguments are provider parameters.
     """
-    options: dict[str, Any] = {"broadcast_port": broadcast_port} if broadcast_port else {}
-    params = {
-        k: v for k, v in {"symbol": symbol, "asset_type": asset_type, "feed": feed}.items() if v
-    }
-    await _call(
-        "create_connection",
-        provider,
-        name,
-        auth_token=auth_token,
-        results_file=results_file,
-        save_results=save_results,
-        table_name=table_name,
-        limit=limit,
-        sleep_time=sleep_time,
-        broadcast_host=broadcast_host,
-        start_broadcast=start_broadcast,
-        connect_kwargs=connect_kwargs,
-        **options,
-        **params,
-        **kwargs,
-    )
-    statuses = await _call("get_client_status", name, auth_token)
-    return _status(statuses[0])
+    # None means "not given", except for limit, where it keeps every row (as in Python)
+    given = {k: v for k, v in locals().items() if k != "kwargs" and (v is not None or k == "limit")}
+    given.update(kwargs)
+    # the same path as the HTTP API's create_connection (provider parameters, default port)
+    body = await _in_thread(create_from_params, ENDPOINTS(), given, auth_token)
+    return _status(body["results"])
 
 
 @router.command(methods=["GET"])

@@ -39,11 +39,12 @@ SCRIPT = textwrap.dedent(
     obb = create_app(Extensions)
     out["routers"] = repr(obb)
     created = obb.websockets.create_connection(
-        provider="demo", name="obb", symbol="btcusd,ethusd", rate=300, limit=50
+        provider="demo", name="obb", symbol="btcusd,ethusd", rate=300, limit=None
     )
     out["created_type"] = type(created).__name__
     out["created_running"] = created.results.is_running
     out["created_provider"] = created.provider
+    out["created_limit"] = created.results.limit
 
     from obbws_jupyter import api
     from tests.conftest import RecordWaiter
@@ -105,6 +106,7 @@ def test_obb_websockets_and_openbb_api_reach_our_connections(tmp_path: Path) -> 
     assert "/websockets" in out["routers"]
     assert out["created_type"] == "OBBject" and out["created_running"] is True
     assert out["created_provider"] == "demo"
+    assert out["created_limit"] is None  # limit=None keeps every row, as in Python
     assert out["results_count"] >= 10
     assert {"id", "received_at", "symbol", "price", "size"} <= set(out["df_columns"])
     assert out["df_index"] == "date"

@@ -14,38 +14,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 import obbws_jupyter as obbws
+from obbws_jupyter import api
 from obbws_jupyter.listen import listen
 from tests.conftest import TIMEOUT
 from tests.http.conftest import route, waiter
+from tests.integration.test_endpoints import SEED_KEYS
 
 pytestmark = pytest.mark.integration
 
-ENDPOINTS = [
-    "clear_results",
-    "create_connection",
-    "get_client_status",
-    "get_results",
-    "kill",
-    "restart_connection",
-    "start_broadcasting",
-    "stop_broadcasting",
-    "stop_connection",
-    "subscribe",
-    "unsubscribe",
-]
-SEED_KEYS = [
-    "name",
-    "auth_required",
-    "subscribed_symbols",
-    "is_running",
-    "provider_pid",
-    "is_broadcasting",
-    "broadcast_address",
-    "broadcast_pid",
-    "results_file",
-    "table_name",
-    "save_results",
-]
+ENDPOINTS = sorted(set(api.__all__) - {"get_client"})  # get_client stays Python-only
 
 
 def _get(http: TestClient, endpoint: str, **params: Any) -> Any:
