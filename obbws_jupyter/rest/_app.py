@@ -11,6 +11,7 @@ waits for the provider never blocks the HTTP server's loop.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -258,7 +259,8 @@ def _routes(endpoints: Endpoints, feeds: Feeds, keepalive: float) -> APIRouter:
             body = page.json_body(client.provider)
         else:
             body = page.csv_body() if format == "csv" else page.parquet_body()
-            headers["Content-Disposition"] = f'attachment; filename="{name}.{format}"'
+            stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100]  # never a header injection
+            headers["Content-Disposition"] = f'attachment; filename="{stem}.{format}"'
         return StreamingResponse(body, media_type=FORMATS[format], headers=headers or None)
 
     @router.get("/clear_results", response_model=MessageEnvelope, operation_id="clear_results")

@@ -213,3 +213,14 @@ def test_connections_from_python_are_served_too(http: TestClient) -> None:
     _get(http, "stop_connection", name="nb")
     assert conn.status.is_running is False
     assert json.loads(conn.status.model_dump_json())["name"] == "nb"
+
+
+def test_file_name_of_a_download_is_sanitized(http: TestClient) -> None:
+    """A connection name with quotes or line breaks never reaches a response header as is."""
+    obbws.create_connection(provider="demo", name='we"ird\r\nX-Evil: 1', symbol="btcusd", rate=50)
+    response = http.get(
+        route("get_results"), params={"name": 'we"ird\r\nX-Evil: 1', "format": "csv"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == 'attachment; filename="we_ird__X-Evil__1.csv"'
+    assert "x-evil" not in response.headers
