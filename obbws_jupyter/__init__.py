@@ -31,6 +31,7 @@ _EXPORTS = {
     "listen": "obbws_jupyter.listen",
     "register_provider": "obbws_jupyter._registry",
     "restart_connection": "obbws_jupyter.api",
+    "serve_api": "obbws_jupyter.rest",
     "start_broadcasting": "obbws_jupyter.api",
     "stop_broadcasting": "obbws_jupyter.api",
     "stop_connection": "obbws_jupyter.api",
@@ -55,6 +56,7 @@ __all__ = [
     "listen",
     "register_provider",
     "restart_connection",
+    "serve_api",
     "start_broadcasting",
     "stop_broadcasting",
     "stop_connection",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
     from obbws_jupyter.exceptions import ObbwsError
     from obbws_jupyter.listen import listen
     from obbws_jupyter.models import WebSocketConnectionStatus
+    from obbws_jupyter.rest import serve_api
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,8 @@
-"""The ``obbws`` command: ``obbws demo``, ``obbws listen URL``, ``obbws providers``.
+"""The ``obbws`` command: ``obbws demo``, ``obbws listen URL``, ``obbws providers``,
+``obbws serve``.
 
-Secrets are read from the environment (``OBBWS_AUTH_TOKEN``) so they need not appear in argv.
+Secrets are read from the environment (``OBBWS_AUTH_TOKEN``, ``OBBWS_API_KEY`` or the variable
+named by ``--api-key-env``) so they need not appear in argv.
 """
 
 from __future__ import annotations
@@ -94,6 +96,38 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from obbws_jupyter.exceptions import ObbwsError
+    from obbws_jupyter.rest import serve_api
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env) or None
+        if api_key is None:
+            print(f"obbws serve: the variable {args.api_key_env} is not set.", file=sys.stderr)
+            return 1
+    try:
+        server = serve_api(args.host, args.port, api_key)
+    except ObbwsError as exc:
+        print(f"obbws serve: {exc}", file=sys.stderr)
+        return 1
+    key = " (API key required)" if server.api_key_required else ""
+    print(f"serving the HTTP API on {server.url}{key}; docs: {server.url}/docs", flush=True)
+    print("Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0) and server.running:
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obbws", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -122,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="broadcast port (default 6666)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between summaries")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("serve", help="serve the HTTP API (needs the 'api' extra) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the API key (default: OBBWS_API_KEY); "
+        "required to listen beyond loopback",
+    )
+    p.set_defaults(func=_serve)
     return parser
 
 
