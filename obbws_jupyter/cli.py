@@ -36,6 +36,8 @@ def _providers(_: argparse.Namespace) -> int:
                 bits.append("secret")
             if p.env:
                 bits.append(f"env {p.env}")
+            if p.openbb_setting:
+                bits.append(f"OpenBB setting {p.openbb_setting}")
             print(f"    {p.name:<12} {', '.join(bits)}  {p.description}")
     return 0
 

@@ -19,11 +19,15 @@ pytestmark = pytest.mark.integration
 OBBWS = [sys.executable, "-m", "obbws_jupyter.cli"]
 
 
-def test_providers_lists_demo_and_replay_with_parameters() -> None:
-    """`obbws providers` names each installed provider and its parameters."""
+def test_providers_lists_all_eight_with_parameters() -> None:
+    """`obbws providers` names each of the eight providers, their parameters and where a key
+    may come from (argument, environment, OpenBB settings)."""
     out = subprocess.run([*OBBWS, "providers"], capture_output=True, text=True, check=True)
-    assert re.search(r"^demo: ", out.stdout, re.M) and re.search(r"^replay: ", out.stdout, re.M)
+    names = re.findall(r"^(\w+): ", out.stdout, re.M)
+    expected = ["binance", "coinbase", "demo", "fmp", "intrinio", "polygon", "replay", "tiingo"]
+    assert names == expected
     assert "asset_type" in out.stdout and "secret" in out.stdout
+    assert "env POLYGON_API_KEY, OpenBB setting polygon_api_key" in out.stdout
 
 
 def test_demo_streams_and_cleans_up_on_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
