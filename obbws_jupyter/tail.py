@@ -43,8 +43,8 @@ MAX_ROWS = 1000  # the widget's table shows at most this many rows (payload budg
 class _Followable(Protocol):
     """The part of ``WebSocketClient`` the tail uses (kept duck-typed: no import cycle)."""
 
-    name: str
-    fields: tuple[Field, ...]
+    @property
+    def fields(self) -> tuple[Any, ...]: ...
 
     def add_record_hook(self, hook: Any) -> None: ...
     def remove_record_hook(self, hook: Any) -> None: ...
