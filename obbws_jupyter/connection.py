@@ -140,14 +140,15 @@ class Connection:
 
     # -- display ------------------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         """In a Jupyter kernel: the live widget (the HTML status table stays as the fallback
         for viewers without widgets). Elsewhere None: IPython uses the text repr."""
         if not _in_kernel() or self._summary() is None:
             return None
-        bundle: dict[str, Any] = self.widget()._repr_mimebundle_(include, exclude)
-        bundle["text/plain"] = repr(self)
-        return bundle
+        bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data, **{"text/plain": repr(self)})
+        return (data, metadata) if metadata else data
 
     def _summary(self) -> dict[str, Any] | None:
         try:
