@@ -73,8 +73,13 @@ def test_a_refused_connection_prints_nothing_besides_its_exception() -> None:
 
 def test_library_warnings_reach_configured_handlers(caplog: pytest.LogCaptureFixture) -> None:
     """The NullHandler does not swallow anything a user's handler asks for."""
-    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("obbws_jupyter").handlers)
-    with caplog.at_level(logging.ERROR, logger="obbws_jupyter"), pytest.raises(ProviderConnectionError):
+    assert any(
+        isinstance(h, logging.NullHandler) for h in logging.getLogger("obbws_jupyter").handlers
+    )
+    with (
+        caplog.at_level(logging.ERROR, logger="obbws_jupyter"),
+        pytest.raises(ProviderConnectionError),
+    ):
         _demo("gone", url=f"ws://127.0.0.1:{_free_port()}")
     assert any("Could not connect" in r.getMessage() for r in caplog.records)
 
