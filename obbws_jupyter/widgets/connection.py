@@ -104,6 +104,7 @@ class ConnectionWidget(anywidget.AnyWidget):
         self._views: dict[str, float] = {}
         self._views_lock = threading.Lock()
         self._next = 0.0
+        self._last_refresh = -1e9
         self._state = client.state
         self._reconnects_at_live = 0
         self.finished = False
@@ -173,10 +174,15 @@ class ConnectionWidget(anywidget.AnyWidget):
         self._expire_views(now)
         if not self._views:
             return now + HIDDEN_TICK
-        if now >= self._next:
+        # never two refreshes closer than sleep_time, even when a new view or a control asks
+        # for one at once: at most 1/sleep_time messages per second, whatever happens
+        due = max(self._next, self._last_refresh + self._client.sleep_time)
+        if now >= due:
+            self._last_refresh = now
             self._next = now + self._client.sleep_time
             self.refresh()
-        return min(self._next, now + HIDDEN_TICK)
+            due = self._next
+        return min(due, now + HIDDEN_TICK)
 
     def refresh(self) -> None:
         """Build one snapshot and send it to the views as one message."""
