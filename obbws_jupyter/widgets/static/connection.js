@@ -233,8 +233,8 @@ function render({ model, el }) {
     );
   }
 
-  function stat(key, label, value) {
-    return h("span", { class: "obbws-stat", "data-stat": key }, h("span", { class: "obbws-label", text: label }), " ", value);
+  function stat(key, label, ...values) {
+    return h("span", { class: "obbws-stat", "data-stat": key }, h("span", { class: "obbws-label", text: label }), " ", ...values);
   }
 
   function drawStats(s) {
