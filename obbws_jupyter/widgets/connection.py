@@ -61,12 +61,15 @@ _cache_lock = threading.Lock()
 _cache: dict[int, ConnectionWidget] = {}  # id(client) -> its widget (one view model each)
 
 
-def _describe(result: Any) -> str:
+def _describe(action: str, result: Any) -> str:
+    """A control's result in a few words (an endpoint's own message when it returns one)."""
     if isinstance(result, str):
         return result
-    symbols = getattr(result, "subscribed_symbols", None)
-    state = getattr(result, "state", None)
-    return f"state {state}; symbols {symbols}" if state is not None else "done"
+    if action in ("subscribe", "unsubscribe"):
+        return f"{action}d; symbols: {result.subscribed_symbols}"
+    if action == "start_broadcast":
+        return f"broadcasting on {result.broadcast_address}"
+    return f"{action.replace('_', ' ')}: state {result.state}"
 
 
 ACTIONS: dict[str, Callable[[Connection, str], Any]] = {
@@ -292,7 +295,7 @@ class ConnectionWidget(anywidget.AnyWidget):
         try:
             if call is None:
                 raise ValueError(f"unknown control {action!r}")
-            message, ok = _describe(call(self._conn, arg)), True
+            message, ok = _describe(action, call(self._conn, arg)), True
         except ObbwsError as exc:
             message, ok = str(exc), False
         except Exception as exc:  # shown inline, readable; the traceback goes to the log
