@@ -115,3 +115,30 @@ def test_dashboard_lists_two_connections(run_notebook_in_lab) -> None:  # type: 
     assert "2 connections" in board.locator(".obbws-dash-title").inner_text()
     board.locator(".obbws-conn .obbws-badge[data-state='running']").nth(1).wait_for(timeout=3 * MS)
     screenshot(board, "dashboard")
+
+
+def test_widget_follows_the_dark_theme(widget_page) -> None:  # type: ignore[no-untyped-def]
+    """Switched to JupyterLab Dark, the widget takes the theme's colours (--jp-* variables)."""
+    page = widget_page
+    page.locator(".obbws-badge[data-state='running']").wait_for(timeout=3 * MS)
+    light = page.evaluate(_BACKGROUND)
+    page.click("li.lm-MenuBar-item:has-text('Settings')")
+    page.hover("li.lm-Menu-item:has-text('Theme')")
+    page.click("li.lm-Menu-item:has-text('JupyterLab Dark')")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=3 * MS)
+    page.wait_for_function(f"() => ({_BACKGROUND})().widget !== {light['widget']!r}")
+    dark = page.evaluate(_BACKGROUND)
+    assert dark["widget"] == dark["theme"] and light["widget"] == light["theme"]
+    screenshot(page.locator(".obbws-conn"), "widget_dark")
+
+
+# the widget's background and the theme's --jp-layout-color1, both as computed rgb() strings
+_BACKGROUND = """() => {
+  const probe = document.createElement("div");
+  probe.style.background = "var(--jp-layout-color1)";
+  document.body.append(probe);
+  const theme = getComputedStyle(probe).backgroundColor;
+  probe.remove();
+  const widget = getComputedStyle(document.querySelector(".obbws-conn")).backgroundColor;
+  return { widget, theme };
+}"""
