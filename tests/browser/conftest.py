@@ -7,7 +7,8 @@ Fixtures, for any browser test module (``test_lab.py``, ``test_widget.py``, ``te
   a temporary folder holding a copy of ``notebooks/``; isolated user settings (no windowing,
   the default kernel starts by itself, no news). Yields a :class:`Lab` (``base``, ``token``,
   ``root``, ``url(path)``, ``kernel_states()``, ``shutdown_sessions()``).
-- ``browser`` (session): the headless Chromium.
+- ``browser`` (module): the headless Chromium (closed after each module: while Playwright's
+  sync API is open, ``asyncio.run`` fails on the main thread).
 - ``page`` (function): a fresh 1400x1000 page; on teardown a full-page screenshot goes to
   ``build/screenshots/<test name>.png`` (``build/`` is git-ignored) and every kernel session
   of the server is shut down, so the next test starts with none.
@@ -191,9 +192,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright."""
+    """Headless Debian Chromium driven by Playwright. Module-scoped: Playwright's sync API
+    keeps an asyncio loop running on the main thread while it is open, which would break
+    the ``asyncio.run`` of tests collected after the browser tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
