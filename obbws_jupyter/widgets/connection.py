@@ -115,9 +115,13 @@ class ConnectionWidget(anywidget.AnyWidget):
         self.last_payload_bytes = 0
         self._tail.follow(client, stored_seed(client, rows))
         self._log = ConnectionLog(client.name).install()
+        # the connection's earlier messages went out before this panel existed
+        self._log.add("info", f"live view opened; the stream is {client.state}", time.time())
         self._log_seq = self._log.seq
         first, self.last_payload_bytes = fit(self._build(rows), PAYLOAD_BUDGET)
-        super().__init__(info=self._info(), rows=rows, snapshot=first, **kwargs)
+        super().__init__(
+            info=self._info(), rows=rows, snapshot=first, log_lines=list(self._log.lines), **kwargs
+        )
         self.on_msg(self._on_msg)
         refresher.add(self)
 
