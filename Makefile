@@ -21,9 +21,10 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/quickstart.ipynb
 
-# tests/ asserts behaviour; `--nbval-lax notebooks` also runs every notebook cell by cell
-# (nbval), so a notebook added without its own test still has to run clean.
-test: $(STAMP) browser-deps
+# The lint first (ruff check, ruff format --check, mypy), so CI keeps it green; then tests/
+# asserts behaviour, and `--nbval-lax notebooks` also runs every notebook cell by cell (nbval),
+# so a notebook added without its own test still has to run clean.
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest tests notebooks --nbval-lax
 
 # Debian's chromium for the browser tests (Playwright's own browser download is not used).
@@ -56,6 +57,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/provider_parse.py
 	$(PY) benchmarks/broadcast.py
 	$(PY) benchmarks/http_results.py
+	$(PY) benchmarks/widget.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,9 +11,15 @@ providers use) pulls in no socket, database or widget library.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Warnings logged on the background threads (reconnects, give-ups) must not reach Python's
+# last-resort stderr handler, which prints them into whichever cell happens to run. They go
+# to the widget's log panel; an application that configures logging still receives them all.
+logging.getLogger("obbws_jupyter").addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "Connection": "obbws_jupyter.connection",
@@ -23,6 +29,7 @@ _EXPORTS = {
     "available_providers": "obbws_jupyter._registry",
     "clear_results": "obbws_jupyter.api",
     "create_connection": "obbws_jupyter.api",
+    "dashboard": "obbws_jupyter.widgets",
     "get_client": "obbws_jupyter.api",
     "get_client_status": "obbws_jupyter.api",
     "get_provider": "obbws_jupyter._registry",
@@ -48,6 +55,7 @@ __all__ = [
     "available_providers",
     "clear_results",
     "create_connection",
+    "dashboard",
     "get_client",
     "get_client_status",
     "get_provider",
@@ -86,6 +94,7 @@ if TYPE_CHECKING:
     from obbws_jupyter.listen import listen
     from obbws_jupyter.models import WebSocketConnectionStatus
     from obbws_jupyter.rest import serve_api
+    from obbws_jupyter.widgets import dashboard
 
 
 def __getattr__(name: str) -> Any:

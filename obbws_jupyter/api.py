@@ -8,12 +8,15 @@ it must pass the same token (compared in constant time).
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from obbws_jupyter._registry import get_provider
 from obbws_jupyter._validate import check_bool, check_port
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
 from obbws_jupyter.exceptions import (
@@ -23,7 +26,7 @@ from obbws_jupyter.exceptions import (
     UnauthorizedError,
     UnknownConnectionError,
 )
-from obbws_jupyter.models import WebSocketConnectionStatus
+from obbws_jupyter.models import StatusList, WebSocketConnectionStatus
 
 if TYPE_CHECKING:
     from obbws_jupyter.connection import Connection
@@ -48,6 +51,15 @@ log = logging.getLogger("obbws_jupyter.api")
 _lock = threading.RLock()
 _clients: dict[str, WebSocketClient] = {}
 _reserved: set[str] = set()
+# what each connection was created with, for create_connection(..., if_exists="reuse")
+_signatures: dict[str, dict[str, Any]] = {}
+
+IF_EXISTS = ("error", "replace", "reuse")
+_CLIENT_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(WebSocketClient.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 
 def _lookup(name: str, auth_token: str | None) -> WebSocketClient:
@@ -81,34 +93,49 @@ def create_connection(
     broadcast_port: int = DEFAULT_BROADCAST_PORT,
     start_broadcast: bool = False,
     connect_kwargs: dict[str, Any] | str | None = None,
+    if_exists: str = "error",
     **kwargs: Any,
 ) -> Connection:
     """Open a named connection to ``provider`` and return its :class:`Connection` at once
     (after authentication). Provider parameters (``symbol``, ``asset_type``, ``feed``, ``api_key``,
     ...) go in ``kwargs``; so do the client options (``tz``, ``record_file``, ``max_reconnects``,
     ``stale_timeout``, ``connect_timeout``). Every argument is checked before anything starts.
+
+    ``if_exists`` says what to do when ``name`` is taken: ``"error"`` (OpenBB's behaviour)
+    raises NameInUseError; ``"replace"`` kills the old connection first (so re-running a notebook
+    cell works); ``"reuse"`` returns the existing connection when it was created with the same
+    provider and parameters, and raises NameInUseError naming the differences otherwise.
     """
     from obbws_jupyter.connection import Connection
 
     name = _check_name(name)
+    if if_exists not in IF_EXISTS:
+        raise InvalidParameterError(
+            f"if_exists={if_exists!r} is invalid; use one of {', '.join(map(repr, IF_EXISTS))}."
+        )
+    signature = _signature(
+        provider,
+        kwargs,
+        auth_token=auth_token,
+        results_file=results_file,
+        table_name=table_name,
+        limit=limit,
+        sleep_time=sleep_time,
+    )
     if not isinstance(broadcast_host, str) or not broadcast_host:
         raise InvalidParameterError(
             f"broadcast_host must be a host name or address, got {broadcast_host!r}."
         )
     broadcast_port = check_port(broadcast_port, "broadcast_port")
     start_broadcast = check_bool("start_broadcast", start_broadcast)
+    if if_exists == "reuse" and name in _names():
+        return _reuse(name, signature)
+    if if_exists == "replace" and name in _names():
+        kill(name, auth_token)
     with _lock:
         existing = _clients.get(name)
         if existing is not None:
-            if existing.is_running or existing.is_broadcasting:
-                raise NameInUseError(
-                    f"Client {name} already connected! Broadcasting to: "
-                    f"{existing.broadcast_address}. Use another name, or kill({name!r}) first."
-                )
-            raise NameInUseError(
-                f"Client {name} already connected but not running. Use restart_connection"
-                f"({name!r}) or kill({name!r}) first."
-            )
+            _refuse_name(name, existing)
         if name in _reserved:
             raise NameInUseError(f"Client {name} is being created by another call.")
         _reserved.add(name)
@@ -134,10 +161,54 @@ def create_connection(
             raise
         with _lock:
             _clients[name] = client
+            _signatures[name] = signature
     finally:
         with _lock:
             _reserved.discard(name)
     return Connection(name, auth_token)
+
+
+def _refuse_name(name: str, existing: WebSocketClient) -> None:
+    if existing.is_running or existing.is_broadcasting:
+        raise NameInUseError(
+            f"Client {name} already connected! Broadcasting to: "
+            f"{existing.broadcast_address}. Use another name, kill({name!r}) first, or pass "
+            "if_exists='replace' (or 'reuse')."
+        )
+    raise NameInUseError(
+        f"Client {name} already connected but not running. Use restart_connection"
+        f"({name!r}) or kill({name!r}) first, or pass if_exists='replace'."
+    )
+
+
+def _signature(provider: str, kwargs: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """What makes two create_connection calls "the same connection": the provider, its
+    resolved parameters (symbols normalized, as a set) and the options that shape the stream.
+    Resolving also checks the provider parameters before anything starts."""
+    spec = get_provider(provider)
+    given = {k: v for k, v in kwargs.items() if k not in _CLIENT_OPTIONS}
+    params = spec.resolve(given, os.environ)
+    session = spec.session_class(params)
+    params["symbol"] = frozenset(session.symbols)
+    client_options = {k: v for k, v in kwargs.items() if k in _CLIENT_OPTIONS}
+    return {"provider": spec.name, **params, **options, **client_options}
+
+
+def _reuse(name: str, signature: dict[str, Any]) -> Connection:
+    from obbws_jupyter.connection import Connection
+
+    _lookup(name, signature.get("auth_token"))  # the token is checked before anything is said
+    with _lock:
+        existing = _signatures.get(name, {})
+    differ = sorted(
+        k for k in signature.keys() | existing.keys() if signature.get(k) != existing.get(k)
+    )
+    if differ:
+        raise NameInUseError(
+            f"Client {name} exists with other parameters ({', '.join(differ)} differ), so "
+            "if_exists='reuse' cannot return it; use if_exists='replace' or another name."
+        )
+    return Connection(name, signature.get("auth_token"))
 
 
 def get_client(name: str, auth_token: str | None = None) -> WebSocketClient:
@@ -149,14 +220,19 @@ def get_client_status(
     name: str = "all", auth_token: str | None = None
 ) -> list[WebSocketConnectionStatus]:
     """Status of one connection, or of ``"all"`` (those without a token, or whose token is
-    ``auth_token``)."""
+    ``auth_token``). For "all" the list is a :class:`~obbws_jupyter.models.StatusList` whose
+    ``hidden`` says how many connections were left out because of their ``auth_token``."""
     if name != "all":
-        return [_lookup(name, auth_token).status()]
+        return StatusList([_lookup(name, auth_token).status()])
     with _lock:
         clients = list(_clients.values())
     if not clients:
         raise UnknownConnectionError("No active connections.")
-    return [c.status() for c in clients if c.check_token(auth_token)]
+    visible = [c for c in clients if c.check_token(auth_token)]
+    result = StatusList([c.status() for c in visible], hidden=len(clients) - len(visible))
+    if result.hidden:
+        log.info("get_client_status('all'): %s", result.hidden_note)
+    return result
 
 
 def get_results(name: str, auth_token: str | None = None) -> pd.DataFrame:
@@ -243,6 +319,7 @@ def _remove(name: str, client: WebSocketClient) -> None:
     with _lock:
         if _clients.get(name) is client:
             del _clients[name]
+            _signatures.pop(name, None)
     client.close()
 
 

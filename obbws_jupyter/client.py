@@ -199,12 +199,27 @@ class WebSocketClient:
         return ",".join(self._session.symbols)
 
     @property
+    def provider_params(self) -> dict[str, Any]:
+        """The resolved provider parameters, secrets (API keys) left out: for display."""
+        secret = self.spec.secret_params
+        return {k: v for k, v in self._params.items() if k not in secret and k != "url"}
+
+    @property
     def fields(self) -> tuple[Any, ...]:
         return self._session.fields
 
     @property
     def is_running(self) -> bool:
         return self._driver is not None and self._driver.is_running
+
+    @property
+    def state(self) -> str:
+        """The stream's state ("idle", "connecting", "running", "reconnecting", "stopped",
+        "failed", "finished"), or "closed" after :meth:`close`: cheap, for live views."""
+        if self._closed:
+            return "closed"
+        driver = self._driver
+        return driver.state if driver is not None else "idle"
 
     @property
     def is_broadcasting(self) -> bool:

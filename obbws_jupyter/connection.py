@@ -1,13 +1,18 @@
 """The object ``create_connection`` returns: every endpoint as a method, bound to one name.
 
-In Jupyter it renders as a live view of the connection; elsewhere its ``repr`` is a readable
-one-line summary. Holding it is optional: the registry keeps the stream alive.
+In Jupyter (an IPython kernel) it renders as the live connection widget
+(``obbws_jupyter.widgets``); elsewhere its ``repr`` is a readable one-line summary. Holding it is
+optional: the registry keeps the stream alive.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,12 @@ import pandas as pd
 
 from obbws_jupyter import api
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
-from obbws_jupyter.exceptions import ObbwsError
+from obbws_jupyter.exceptions import (
+    InvalidParameterError,
+    NotRunningError,
+    ObbwsError,
+    ObbwsTimeoutError,
+)
 from obbws_jupyter.models import WebSocketConnectionStatus
 
 __all__ = ["Connection"]
@@ -90,7 +100,55 @@ class Connection:
     def stop_recording(self) -> Path | None:
         return self.get_client().stop_recording()
 
+    def wait(self, n_records: int = 1, timeout: float = 30.0) -> int:
+        """Block until ``n_records`` more records arrived (counted from this call); returns
+        how many arrived. Raises ObbwsTimeoutError after ``timeout`` seconds, and
+        NotRunningError when the stream stops first (a finished replay, a stop, a give-up);
+        both say how many records were received."""
+        if isinstance(n_records, bool) or not isinstance(n_records, int) or n_records < 1:
+            raise InvalidParameterError(f"n_records must be an int >= 1, got {n_records!r}.")
+        if not isinstance(timeout, (int, float)) or not timeout > 0 or math.isinf(timeout):
+            raise InvalidParameterError(
+                f"timeout must be a number of seconds > 0, got {timeout!r}."
+            )
+        client = self.get_client()
+        counter = _RecordCounter(client)
+        try:
+            got = counter.wait(n_records, float(timeout))
+        finally:
+            counter.close()
+        if got >= n_records:
+            return got
+        status = client.status()
+        detail = f"{got} of {n_records} records (state {status.state!r}"
+        detail += f", last error: {status.last_error})" if status.last_error else ")"
+        if not client.is_running:
+            raise NotRunningError(f"{self._name}: the stream stopped after {detail}.")
+        raise ObbwsTimeoutError(
+            f"{self._name}: received {detail} within {timeout} s; wait longer, or check "
+            "conn.status (subscribed symbols, provider rate)."
+        )
+
+    # -- the live view ------------------------------------------------------------------------
+
+    def widget(self, **options: Any) -> Any:
+        """The live :class:`~obbws_jupyter.widgets.ConnectionWidget` of this connection (one
+        per connection, shared by every place that shows it). ``options`` (``rows=``) update it."""
+        from obbws_jupyter.widgets import connection_widget
+
+        return connection_widget(self, **options)
+
     # -- display ------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        """In a Jupyter kernel: the live widget (the HTML status table stays as the fallback
+        for viewers without widgets). Elsewhere None: IPython uses the text repr."""
+        if not _in_kernel() or self._summary() is None:
+            return None
+        bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data, **{"text/plain": repr(self)})
+        return (data, metadata) if metadata else data
 
     def _summary(self) -> dict[str, Any] | None:
         try:
@@ -119,3 +177,42 @@ class Connection:
             for k, v in s.items()
         )
         return f"<table class='obbws-status'>{rows}</table>"
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (where a widget has a frontend), not in a terminal."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return getattr(shell, "kernel", None) is not None
+
+
+class _RecordCounter:
+    """Counts the records of one client from now on (a record hook fed by the stream), so
+    :meth:`Connection.wait` waits on a condition instead of polling the store."""
+
+    def __init__(self, client: WebSocketClient) -> None:
+        self.count = 0
+        self._cond = threading.Condition()
+        self._client = client
+        client.add_record_hook(self._hook)
+
+    def _hook(self, records: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self.count += len(records)
+            self._cond.notify_all()
+
+    def wait(self, n: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.count < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._client.is_running:
+                    break
+                # woken by every frame; the short cap only notices a stream that stopped
+                self._cond.wait(min(left, 0.25))
+            return self.count
+
+    def close(self) -> None:
+        self._client.remove_record_hook(self._hook)

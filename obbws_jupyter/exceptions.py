@@ -24,9 +24,17 @@ The tree::
     └── ObbwsTimeoutError (TimeoutError)      a call did not finish in time
 
 Messages say what was wrong and what to do about it. They never contain secrets.
+
+In IPython/Jupyter an ``ObbwsError`` renders as its one message plus a hint
+(``_render_traceback_``) instead of a long traceback through library internals; ``%tb`` right
+after shows the full traceback, and the ``obbws_jupyter.errors`` logger gets it at DEBUG.
 """
 
 from __future__ import annotations
+
+import logging
+import traceback
+from typing import ClassVar
 
 __all__ = [
     "BroadcastError",
@@ -52,8 +60,41 @@ __all__ = [
 ]
 
 
+log = logging.getLogger("obbws_jupyter.errors")
+
+_RED, _RESET, _DIM = "\x1b[0;31m", "\x1b[0m", "\x1b[2m"
+_TB_HINT = "%tb shows the full traceback."
+
+
 class ObbwsError(Exception):
     """Root of every error raised by obbws-jupyter."""
+
+    #: one line after the message in IPython: what to try next (subclasses refine it)
+    hint: ClassVar[str] = ""
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: the message and a hint the first time; the full traceback when
+        shown again (``%tb`` re-renders the same exception object)."""
+        if getattr(self, "_obbws_rendered", False):
+            return _full_traceback(self)
+        self._obbws_rendered = True
+        log.debug("%s", type(self).__name__, exc_info=(type(self), self, self.__traceback__))
+        hint = f"{self.hint} " if self.hint else ""
+        return [f"{_RED}{type(self).__name__}{_RESET}: {self}", f"{_DIM}{hint}{_TB_HINT}{_RESET}"]
+
+
+def _full_traceback(error: BaseException) -> list[str]:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            return list(
+                shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+            )
+    except Exception:  # no IPython, or its formatter failed: the plain traceback will do
+        pass
+    return "".join(traceback.format_exception(error)).splitlines()
 
 
 class ConfigurationError(ObbwsError, ValueError):
@@ -62,6 +103,8 @@ class ConfigurationError(ObbwsError, ValueError):
 
 class UnknownProviderError(ConfigurationError):
     """No provider is registered under the requested name."""
+
+    hint = "`obbws providers` lists the installed providers and their parameters."
 
 
 class InvalidParameterError(ConfigurationError):
@@ -83,13 +126,19 @@ class ConnectionNameError(ObbwsError):
 class NameInUseError(ConnectionNameError):
     """A connection with this name is already registered."""
 
+    hint = 'create_connection(..., if_exists="replace") replaces it; if_exists="reuse" returns it.'
+
 
 class UnknownConnectionError(ConnectionNameError):
     """No connection is registered under this name."""
 
+    hint = 'obbws.get_client_status("all") lists the open connections.'
+
 
 class UnauthorizedError(ObbwsError, PermissionError):
     """The connection's ``auth_token`` is missing or wrong."""
+
+    hint = "Pass the connection's auth_token=... to this call."
 
 
 class ProviderError(ObbwsError):
@@ -106,6 +155,8 @@ class ProviderConnectionError(ProviderError):
 
 class NotRunningError(ProviderError):
     """The provider stream of this connection is not running."""
+
+    hint = "conn.restart_connection() starts the stream again."
 
 
 class BroadcastError(ObbwsError):

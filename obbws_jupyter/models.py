@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["WebSocketConnectionStatus"]
+__all__ = ["StatusList", "WebSocketConnectionStatus"]
 
 
 class WebSocketConnectionStatus(BaseModel):
@@ -47,3 +48,27 @@ class WebSocketConnectionStatus(BaseModel):
     dropped_records: int = 0
     recording_file: str | None = None
     limit: int | None = None
+
+
+class StatusList(list[WebSocketConnectionStatus]):
+    """What ``get_client_status("all")`` returns: a plain list of statuses that also says how
+    many connections it leaves out because they were created with another ``auth_token``."""
+
+    def __init__(self, statuses: Iterable[WebSocketConnectionStatus] = (), hidden: int = 0) -> None:
+        super().__init__(statuses)
+        self.hidden = hidden
+
+    @property
+    def hidden_note(self) -> str:
+        """One sentence about the hidden connections ("" when none are hidden)."""
+        if not self.hidden:
+            return ""
+        what = "connection is" if self.hidden == 1 else "connections are"
+        return (
+            f"{self.hidden} {what} hidden: created with an auth_token; pass "
+            "auth_token=... to see them."
+        )
+
+    def __repr__(self) -> str:
+        note = self.hidden_note
+        return f"{super().__repr__()}  # {note}" if note else super().__repr__()

@@ -69,6 +69,7 @@ def value(text: str, label: str) -> str:
 def test_quickstart(tmp_path: Path) -> None:
     """The quickstart runs every endpoint on a demo stream and cleans up."""
     out = printed(run_notebook("quickstart.ipynb", tmp_path))
+    assert value(out, "received at least 100") == "True"
     assert int(value(out, "rows")) > 0
     assert value(out, "symbols") == "BTCUSD,ETHUSD"
     assert value(out, "date tz") == "America/New_York"
@@ -76,6 +77,9 @@ def test_quickstart(tmp_path: Path) -> None:
     assert value(out, "running after stop") == "False"
     assert value(out, "running after restart") == "True"
     assert int(value(out, "stored since restart")) > 0
+    assert value(out, "got 20 records") == "True"
+    assert int(value(out, "listened records")) >= 20
+    assert value(out, "still broadcasting") == "False"
     assert value(out, "ids continue after clear") == "True"
     assert "Client quickstart_demo killed." in out
     assert value(out, "results file deleted") == "True"
@@ -96,8 +100,21 @@ def test_broadcast_and_listen(tmp_path: Path) -> None:
 
 
 def test_record_and_replay(tmp_path: Path) -> None:
-    """A recorded demo stream replayed at full speed gives the same rows."""
-    out = printed(run_notebook("record_and_replay.ipynb", tmp_path))
+    """A recorded demo stream replayed at full speed gives the same rows; the connections
+    shown as a cell's value are widget views (with the text repr as fallback)."""
+    nb = run_notebook("record_and_replay.ipynb", tmp_path)
+    out = printed(nb)
+    views = [
+        o["data"]
+        for cell in nb.cells
+        if cell.cell_type == "code" and cell.source.strip().endswith(("live", "replay"))
+        for o in cell.get("outputs", [])
+        if o.output_type == "execute_result"
+    ]
+    assert len(views) == 2
+    for data in views:
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert data["text/plain"].startswith("Connection(name=")
     live_rows = int(value(out, "live rows"))
     assert live_rows >= 300
     assert int(value(out, "replayed rows")) == live_rows
@@ -107,11 +124,24 @@ def test_record_and_replay(tmp_path: Path) -> None:
     assert "Client rec_replay killed." in out
 
 
+def test_dashboard(tmp_path: Path) -> None:
+    """The dashboard notebook shows every visible connection and counts the hidden one."""
+    out = printed(run_notebook("dashboard.ipynb", tmp_path))
+    assert value(out, "visible") == "['dash_crypto', 'dash_fx', 'dash_stocks']"
+    assert value(out, "hidden") == "1"
+    assert value(out, "dashboard shows") == (
+        "['dash_crypto', 'dash_fx', 'dash_stocks', 'dash_extra']"
+    )
+    assert value(out, "dashboard shows after kill") == "[]"
+    assert "Client dash_secret killed." in out
+
+
 def test_notebooks_saved_without_outputs() -> None:
     """Committed notebooks carry no outputs, execution counts or widget state."""
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert {p.name for p in paths} >= {
         "quickstart.ipynb",
+        "dashboard.ipynb",
         "broadcast_and_listen.ipynb",
         "record_and_replay.ipynb",
     }

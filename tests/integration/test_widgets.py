@@ -1,0 +1,264 @@
+"""The connection widget and the dashboard without a browser: traits, payloads, controls and
+the refresh budget, against demo streams on loopback. Comm traffic is captured by replacing
+the widget comm's ``publish_msg`` (what ipykernel would put on iopub)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import obbws_jupyter as obbws
+from obbws_jupyter import connection as connection_module
+from obbws_jupyter.widgets import ConnectionWidget, connection_widget, dashboard
+from obbws_jupyter.widgets import connection as widget_module
+from obbws_jupyter.widgets._refresher import refresher
+from tests.conftest import TIMEOUT
+
+pytestmark = pytest.mark.integration
+
+WIRE_LIMIT = 64 * 1024
+
+
+class Comm:
+    """Records what a widget publishes; ``wait`` waits for a matching message."""
+
+    def __init__(self, widget: Any) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        widget.comm.publish_msg = self._publish
+
+    def _publish(self, msg_type: str, data: Any = None, metadata: Any = None,
+                 buffers: Any = None, **keys: Any) -> None:  # fmt: skip
+        with self._cond:
+            self.messages.append({"type": msg_type, "data": data, "bytes": len(json.dumps(data))})
+            self._cond.notify_all()
+
+    def updates(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages if (m["data"] or {}).get("method") == "update"]
+
+    def custom(self) -> list[dict[str, Any]]:
+        return [m["data"]["content"] for m in self.messages
+                if (m["data"] or {}).get("method") == "custom"]  # fmt: skip
+
+    def wait(self, predicate: Any, timeout: float = TIMEOUT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+
+def _demo(name: str = "w", **kwargs: Any) -> obbws.Connection:
+    kwargs.setdefault("symbol", "btcusd,ethusd")
+    kwargs.setdefault("rate", 500)
+    return obbws.create_connection(provider="demo", name=name, if_exists="replace", **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _close_widgets() -> Any:
+    """No widget of a test keeps refreshing into the next one."""
+    yield
+    for widget in list(widget_module._cache.values()):
+        widget.close()
+
+
+def test_widget_traits_describe_the_connection() -> None:
+    """info holds the fixed facts; the first snapshot is there before any refresh."""
+    conn = _demo(asset_type="crypto", feed="trade")
+    conn.wait(20)
+    widget = conn.widget()
+    assert isinstance(widget, ConnectionWidget)
+    info = widget.info
+    assert (info["name"], info["provider"], info["asset_type"], info["feed"]) == (
+        "w", "demo", "crypto", "trade")  # fmt: skip
+    assert info["tz"] == "America/New_York" and info["limit"] == 1000
+    assert info["columns"][:2] == ["id", "received_at"] and "price" in info["columns"]
+    snap = widget.snapshot
+    assert snap["state"] == "running" and snap["symbols"] == ["BTCUSD", "ETHUSD"]
+    assert snap["tail"]["rows"]["id"], "seeded from the stored rows"
+    assert snap["tail"]["rows"]["id"] == sorted(snap["tail"]["rows"]["id"], reverse=True)
+    assert {s["symbol"] for s in snap["tail"]["symbols"]} == {"BTCUSD", "ETHUSD"}
+    assert conn.widget() is widget, "one widget per connection"
+    assert "api_key" not in json.dumps(info)
+
+
+def test_conn_displays_as_the_widget_in_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a kernel the mimebundle is the widget view (text repr kept); elsewhere it is None."""
+    conn = _demo()
+    assert conn._repr_mimebundle_() is None  # no kernel: IPython falls back to the repr
+    assert repr(conn).startswith("Connection(name='w', provider='demo'")
+    monkeypatch.setattr(connection_module, "_in_kernel", lambda: True)
+    bundle = conn._repr_mimebundle_()
+    if isinstance(bundle, tuple):  # (data, metadata)
+        bundle = bundle[0]
+    view = bundle["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == conn.widget().model_id
+    assert bundle["text/plain"] == repr(conn)
+
+
+def test_refreshes_at_most_once_per_sleep_time_under_20k_events_per_second() -> None:
+    """At 20,000 events/s a visible widget sends one message per sleep_time, each < 64 KB."""
+    conn = _demo("fast", symbol="btcusd,ethusd,solusd", rate=20000, sleep_time=0.25)
+    widget = conn.widget()
+    comm = Comm(widget)
+    started = time.monotonic()
+    widget.view_changed("view-1", True)
+    conn.wait(60_000, timeout=6 * TIMEOUT)  # about 3 s of stream
+    elapsed = time.monotonic() - started
+    sent = comm.updates()
+    assert 2 <= len(sent) <= elapsed / 0.25 + 1, (len(sent), elapsed)
+    assert len(sent) == widget.messages_sent, "one comm message per refresh"
+    assert max(m["bytes"] for m in sent) < WIRE_LIMIT
+    assert all("snapshot" in m["data"]["state"] for m in sent)
+    assert sent[-1]["data"]["state"]["snapshot"]["tail"]["rate"] > 1000
+
+
+def test_a_hidden_widget_sends_nothing_and_a_silent_view_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No visible view, no refresh; a view that stops re-asserting itself counts as gone."""
+    conn = _demo(rate=2000)
+    widget = conn.widget()
+    comm = Comm(widget)
+    conn.wait(1000)
+    assert comm.updates() == [] and not widget.visible
+    monkeypatch.setattr(widget_module, "VIEW_TTL", 0.5)
+    widget.view_changed("v", True)
+    assert comm.wait(lambda c: len(c.updates()) >= 1)
+    assert comm.wait(lambda c: not widget.visible, timeout=TIMEOUT)  # expired by the refresher
+    count = len(comm.updates())
+    conn.wait(1000)
+    assert len(comm.updates()) <= count + 1  # at most the refresh already in flight
+
+
+def test_a_closed_widget_sends_nothing_and_detaches_from_the_stream() -> None:
+    """close() stops refreshing, removes the record hook and the log handler."""
+    conn = _demo(rate=2000)
+    client = conn.get_client()
+    hooks_before = len(client._record_hooks)
+    widget = conn.widget()
+    assert len(client._record_hooks) == hooks_before + 1
+    comm = Comm(widget)
+    widget.view_changed("v", True)
+    assert comm.wait(lambda c: len(c.updates()) >= 1)
+    widget.close()
+    count = len(comm.messages)
+    conn.wait(2000)
+    assert len(comm.messages) == count
+    assert len(client._record_hooks) == hooks_before
+    assert widget not in refresher
+    assert conn.widget() is not widget, "a closed widget is replaced on the next display"
+
+
+def test_controls_call_the_connection_and_answer_readably() -> None:
+    """subscribe/stop/restart from the widget change the stream; errors come back as text."""
+    conn = _demo()
+    widget = conn.widget()
+    comm = Comm(widget)
+    result = widget.run_action("subscribe", "solusd", req=1).result(TIMEOUT)
+    assert result["ok"], result
+    assert "SOLUSD" in conn.status.subscribed_symbols
+    again = widget.run_action("subscribe", "solusd", req=2).result(TIMEOUT)
+    assert not again["ok"] and "already subscribed" in again["message"]
+    assert "Traceback" not in again["message"]
+    assert [c["req"] for c in comm.custom() if c["type"] == "result"] == [1, 2]
+    assert widget.run_action("stop").result(TIMEOUT)["ok"]
+    assert conn.status.state == "stopped"
+    assert widget.run_action("restart").result(TIMEOUT)["ok"]
+    assert conn.status.state == "running"
+    assert not widget.run_action("nonsense").result(TIMEOUT)["ok"]
+    lines = [line["msg"] for line in widget._log.lines]
+    assert any(line.startswith("subscribe:") for line in lines)
+
+
+def test_kill_from_the_widget_shows_killed_and_detaches() -> None:
+    """Kill ends the connection; the widget sends a last 'closed' snapshot and stops."""
+    conn = _demo()
+    widget = conn.widget()
+    comm = Comm(widget)
+    assert widget.run_action("kill").result(TIMEOUT)["message"] == "Client w killed."
+    assert comm.wait(lambda c: widget.finished)
+    assert widget.snapshot["state"] == "closed"
+    assert widget not in refresher
+    assert "w" not in obbws.api._names()
+
+
+def test_log_panel_gets_this_connections_messages_only() -> None:
+    """Provider messages of the connection land in its panel, not another connection's."""
+    conn = _demo("logged")
+    other = _demo("other")
+    widget = conn.widget()
+    other_widget = other.widget()
+    conn.subscribe("solusd")
+    widget.refresh()
+    assert any("subscribed to SOLUSD" in line["msg"] for line in widget.log_lines)
+    other_widget.refresh()
+    assert not any("SOLUSD" in line["msg"] for line in other_widget.log_lines)
+
+
+def test_a_failure_alerts_every_rendered_view(demo_server) -> None:  # type: ignore[no-untyped-def]
+    """A stream that gives up pushes an alert with the reason, even with no visible view."""
+    conn = _demo("fragile", url=demo_server.url, max_reconnects=1, reconnect_base=0.01)
+    conn.wait(3)
+    widget = conn.widget()
+    comm = Comm(widget)
+    demo_server.close()
+    assert comm.wait(lambda c: any(m["type"] == "alert" for m in c.custom()))
+    alert = next(m for m in comm.custom() if m["type"] == "alert")
+    assert alert["level"] == "error" and "gave up" in alert["message"]
+
+
+def test_payload_is_trimmed_under_the_budget_and_has_no_nan() -> None:
+    """fit() cuts rows, then sparkline points, then symbols; NaN becomes null."""
+    rows = {"id": list(range(5000)), "price": [float("nan")] + [1.5] * 4999}
+    symbols = [{"symbol": f"S{i}", "spark": [1.0] * 60} for i in range(300)]
+    snap = {"tail": {"rows": rows, "symbols": symbols}}
+    fitted, size = widget_module.fit(snap, 20_000)
+    text = json.dumps(fitted, allow_nan=False)
+    assert size <= 20_000 and len(text.encode()) <= 20_000
+    assert 0 < len(fitted["tail"]["rows"]["id"]) < 5000
+
+
+def test_rows_trait_sets_the_table_size() -> None:
+    """widget.rows (or conn.widget(rows=N)) is the number of rows in the live table."""
+    conn = _demo(rate=2000)
+    widget = connection_widget(conn, rows=5)
+    conn.wait(100)
+    widget.refresh()
+    assert len(widget.snapshot["tail"]["rows"]["id"]) == 5
+    conn.widget(rows=12)
+    conn.wait(100)
+    widget.refresh()
+    assert len(widget.snapshot["tail"]["rows"]["id"]) == 12
+
+
+def test_dashboard_lists_connections_and_counts_hidden_ones() -> None:
+    """The dashboard shows every visible connection's widget and how many a token hides."""
+    a, b = _demo("dash_a"), _demo("dash_b")
+    obbws.create_connection(provider="demo", name="dash_secret", symbol="btcusd", auth_token="s")
+    board = dashboard()
+    assert [w.info["name"] for w in board.connections] == ["dash_a", "dash_b"]
+    assert board.connections[0] is a.widget() and board.connections[1] is b.widget()
+    assert (board.header.count, board.header.hidden) == (2, 1)
+    assert [w.info["name"] for w in dashboard(auth_token="s").connections] == [
+        "dash_a", "dash_b", "dash_secret"]  # fmt: skip
+    b.kill()
+    board.sync()
+    assert [w.info["name"] for w in board.connections] == ["dash_a"]
+    board.close()
+
+
+def test_dashboard_form_opens_connections_and_reports_errors() -> None:
+    """The form's fields become a create_connection call; a bad one answers with its message."""
+    board = dashboard()
+    providers = {p["name"]: p for p in board.header.providers}
+    assert "trade" in providers["demo"]["feed"]["choices"]
+    ok = board.header.create({"provider": "demo", "name": "formed", "symbol": "btcusd",
+                              "asset_type": "crypto", "feed": "quote"})  # fmt: skip
+    assert ok == {"ok": True, "message": "opened formed"}
+    assert [w.info["name"] for w in board.connections] == ["formed"]
+    assert obbws.get_client("formed").provider_params["feed"] == "quote"
+    bad = board.header.create({"provider": "nope", "symbol": "x"})
+    assert not bad["ok"] and "Unknown provider 'nope'" in bad["message"]
+    board.close()

@@ -1,0 +1,143 @@
+"""LiveTail without sockets: records in, newest rows and per-symbol aggregates out."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from obbws_jupyter.protocol import Field, FieldType
+from obbws_jupyter.tail import LiveTail, value_mode
+
+TRADES = (
+    Field("date", FieldType.TIMESTAMP),
+    Field("symbol", FieldType.STRING),
+    Field("price", FieldType.FLOAT),
+    Field("size", FieldType.FLOAT),
+)
+QUOTES = (
+    Field("date", FieldType.TIMESTAMP),
+    Field("symbol", FieldType.STRING),
+    Field("bid", FieldType.FLOAT),
+    Field("ask", FieldType.FLOAT),
+)
+NS = 1_700_000_000_000_000_000
+
+
+def trade(i: int, symbol: str, price: float) -> dict:
+    return {"id": i, "received_at": NS + i, "date": NS + i * 1_000_000, "symbol": symbol,
+            "price": price, "size": 1.0}  # fmt: skip
+
+
+class FakeClient:
+    """The record-hook surface of WebSocketClient."""
+
+    name = "fake"
+    fields = TRADES
+
+    def __init__(self) -> None:
+        self.hooks: list = []
+
+    def add_record_hook(self, hook) -> None:  # type: ignore[no-untyped-def]
+        self.hooks.append(hook)
+
+    def remove_record_hook(self, hook) -> None:  # type: ignore[no-untyped-def]
+        self.hooks.remove(hook)
+
+
+def test_newest_rows_come_first_as_columns_with_ms_timestamps() -> None:
+    """The snapshot holds the newest N rows, newest first, columnar, dates as int ms."""
+    tail = LiveTail(TRADES, rows=3)
+    tail.feed([trade(i, "AAA", 10.0 + i) for i in range(1, 6)])
+    rows = tail.snapshot()["rows"]
+    assert rows["id"] == [5, 4, 3]
+    assert rows["price"] == [15.0, 14.0, 13.0]
+    assert rows["date"] == [(NS + 5_000_000) // 1_000_000, (NS + 4_000_000) // 1_000_000,
+                            (NS + 3_000_000) // 1_000_000]  # fmt: skip
+    assert tail.snapshot(rows=1)["rows"]["id"] == [5]
+
+
+def test_per_symbol_first_last_change_and_count() -> None:
+    """Each symbol keeps its first and last price, the change between them and a count."""
+    tail = LiveTail(TRADES)
+    tail.feed([trade(1, "AAA", 100.0), trade(2, "BBB", 50.0)])
+    tail.feed([trade(3, "AAA", 110.0), {"id": 4, "symbol": "BBB"}])  # no price: counted only
+    board = {s["symbol"]: s for s in tail.snapshot()["symbols"]}
+    assert board["AAA"]["first"] == 100.0 and board["AAA"]["last"] == 110.0
+    assert board["AAA"]["change"] == pytest.approx(10.0)
+    assert board["AAA"]["change_pct"] == pytest.approx(10.0)
+    assert board["AAA"]["count"] == 2 and board["BBB"]["count"] == 2
+    assert board["BBB"]["change"] == 0.0
+
+
+def test_quotes_keep_bid_and_ask_and_use_the_mid() -> None:
+    """A bid/ask feed shows bid and ask; change and sparkline follow the mid price."""
+    assert value_mode(QUOTES) == ("quote", None)
+    tail = LiveTail(QUOTES)
+    tail.feed([{"id": 1, "symbol": "EURUSD", "bid": 1.0, "ask": 1.2}])
+    tail.feed([{"id": 2, "symbol": "EURUSD", "bid": 1.2, "ask": 1.4}])
+    (eur,) = tail.snapshot()["symbols"]
+    assert (eur["bid"], eur["ask"]) == (1.2, 1.4)
+    assert eur["first"] == pytest.approx(1.1) and eur["last"] == pytest.approx(1.3)
+
+
+def test_sparkline_gets_one_point_per_refresh_not_per_record() -> None:
+    """Thousands of records between two snapshots add one sparkline point."""
+    tail = LiveTail(TRADES, sample_every=0.0, spark_points=5)
+    for n in range(8):
+        tail.feed([trade(i, "AAA", float(n)) for i in range(1000)])
+        spark = tail.snapshot()["symbols"][0]["spark"]
+    assert spark == [3.0, 4.0, 5.0, 6.0, 7.0]  # one point per snapshot, the newest 5 kept
+
+
+def test_most_active_symbols_are_kept_when_there_are_too_many() -> None:
+    """Beyond max_symbols the busiest symbols are shown, in name order."""
+    tail = LiveTail(TRADES)
+    tail.feed([trade(i, f"S{i % 4}", 1.0) for i in range(4)])
+    tail.feed([trade(10 + i, "S3", 1.0) for i in range(5)] + [trade(20, "S1", 1.0)])
+    assert [s["symbol"] for s in tail.snapshot(max_symbols=2)["symbols"]] == ["S1", "S3"]
+
+
+def test_follow_seeds_history_and_close_detaches() -> None:
+    """Seeded rows fill the table without counting as live; close removes the hook."""
+    client = FakeClient()
+    tail = LiveTail(TRADES).follow(client, [trade(1, "AAA", 90.0)])
+    assert client.hooks == [tail.feed]
+    client.hooks[0]([trade(2, "AAA", 99.0)])
+    snap = tail.snapshot()
+    assert snap["total"] == 1 and snap["rows"]["id"] == [2, 1]
+    assert snap["symbols"][0]["first"] == 90.0
+    tail.close()
+    assert client.hooks == [] and tail.closed
+    tail.feed([trade(3, "AAA", 1.0)])  # a frame already in flight is ignored
+    assert tail.snapshot()["total"] == 1
+
+
+def test_feed_and_snapshot_on_two_threads_stay_consistent() -> None:
+    """Concurrent feeding (loop thread) and snapshots (refresh thread) lose no count."""
+    tail = LiveTail(TRADES, rows=50, sample_every=0.0)
+    frames = 2000
+
+    def feeder() -> None:
+        for f in range(frames):
+            tail.feed([trade(f * 10 + k, f"S{k}", float(f)) for k in range(10)])
+
+    thread = threading.Thread(target=feeder)
+    thread.start()
+    while thread.is_alive():
+        snap = tail.snapshot()
+        assert len(snap["rows"]["id"]) <= 50
+    thread.join()
+    snap = tail.snapshot()
+    assert snap["total"] == frames * 10
+    assert sum(s["count"] for s in snap["symbols"]) == frames * 10
+
+
+def test_rows_can_be_resized_and_are_bounded() -> None:
+    """resize keeps the newest rows; the row count is capped."""
+    tail = LiveTail(TRADES, rows=10)
+    tail.feed([trade(i, "AAA", 1.0) for i in range(10)])
+    tail.resize(2)
+    assert tail.snapshot()["rows"]["id"] == [9, 8]
+    tail.resize(10**9)
+    assert 2 <= tail.rows <= 1000
