@@ -117,7 +117,8 @@ class ChartBuffer:
         self.max_points = int(check_positive("max_points", max_points, whole=True))
         self.max_symbols = int(check_positive("max_symbols", max_symbols, whole=True))
         self._zone = zoneinfo.ZoneInfo(tz)
-        self._wanted = frozenset(symbols) if symbols is not None else None
+        self.wanted = tuple(symbols) if symbols is not None else ()
+        self._wanted = frozenset(self.wanted) if symbols is not None else None
         self._kind: str | None = None
         self._extract: Extract | None = None
         if kind is None:

@@ -170,6 +170,15 @@ def _symbol_filter(client: WebSocketClient, symbols: Any) -> list[str] | None:
     return list(dict.fromkeys([*wanted, *typed]))
 
 
+def _row_order(client: WebSocketClient, wanted: Sequence[str] | None) -> dict[str, int]:
+    """Rows follow the symbols as the user named them, else as subscribed (not as arrived)."""
+    return {s: i for i, s in enumerate(wanted or client.symbol.split(","))}
+
+
+def _ordered(symbols: Iterable[str], order: dict[str, int]) -> list[str]:
+    return sorted(symbols, key=lambda s: order.get(s, len(order)))
+
+
 # -- the live chart -------------------------------------------------------------------------
 
 
@@ -237,6 +246,8 @@ class LiveChart(go.FigureWidget):
         self._buffer = buffer
         self._tz = client.tz
         self._rows: list[str] = []
+        # rows in the order the user named the symbols (or subscribed them), not arrival order
+        self._order = _row_order(client, buffer.wanted)
         self._seen = -1
         self._row_kind = ""
         self._refresh_lock = threading.Lock()
@@ -326,6 +337,7 @@ class LiveChart(go.FigureWidget):
     # -- internals ---------------------------------------------------------------------------
 
     def _add_rows(self, symbols: list[str], kind: str) -> None:
+        symbols = _ordered(symbols, self._order)
         self._rows.extend(symbols)
         layout = _rows_layout(self._rows, self._tz)
         self.update_layout({k: v for k, v in layout.items() if k not in self._user_keys})
@@ -342,22 +354,25 @@ class LiveChart(go.FigureWidget):
 
     def _follow(self) -> None:
         start = time.thread_time_ns()
-        interval = self._client.sleep_time
         try:
-            while not self._stopped.wait(interval):
-                if self.comm is None:  # closed by ipywidgets (Widget.close_all, ...)
-                    break
-                closed = self._client.closed
-                if not self._idle():
-                    self.refresh()
+            while not self._stopped.wait(self._client.sleep_time) and self._tick():
                 self._meter.cpu_ns = time.thread_time_ns() - start
-                if closed:
-                    log.info("chart of %s: the connection was killed; stopped", self._client.name)
-                    break
         except Exception:
             log.exception("chart of %s: refreshing failed; stopped", self._client.name)
         finally:
+            self._meter.cpu_ns = time.thread_time_ns() - start
             self.stop()
+
+    def _tick(self) -> bool:
+        """One timer tick; False when following should end."""
+        if self.comm is None:  # closed by ipywidgets (Widget.close_all, ...)
+            return False
+        closed = self._client.closed  # read first: a last refresh then draws everything
+        if not self._idle():
+            self.refresh()
+        if closed:
+            log.info("chart of %s: the connection was killed; stopped", self._client.name)
+        return not closed
 
     def _send(self, msg: Any, buffers: Any = None) -> None:
         meter = getattr(self, "_meter", None)
@@ -428,7 +443,7 @@ def static_plot(
             frame = frame[frame["symbol"].isin(wanted)]
         kind = kind or _kind_of(frame, roles)
         series = _frame_columns(frame, kind, roles, price)
-    names = list(series)[:max_symbols]
+    names = _ordered(list(series), _row_order(client, wanted))[:max_symbols]
     fig = go.Figure(layout=_base_layout(f"{client.name}: {kind}", layout))
     fig.update_layout({k: v for k, v in _rows_layout(names, client.tz).items() if k not in layout})
     for row, symbol in enumerate(names, 1):

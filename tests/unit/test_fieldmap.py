@@ -131,7 +131,7 @@ def test_a_quote_feed_without_trades_is_told_to_use_mid() -> None:
 
 def test_bad_price_names_list_the_fields() -> None:
     """An unknown price field, or 'mid' without bid/ask, is refused with the feed's fields."""
-    with pytest.raises(InvalidParameterError, match="not a field of this feed.*last_price"):
+    with pytest.raises(InvalidParameterError, match=r"not a field of this feed.*last_price"):
         price_source(resolve_roles(FEEDS["tiingo crypto trade"]), "close")
     with pytest.raises(InvalidParameterError, match="needs bid and ask"):
         price_source(resolve_roles(FEEDS["demo trade"]), "mid")
@@ -139,5 +139,5 @@ def test_bad_price_names_list_the_fields() -> None:
 
 def test_a_feed_with_nothing_to_chart_is_refused() -> None:
     """Fields with no price, quote or bar role raise, naming the table to extend."""
-    with pytest.raises(InvalidParameterError, match="nothing to chart.*ROLE_FIELDS"):
+    with pytest.raises(InvalidParameterError, match=r"nothing to chart.*ROLE_FIELDS"):
         default_kind(resolve_roles(("date", "symbol", "fair_value")))
