@@ -107,6 +107,26 @@ def test_record_and_replay(tmp_path: Path) -> None:
     assert "Client rec_replay killed." in out
 
 
+def test_charts(tmp_path: Path) -> None:
+    """The charts notebook draws live line, candle and band charts, OHLC and a static plot."""
+    out = printed(run_notebook("charts.ipynb", tmp_path))
+    assert value(out, "line kind") == "line"
+    assert value(out, "line traces") == "BTCUSD,ETHUSD"
+    assert value(out, "line has points") == "True"
+    assert value(out, "candle traces") == "BTCUSD:candlestick,ETHUSD:candlestick"
+    assert value(out, "candles have bars") == "True"
+    assert value(out, "band traces") == "EURUSD bid,EURUSD ask,EURUSD mid"
+    assert value(out, "band has points") == "True"
+    assert int(value(out, "ohlc bars")) > 0
+    assert value(out, "ohlc matches pandas") == "True"
+    assert value(out, "quotes without price='mid'") == "InvalidParameterError"
+    assert int(value(out, "static traces")) == 2
+    assert value(out, "updates within the cadence") == "True"
+    assert "Client charts_trades killed." in out
+    assert "Client charts_quotes killed." in out
+    assert value(out, "charts following after kill") == "False"
+
+
 def test_notebooks_saved_without_outputs() -> None:
     """Committed notebooks carry no outputs, execution counts or widget state."""
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -114,6 +134,7 @@ def test_notebooks_saved_without_outputs() -> None:
         "quickstart.ipynb",
         "broadcast_and_listen.ipynb",
         "record_and_replay.ipynb",
+        "charts.ipynb",
     }
     for path in paths:
         nb = nbformat.read(path, as_version=4)
