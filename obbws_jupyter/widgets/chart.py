@@ -148,15 +148,34 @@ def _rows_layout(symbols: Sequence[str], tz: str) -> dict[str, Any]:
     return layout
 
 
-def _base_layout(title: str, user: dict[str, Any]) -> dict[str, Any]:
+def _layout(title: str, rows: Sequence[str], tz: str, user: dict[str, Any]) -> dict[str, Any]:
+    """The whole layout of a chart with ``rows``; the user's keys win."""
     layout = {
         "title": {"text": title},
         "margin": {"l": 70, "r": 20, "t": 50, "b": 50},
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         "uirevision": "obbws",  # keep the user's zoom and pan across updates
+        **_rows_layout(rows, tz),
     }
     layout.update(user)
     return layout
+
+
+def _drawn_traces(
+    kind: str,
+    rows: Sequence[str],
+    series: dict[str, dict[str, np.ndarray]],
+    tz: str,
+    first_row: int = 1,
+) -> list[Any]:
+    """The traces of ``rows`` (row order, numbered from ``first_row``) holding their series."""
+    drawn = []
+    for row, symbol in enumerate(rows, first_row):
+        traces = _new_traces(kind, symbol, row)
+        for trace, values in zip(traces, _trace_values(kind, series[symbol], tz), strict=True):
+            trace.update(values)
+        drawn.extend(traces)
+    return drawn
 
 
 def _symbol_filter(client: WebSocketClient, symbols: Any) -> list[str] | None:
@@ -238,31 +257,37 @@ class LiveChart(go.FigureWidget):
     def __init__(
         self, client: WebSocketClient, buffer: ChartBuffer, user_layout: dict[str, Any]
     ) -> None:
-        title = f"{client.name}: {buffer.kind or 'live'}"
-        super().__init__(layout=_base_layout(title, user_layout))
+        order = _row_order(client, buffer.wanted)
+        gate = _Gate(buffer)
+        client.add_record_hook(gate)
+        try:
+            client.store.flush()
+            gate.release(client.store.last_records(_prefill_rows(buffer)))
+            # the first picture goes into the widget's initial state: updates sent before
+            # the browser has built the view are not all applied by plotly's front end
+            snap = buffer.snapshot()
+            rows = _ordered(snap.symbols, order) if snap else []
+            title = f"{client.name}: {buffer.kind or 'live'}"
+            super().__init__(
+                data=_drawn_traces(snap.kind, rows, snap.series, client.tz) if snap else [],
+                layout=_layout(title, rows, client.tz, user_layout),
+            )
+        except BaseException:
+            client.remove_record_hook(gate)
+            raise
         self._meter = _Meter()
         self._user_keys = frozenset(user_layout)
         self._client = client
         self._buffer = buffer
         self._tz = client.tz
-        self._rows: list[str] = []
-        # rows in the order the user named the symbols (or subscribed them), not arrival order
-        self._order = _row_order(client, buffer.wanted)
-        self._seen = -1
-        self._row_kind = ""
+        self._gate = gate
+        self._rows: list[str] = rows
+        self._order = order  # rows follow the named (or subscribed) symbols, not arrival
+        self._seen = snap.version if snap else -1
         self._refresh_lock = threading.Lock()
         self._stopped = threading.Event()
         self._was_viewed = False
         self.observe(self._on_views, names="_view_count")
-        self._gate = _Gate(buffer)
-        client.add_record_hook(self._gate)
-        try:
-            client.store.flush()
-            self._gate.release(client.store.last_records(_prefill_rows(buffer)))
-        except BaseException:
-            client.remove_record_hook(self._gate)
-            raise
-        self.refresh()
         self._thread = threading.Thread(
             target=self._follow, name=f"obbws-chart-{client.name}", daemon=True
         )
@@ -310,10 +335,12 @@ class LiveChart(go.FigureWidget):
                 return False
             new = [s for s in snap.symbols if s not in self._rows]
             if new:
-                self._add_rows(new, snap.kind)
+                self._add_rows(new, snap.kind, snap.series)
             per = TRACES_PER_ROW[snap.kind]
             with self.batch_update():
                 for symbol, cols in snap.series.items():
+                    if symbol in new:
+                        continue  # drawn with its data by _add_rows
                     row = self._rows.index(symbol)
                     traces = self.data[row * per : (row + 1) * per]
                     for trace, values in zip(
@@ -336,13 +363,16 @@ class LiveChart(go.FigureWidget):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _add_rows(self, symbols: list[str], kind: str) -> None:
+    def _add_rows(
+        self, symbols: list[str], kind: str, series: dict[str, dict[str, np.ndarray]]
+    ) -> None:
+        """Rows for symbols seen for the first time: their axes, then their traces."""
         symbols = _ordered(symbols, self._order)
+        first_row = len(self._rows) + 1
         self._rows.extend(symbols)
         layout = _rows_layout(self._rows, self._tz)
         self.update_layout({k: v for k, v in layout.items() if k not in self._user_keys})
-        start = len(self._rows) - len(symbols) + 1
-        self.add_traces([t for i, s in enumerate(symbols, start) for t in _new_traces(kind, s, i)])
+        self.add_traces(_drawn_traces(kind, symbols, series, self._tz, first_row))
 
     def _on_views(self, change: dict[str, Any]) -> None:
         if change.get("new"):
@@ -373,6 +403,20 @@ class LiveChart(go.FigureWidget):
         if closed:
             log.info("chart of %s: the connection was killed; stopped", self._client.name)
         return not closed
+
+    def _send_update_msg(
+        self,
+        restyle_data: dict[str, Any],
+        relayout_data: dict[str, Any],
+        trace_indexes: Any = None,
+        source_view_id: Any = None,
+    ) -> None:
+        # plotly.js resets the type of an axis whose data an update replaces (its
+        # clearAxisTypes) unless the same update names that type; our x values are epoch
+        # milliseconds, which would then be drawn as plain numbers instead of times.
+        if "x" in restyle_data:
+            relayout_data = {**relayout_data, "xaxis.type": "date"}
+        super()._send_update_msg(restyle_data, relayout_data, trace_indexes, source_view_id)
 
     def _send(self, msg: Any, buffers: Any = None) -> None:
         meter = getattr(self, "_meter", None)
@@ -444,16 +488,10 @@ def static_plot(
         kind = kind or _kind_of(frame, roles)
         series = _frame_columns(frame, kind, roles, price)
     names = _ordered(list(series), _row_order(client, wanted))[:max_symbols]
-    fig = go.Figure(layout=_base_layout(f"{client.name}: {kind}", layout))
-    fig.update_layout({k: v for k, v in _rows_layout(names, client.tz).items() if k not in layout})
-    for row, symbol in enumerate(names, 1):
-        traces = _new_traces(kind, symbol, row)
-        for trace, values in zip(
-            traces, _trace_values(kind, series[symbol], client.tz), strict=True
-        ):
-            trace.update(values)
-        fig.add_traces(traces)
-    return fig
+    return go.Figure(
+        data=_drawn_traces(kind, names, series, client.tz),
+        layout=_layout(f"{client.name}: {kind}", names, client.tz, layout),
+    )
 
 
 def _kind_of(frame: pd.DataFrame, roles: Roles) -> str:

@@ -142,6 +142,25 @@ def test_refresh_sends_nothing_when_nothing_changed(client: WebSocketClient) -> 
         fig.close()
 
 
+def test_updates_keep_the_time_axis_a_date_axis(client: WebSocketClient) -> None:
+    """Each data update names xaxis.type=date: plotly.js would re-type the axis as numbers."""
+    sent: list[dict[str, Any]] = []
+    client._on_records(trade_frame(0, 4))
+    fig = live_chart(client, window=100)
+    try:
+        fig.stop()
+        assert fig.layout.xaxis.type == "date"
+        fig.observe(lambda change: sent.append(change["new"]), names="_py2js_update")
+        fig._gate(trade_frame(4, 4))
+        assert fig.refresh()
+        updates = [m for m in sent if m]
+        assert len(updates) == 1
+        assert updates[0]["layout_data"]["xaxis.type"] == "date"
+        assert "x" in updates[0]["style_data"]
+    finally:
+        fig.close()
+
+
 def test_stop_and_close_detach_the_hook_and_end_the_timer(client: WebSocketClient) -> None:
     """stop() removes the record hook and ends the timer; close() does the same."""
     first = live_chart(client)
