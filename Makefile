@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/store_ingest.py
 	$(PY) benchmarks/demo_parse.py
 	$(PY) benchmarks/broadcast.py
+	$(PY) benchmarks/chart.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -106,7 +106,7 @@ class ChartBuffer:
         interval: Any = "5s",
         price: str | None = None,
         symbols: Iterable[str] | None = None,
-        max_points: int = 1000,
+        max_points: int = 500,
         max_symbols: int = 8,
         tz: str = "UTC",
     ) -> None:

@@ -112,7 +112,7 @@ class Connection:
         duration ("5min", "30s", a Timedelta) or a number of points (bars for candles).
         ``interval``: the candle length ("5s", "1min"). ``symbols``: the symbols to draw (by
         default the first ``max_symbols=8`` seen). Options: ``price`` (None, "mid" or a field
-        name), ``max_points`` (points per symbol kept for a time window, default 1000), and
+        name), ``max_points`` (points per symbol kept for a time window, default 500), and
         plotly layout keys (``height=500``, ``title=...``). Refreshes every ``sleep_time``.
         """
         from obbws_jupyter.widgets.chart import live_chart

@@ -440,7 +440,7 @@ def live_chart(
     symbols: str | Iterable[str] | None = None,
     *,
     price: str | None = None,
-    max_points: int = 1000,
+    max_points: int = 500,
     max_symbols: int = 8,
     **layout: Any,
 ) -> LiveChart:
