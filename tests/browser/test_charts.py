@@ -18,8 +18,7 @@ from tests.browser.test_lab import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     _kernel_states,
-    _run_all,
-    _wait_kernel_idle,
+    _open_and_run_all,
     lab,  # noqa: F401  (the JupyterLab server fixture)
 )
 from tests.conftest import TIMEOUT
@@ -57,17 +56,7 @@ def test_charts_notebook_draws_live_charts_in_jupyterlab(lab) -> None:  # type: 
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/notebooks/charts.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            page.wait_for_selector(
-                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-                timeout=60_000,
-            )
-            dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-            if dialog.count():  # "Select Kernel" can still appear right after start
-                dialog.first.click()
-            _wait_kernel_idle(base, token, 6 * TIMEOUT)
-            _run_all(page, base, token)
+            _open_and_run_all(page, base, token, "notebooks/charts.ipynb")
             done = page.locator(".jp-OutputArea-output:has-text('charts done: True')")
             try:
                 done.wait_for(timeout=int(12 * TIMEOUT * 1000))

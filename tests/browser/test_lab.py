@@ -154,6 +154,21 @@ def _run_all(page, base: str, token: str) -> None:  # type: ignore[no-untyped-de
     raise AssertionError(f"no cell executed; kernels: {_kernel_states(base, token)}")
 
 
+def _open_and_run_all(page, base: str, token: str, notebook: str) -> None:  # type: ignore[no-untyped-def]
+    """Open ``notebook`` (a path under the server root) once its kernel is idle; Run All."""
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
+        timeout=60_000,
+    )
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():  # "Select Kernel" can still appear right after start
+        dialog.first.click()
+    _wait_kernel_idle(base, token, 6 * TIMEOUT)
+    _run_all(page, base, token)
+
+
 def test_quickstart_runs_top_to_bottom_in_jupyterlab(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Opening the quickstart in JupyterLab and choosing Run All runs every cell without error."""
     from playwright.sync_api import sync_playwright
@@ -163,17 +178,7 @@ def test_quickstart_runs_top_to_bottom_in_jupyterlab(lab, tmp_path: Path) -> Non
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/notebooks/quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            page.wait_for_selector(
-                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-                timeout=60_000,
-            )
-            dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-            if dialog.count():  # "Select Kernel" can still appear right after start
-                dialog.first.click()
-            _wait_kernel_idle(base, token, 6 * TIMEOUT)
-            _run_all(page, base, token)
+            _open_and_run_all(page, base, token, "notebooks/quickstart.ipynb")
             done = page.locator(".jp-OutputArea-output:has-text('results file deleted: True')")
             try:
                 done.wait_for(timeout=90_000)

@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 import pytest
 
 import obbws_jupyter as obbws
+from obbws_jupyter._bars import OHLC_COLUMNS
 from obbws_jupyter.exceptions import InvalidParameterError, UnknownConnectionError
+from tests.bars import pandas_bars
 from tests.conftest import TIMEOUT, RecordWaiter
 
 pytestmark = pytest.mark.integration
@@ -17,46 +19,8 @@ pytestmark = pytest.mark.integration
 SLEEP = 0.25
 
 
-def pandas_bars(
-    df: pd.DataFrame, interval: str, price: pd.Series, size: pd.Series | None
-) -> pd.DataFrame:
-    """The reference: OHLCV per symbol and interval with pandas, trades ordered by (date, id)."""
-    frame = pd.DataFrame(
-        {
-            "id": df["id"],
-            "symbol": df["symbol"],
-            "date": df["date"],
-            "price": price,
-            "size": size if size is not None else float("nan"),
-        }
-    ).dropna(subset=["price"])
-    frame = frame.sort_values(["date", "id"])
-    bars = (
-        frame.groupby(["symbol", pd.Grouper(key="date", freq=interval)])
-        .agg(
-            open=("price", "first"),
-            high=("price", "max"),
-            low=("price", "min"),
-            close=("price", "last"),
-            volume=("size", "sum"),
-            count=("price", "size"),
-        )
-        .reset_index()
-    )
-    return bars[bars["count"] > 0].reset_index(drop=True)
-
-
 def assert_same_bars(got: pd.DataFrame, want: pd.DataFrame, volume: bool = True) -> None:
-    assert list(got.columns) == [
-        "symbol",
-        "date",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "count",
-    ]
+    assert list(got.columns) == list(OHLC_COLUMNS)
     assert len(got) == len(want) > 0
     assert got["symbol"].tolist() == want["symbol"].tolist()
     assert [t.isoformat() for t in got["date"]] == [t.isoformat() for t in want["date"]]

@@ -16,6 +16,7 @@ import pytest
 from obbws_jupyter._bars import parse_duration, parse_window
 from obbws_jupyter._chart_buffer import ChartBuffer
 from obbws_jupyter.exceptions import InvalidParameterError
+from tests.bars import pandas_bars
 
 TRADE_FIELDS = ("date", "symbol", "type", "exchange", "price", "size")
 QUOTE_FIELDS = ("date", "symbol", "type", "exchange", "bid", "bid_size", "ask", "ask_size")
@@ -113,21 +114,10 @@ def test_candles_match_a_pandas_resample(late: float) -> None:
     feed(buffer, records)
     snap = buffer.snapshot()
     assert snap is not None and snap.kind == "candles"
-    df = frame_of(records).sort_values(["date", "id"])
+    df = frame_of(records)
+    bars = pandas_bars(df, "5s", df["price"], df["size"])
     for symbol, cols in snap.series.items():
-        ref = (
-            df[df["symbol"] == symbol]
-            .groupby(pd.Grouper(key="date", freq="5s"))
-            .agg(
-                open=("price", "first"),
-                high=("price", "max"),
-                low=("price", "min"),
-                close=("price", "last"),
-                volume=("size", "sum"),
-                count=("price", "size"),
-            )
-        )
-        ref = ref[ref["count"] > 0]
+        ref = bars[bars["symbol"] == symbol].set_index("date")
         starts = pd.to_datetime(cols["t"], utc=True).tz_convert(TZ)
         assert list(starts) == list(ref.index)
         for column in ("open", "high", "low", "close"):
