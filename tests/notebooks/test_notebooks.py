@@ -167,3 +167,4 @@ def test_readme_python_blocks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Client readme_demo killed." in result.stdout
     assert "Client readme_broadcast killed." in result.stdout
+    assert "Client readme_charts killed." in result.stdout
