@@ -283,6 +283,7 @@ class LiveChart(go.FigureWidget):
         self._gate = gate
         self._rows: list[str] = rows
         self._order = order  # rows follow the named (or subscribed) symbols, not arrival
+        self._titled = buffer.kind is not None or "title" in user_layout
         self._seen = snap.version if snap else -1
         self._refresh_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -371,6 +372,9 @@ class LiveChart(go.FigureWidget):
         first_row = len(self._rows) + 1
         self._rows.extend(symbols)
         layout = _rows_layout(self._rows, self._tz)
+        if not self._titled:  # the kind of a trades-and-quotes feed is known now
+            layout["title"] = {"text": f"{self._client.name}: {kind}"}
+            self._titled = True
         self.update_layout({k: v for k, v in layout.items() if k not in self._user_keys})
         self.add_traces(_drawn_traces(kind, symbols, series, self._tz, first_row))
 

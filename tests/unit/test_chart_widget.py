@@ -15,8 +15,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from obbws_jupyter import _registry
 from obbws_jupyter.client import WebSocketClient
+from obbws_jupyter.protocol import Field, FieldType, Param, ProviderSpec
 from obbws_jupyter.widgets.chart import live_chart, static_plot
+from obbws_providers.demo import DemoSession
 from tests.conftest import TIMEOUT
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -239,3 +242,47 @@ def test_static_plot_of_stored_results(client: WebSocketClient) -> None:
     candles = static_plot(client, kind="candles", interval="1s", symbols="btcusd")
     assert [t.type for t in candles.data] == ["candlestick"]
     assert candles.data[0].open.tolist() == [100.0, 110.0, 120.0, 130.0]
+
+
+class _TradesAndQuotes(DemoSession):
+    """A demo-shaped session whose records carry a trade price and bid/ask (Tiingo-like)."""
+
+    provider = "trades_and_quotes_test"
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.fields = tuple(
+            Field(name, kind)
+            for name, kind in [
+                ("date", FieldType.TIMESTAMP),
+                ("symbol", FieldType.STRING),
+                ("type", FieldType.STRING),
+                ("last_price", FieldType.FLOAT),
+                ("bid_price", FieldType.FLOAT),
+                ("ask_price", FieldType.FLOAT),
+            ]
+        )
+
+
+def test_a_trades_and_quotes_feed_is_titled_once_its_kind_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A feed with trade and quote fields starts undecided; its first quotes make a band."""
+    _registry.available_providers()  # the entry points are loaded; the test's one goes after
+    spec = ProviderSpec(
+        name="trades_and_quotes_test",
+        description="test only",
+        session_class=_TradesAndQuotes,
+        params=(Param("symbol", str), Param("url", str, None)),
+    )
+    monkeypatch.setitem(_registry._specs, spec.name, spec)  # registered for this test only
+    c = WebSocketClient("trades_and_quotes_test", symbol="eurusd", sleep_time=0.05)
+    try:
+        fig = live_chart(c, window=100)
+        assert fig.stats["kind"] is None and fig.layout.title.text.endswith(": live")
+        c._on_records([{"date": T0, "symbol": "EURUSD", "bid_price": 1.0, "ask_price": 1.1}])
+        assert poll(lambda: len(fig.data) == 3)
+        assert fig.stats["kind"] == "band" and fig.layout.title.text.endswith(": band")
+        fig.close()
+    finally:
+        c.close()
