@@ -261,6 +261,14 @@ class ChartBuffer:
         iv = self.interval_ns
         return (t + off) // iv * iv - off
 
+    def clear(self) -> None:
+        """Forget every series (the kind and the settings stay)."""
+        with self._lock:
+            self._series.clear()
+            self._ignored.clear()
+            self._newest = 0
+            self.version += 1
+
     # -- the reader side ---------------------------------------------------------------------
 
     def snapshot(self, since: int = -1) -> Snapshot | None:

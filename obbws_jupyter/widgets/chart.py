@@ -12,8 +12,10 @@ reset), so a chart sends at most ``4 / sleep_time`` messages per second (16/s at
 them and their bytes.
 
 The timer stops, and the hook is detached, when the figure is closed (``fig.close()`` or
-``fig.stop()``), when the connection is killed (after drawing what arrived before), and it
-sends nothing while every view of a shown figure is gone. Each symbol gets its own row (its
+``fig.stop()``) or the connection is killed (after drawing what arrived before). A figure
+that was shown and has no view left (its output cleared, the cell re-run) costs nothing: it
+detaches from the stream and sends nothing until a view comes back, when it starts again from
+the stored rows. Each symbol gets its own row (its
 own y axis; one shared time axis): prices of different symbols differ by orders of
 magnitude. Times are shown on the wall clock of the connection's ``tz``.
 """
@@ -42,7 +44,7 @@ from obbws_jupyter._fieldmap import (
     price_source,
     resolve_roles,
 )
-from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.exceptions import InvalidParameterError, ObbwsError
 from obbws_jupyter.protocol import Record
 
 if TYPE_CHECKING:
@@ -258,11 +260,8 @@ class LiveChart(go.FigureWidget):
         self, client: WebSocketClient, buffer: ChartBuffer, user_layout: dict[str, Any]
     ) -> None:
         order = _row_order(client, buffer.wanted)
-        gate = _Gate(buffer)
-        client.add_record_hook(gate)
+        gate = _attach(client, buffer)
         try:
-            client.store.flush()
-            gate.release(client.store.last_records(_prefill_rows(buffer)))
             # the first picture goes into the widget's initial state: updates sent before
             # the browser has built the view are not all applied by plotly's front end
             snap = buffer.snapshot()
@@ -285,9 +284,10 @@ class LiveChart(go.FigureWidget):
         self._order = order  # rows follow the named (or subscribed) symbols, not arrival
         self._titled = buffer.kind is not None or "title" in user_layout
         self._seen = snap.version if snap else -1
-        self._refresh_lock = threading.Lock()
+        self._refresh_lock = threading.RLock()
         self._stopped = threading.Event()
         self._was_viewed = False
+        self._paused = False  # every view gone: detached until one comes back
         self.observe(self._on_views, names="_view_count")
         self._thread = threading.Thread(
             target=self._follow, name=f"obbws-chart-{client.name}", daemon=True
@@ -356,7 +356,8 @@ class LiveChart(go.FigureWidget):
     def stop(self) -> None:
         """Stop following the stream and detach from it; the figure keeps what it shows."""
         self._stopped.set()
-        self._client.remove_record_hook(self._gate)
+        with self._refresh_lock:
+            self._client.remove_record_hook(self._gate)
 
     def close(self) -> None:
         self.stop()
@@ -381,6 +382,28 @@ class LiveChart(go.FigureWidget):
     def _on_views(self, change: dict[str, Any]) -> None:
         if change.get("new"):
             self._was_viewed = True
+            self._resume()
+
+    def _pause(self) -> None:
+        """No view is left: stop feeding the buffer as well, so the chart costs nothing."""
+        with self._refresh_lock:
+            if not self._paused:
+                self._client.remove_record_hook(self._gate)
+                self._paused = True
+
+    def _resume(self) -> None:
+        """A view is back: start again from the stored rows, then follow."""
+        with self._refresh_lock:
+            if not self._paused or self._stopped.is_set() or self._client.closed:
+                return
+            self._buffer.clear()
+            try:
+                self._gate = _attach(self._client, self._buffer)
+            except ObbwsError as exc:  # killed meanwhile: the timer stops on its next tick
+                log.warning("chart of %s: cannot follow again: %s", self._client.name, exc)
+                return
+            self._seen = -1
+            self._paused = False
 
     def _idle(self) -> bool:
         """Shown once and every view is gone since: drawing would reach nobody."""
@@ -402,7 +425,9 @@ class LiveChart(go.FigureWidget):
         if self.comm is None:  # closed by ipywidgets (Widget.close_all, ...)
             return False
         closed = self._client.closed  # read first: a last refresh then draws everything
-        if not self._idle():
+        if self._idle():
+            self._pause()
+        else:
             self.refresh()
         if closed:
             log.info("chart of %s: the connection was killed; stopped", self._client.name)
@@ -427,6 +452,19 @@ class LiveChart(go.FigureWidget):
         if meter is not None:
             meter.count(msg, buffers)
         super()._send(msg, buffers)
+
+
+def _attach(client: WebSocketClient, buffer: ChartBuffer) -> _Gate:
+    """Feed ``buffer`` from the stream, starting from the newest stored rows."""
+    gate = _Gate(buffer)
+    client.add_record_hook(gate)
+    try:
+        client.store.flush()
+        gate.release(client.store.last_records(_prefill_rows(buffer)))
+    except BaseException:
+        client.remove_record_hook(gate)
+        raise
+    return gate
 
 
 def _prefill_rows(buffer: ChartBuffer) -> int:

@@ -203,20 +203,22 @@ def test_history_is_drawn_at_once_without_duplicates(client: WebSocketClient) ->
         fig.close()
 
 
-def test_a_figure_whose_views_are_gone_sends_nothing(client: WebSocketClient) -> None:
-    """Once shown, a figure with no view left is not refreshed by the timer."""
+def test_a_figure_whose_views_are_gone_costs_nothing_until_one_is_back(
+    client: WebSocketClient,
+) -> None:
+    """Shown, then every view gone: detached, nothing sent; a new view starts from the store."""
     fig = live_chart(client, window=100)
     try:
-        fig.stop()  # drive the timer's ticks by hand
-        fig._gate(trade_frame(0, 4))
         fig._view_count = 1
         fig._view_count = 0
+        assert poll(lambda: fig._paused)  # the timer's next tick
+        assert client._record_hooks == []
         sent = fig.stats["messages"]
-        assert fig._tick() is True
-        assert fig.stats["messages"] == sent and len(fig.data) == 0
+        client._on_records(trade_frame(0, 4))
+        assert fig.buffer.records == 0 and fig.stats["messages"] == sent
         fig._view_count = 1
-        assert fig._tick() is True
-        assert len(fig.data) == 2
+        assert client._record_hooks == [fig._gate] and fig.buffer.records == 4
+        assert poll(lambda: len(fig.data) == 2 and len(fig.data[1].x) == 2)
     finally:
         fig.close()
 
