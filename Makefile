@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/broadcast.py
 	$(PY) benchmarks/http_results.py
 	$(PY) benchmarks/widget.py
+	$(PY) benchmarks/chart.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

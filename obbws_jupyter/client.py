@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 from websockets.asyncio.client import connect as _ws_connect
 
-from obbws_jupyter import runtime
+from obbws_jupyter import _bars, runtime
 from obbws_jupyter._registry import get_provider
 from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remember_secret
 from obbws_jupyter._validate import (
@@ -489,6 +489,25 @@ class WebSocketClient:
         self._check_open()
         self._store.flush()
         return self._store.query(sql, list(params) if params is not None else None)
+
+    def ohlc(
+        self,
+        interval: Any = "1min",
+        symbols: str | Iterable[str] | None = None,
+        since: Any = None,
+        price: str | None = None,
+    ) -> pd.DataFrame:
+        """OHLCV bars of the stored records, computed in DuckDB: columns symbol, date (bar
+        start, tz-aware in ``tz``), open, high, low, close, volume, count. ``interval`` is
+        "5s", "1min", "1h", "1d"... ; ``since`` a timestamp or a duration back from now;
+        ``price`` None (the trade price), "mid" (bid/ask midpoint) or a field name."""
+        self._check_open()
+        return _bars.ohlc(self, interval, symbols=symbols, since=since, price=price)
+
+    def normalize_symbols(self, symbol: str | Iterable[str]) -> list[str]:
+        """Symbols as this provider writes them (``btc-usd`` -> ``BTCUSD``), without
+        subscribing; SymbolError for invalid ones."""
+        return self._session.normalize(symbol)
 
     def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
         """Write the stored rows to Parquet or CSV (by suffix, or ``format``)."""

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,11 @@ from obbws_jupyter.exceptions import (
     ObbwsTimeoutError,
 )
 from obbws_jupyter.models import WebSocketConnectionStatus
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from obbws_jupyter.widgets.chart import LiveChart
 
 __all__ = ["Connection"]
 
@@ -137,6 +142,55 @@ class Connection:
         from obbws_jupyter.widgets import connection_widget
 
         return connection_widget(self, **options)
+
+    # -- charts -------------------------------------------------------------------------------
+
+    def chart(
+        self,
+        kind: str | None = None,
+        window: Any = "5min",
+        interval: Any = "5s",
+        symbols: str | list[str] | None = None,
+        **options: Any,
+    ) -> LiveChart:
+        """A live plotly ``FigureWidget`` that follows the stream, one row per symbol.
+
+        ``kind``: "line" (trade prices), "band" (bid/ask band with mid line) or "candles";
+        by default chosen from the feed's fields (aggregate feeds: candles). ``window``: a
+        duration ("5min", "30s", a Timedelta) or a number of points (bars for candles).
+        ``interval``: the candle length ("5s", "1min"). ``symbols``: the symbols to draw (by
+        default the first ``max_symbols=8`` seen). Options: ``price`` (None, "mid" or a field
+        name), ``max_points`` (points per symbol kept for a time window, default 500), and
+        plotly layout keys (``height=500``, ``title=...``). Refreshes every ``sleep_time``.
+        """
+        from obbws_jupyter.widgets.chart import live_chart
+
+        return live_chart(self.get_client(), kind, window, interval, symbols, **options)
+
+    def ohlc(
+        self,
+        interval: Any = "1min",
+        symbols: str | list[str] | None = None,
+        since: Any = None,
+        price: str | None = None,
+    ) -> pd.DataFrame:
+        """OHLCV bars of the stored trades, computed in DuckDB (symbol, date = bar start in
+        the connection's tz, open, high, low, close, volume, count). ``price="mid"`` builds
+        them from the bid/ask midpoint of a quote feed."""
+        return self.get_client().ohlc(interval, symbols=symbols, since=since, price=price)
+
+    def plot(
+        self,
+        kind: str | None = None,
+        symbols: str | list[str] | None = None,
+        interval: Any = "1min",
+        **options: Any,
+    ) -> go.Figure:
+        """A static plotly figure of ``get_results()`` (the same kinds as :meth:`chart`;
+        candles come from :meth:`ohlc` with ``interval``)."""
+        from obbws_jupyter.widgets.chart import static_plot
+
+        return static_plot(self.get_client(), kind, symbols, interval, **options)
 
     # -- display ------------------------------------------------------------------------------
 

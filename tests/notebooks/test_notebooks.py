@@ -135,6 +135,25 @@ def test_dashboard(tmp_path: Path) -> None:
     assert value(out, "dashboard shows after kill") == "[]"
     assert "Client dash_secret killed." in out
 
+def test_charts(tmp_path: Path) -> None:
+    """The charts notebook draws live line, candle and band charts, OHLC and a static plot."""
+    out = printed(run_notebook("charts.ipynb", tmp_path))
+    assert value(out, "line kind") == "line"
+    assert value(out, "line traces") == "BTCUSD,ETHUSD"
+    assert value(out, "line has points") == "True"
+    assert value(out, "candle traces") == "BTCUSD:candlestick,ETHUSD:candlestick"
+    assert value(out, "candles have bars") == "True"
+    assert value(out, "band traces") == "EURUSD bid,EURUSD ask,EURUSD mid"
+    assert value(out, "band has points") == "True"
+    assert int(value(out, "ohlc bars")) > 0
+    assert value(out, "ohlc matches pandas") == "True"
+    assert value(out, "quotes without price='mid'") == "InvalidParameterError"
+    assert int(value(out, "static traces")) == 2
+    assert value(out, "updates within the cadence") == "True"
+    assert "Client charts_trades killed." in out
+    assert "Client charts_quotes killed." in out
+    assert value(out, "charts following after kill") == "False"
+
 
 def test_notebooks_saved_without_outputs() -> None:
     """Committed notebooks carry no outputs, execution counts or widget state."""
@@ -144,6 +163,7 @@ def test_notebooks_saved_without_outputs() -> None:
         "dashboard.ipynb",
         "broadcast_and_listen.ipynb",
         "record_and_replay.ipynb",
+        "charts.ipynb",
     }
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -176,3 +196,4 @@ def test_readme_python_blocks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Client readme_demo killed." in result.stdout
     assert "Client readme_broadcast killed." in result.stdout
+    assert "Client readme_charts killed." in result.stdout
