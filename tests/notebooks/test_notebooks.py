@@ -135,6 +135,7 @@ def test_dashboard(tmp_path: Path) -> None:
     assert value(out, "dashboard shows after kill") == "[]"
     assert "Client dash_secret killed." in out
 
+
 def test_charts(tmp_path: Path) -> None:
     """The charts notebook draws live line, candle and band charts, OHLC and a static plot."""
     out = printed(run_notebook("charts.ipynb", tmp_path))
