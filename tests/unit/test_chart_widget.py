@@ -15,9 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from obbws_jupyter import _registry
 from obbws_jupyter.client import WebSocketClient
-from obbws_jupyter.protocol import Field, FieldType, Param, ProviderSpec
+from obbws_jupyter.protocol import Field, FieldType, Param, ProviderSpec, _lookup
 from obbws_jupyter.widgets.chart import live_chart, static_plot
 from obbws_providers.demo import DemoSession
 from tests.conftest import TIMEOUT
@@ -270,14 +269,14 @@ def test_a_trades_and_quotes_feed_is_titled_once_its_kind_is_known(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A feed with trade and quote fields starts undecided; its first quotes make a band."""
-    _registry.available_providers()  # the entry points are loaded; the test's one goes after
+    _lookup.available_providers()  # the entry points are loaded; the test's one goes after
     spec = ProviderSpec(
         name="trades_and_quotes_test",
         description="test only",
         session_class=_TradesAndQuotes,
         params=(Param("symbol", str), Param("url", str, None)),
     )
-    monkeypatch.setitem(_registry._specs, spec.name, spec)  # registered for this test only
+    monkeypatch.setitem(_lookup._specs, spec.name, spec)  # registered for this test only
     c = WebSocketClient("trades_and_quotes_test", symbol="eurusd", sleep_time=0.05)
     try:
         fig = live_chart(c, window=100)
