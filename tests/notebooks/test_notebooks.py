@@ -198,3 +198,21 @@ def test_readme_python_blocks(tmp_path: Path) -> None:
     assert "Client readme_demo killed." in result.stdout
     assert "Client readme_broadcast killed." in result.stdout
     assert "Client readme_charts killed." in result.stdout
+
+
+def test_providers(tmp_path: Path) -> None:
+    """The providers notebook streams each real provider from its fake server (typed columns,
+    tz-aware dates) and shows the missing-key error naming all three places."""
+    out = printed(run_notebook("providers.ipynb", tmp_path))
+    assert value(out, "providers") == (
+        "['binance', 'coinbase', 'demo', 'fmp', 'intrinio', 'polygon', 'replay', 'tiingo']"
+    )
+    for name in ("poly", "tiingo", "fmp", "intrinio", "binance", "coinbase"):
+        assert re.search(rf"^{name}: \d+ rows, columns \['id', 'received_at', 'date'", out, re.M)
+        assert value(out, f"{name} date dtype") == "datetime64[us, America/New_York]"
+        assert f"Client {name} killed." in out
+    assert "XT.SOL-USD" in value(out, "polygon subscribed")
+    assert value(out, "coinbase sequence gaps") == "0"
+    assert value(out, "missing key") == "MissingCredentialsError"
+    assert "POLYGON_API_KEY" in out and "polygon_api_key" in out
+    assert value(out, "nothing started") == "UnknownConnectionError"
