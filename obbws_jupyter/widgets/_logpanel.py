@@ -53,8 +53,10 @@ class ConnectionLog(logging.Handler):
             message = mask_secrets(record.getMessage())
         except Exception:  # a bad format string in someone's log call
             return
-        for prefix in (f"{self.connection}: ", f"[{self.connection}] "):
-            message = message.removeprefix(prefix)
+        prefixes = (f"{self.connection}: ", f"[{self.connection}] ")
+        while message.startswith(prefixes):  # "name: name: gave up" (the name in the message too)
+            for prefix in prefixes:
+                message = message.removeprefix(prefix)
         self.add(record.levelname.lower(), message, record.created)
 
     def add(self, level: str, message: str, created: float) -> None:
