@@ -20,7 +20,9 @@ Fixtures, for any browser test module (``test_lab.py``, ``test_widget.py``, ``te
   for output text inside ``.jp-OutputArea-output``.
 
 ``screenshot(page_or_locator, name)`` saves a PNG under ``build/screenshots/`` and returns
-its path. ``ERROR_OUTPUTS`` is the selector of error outputs (assert it matches nothing).
+its path. ``start_lab(home)`` and ``open_and_run(page, lab, notebook)`` are the plain forms of
+the ``lab`` and ``run_notebook_in_lab`` fixtures (the browser benchmark uses them).
+``ERROR_OUTPUTS`` is the selector of error outputs (assert it matches nothing).
 """
 
 from __future__ import annotations
@@ -141,12 +143,11 @@ def _ready(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A JupyterLab server on 127.0.0.1 rooted at a copy of notebooks/, isolated settings."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
-    home = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def start_lab(home: Path) -> Iterator[Lab]:
+    """A JupyterLab server on 127.0.0.1 (free port, random token) rooted at ``home/root``
+    (a copy of notebooks/), with isolated settings; stopped on exit. Also used by
+    ``benchmarks/widget_frames.py``."""
     root = home / "root"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     for name, values in USER_SETTINGS.items():
@@ -190,6 +191,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab server on 127.0.0.1 rooted at a copy of notebooks/, isolated settings."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with start_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -257,30 +267,35 @@ def _run_all(page: Any, lab: Lab) -> None:
     raise AssertionError(f"no cell executed; kernels: {lab.kernel_states()}")
 
 
+def open_and_run(page: Any, lab: Lab, notebook: list[str] | str, name: str | None = None) -> Any:
+    """Open a notebook in ``page`` and Run All (see ``run_notebook_in_lab``)."""
+    if isinstance(notebook, str):
+        path = notebook
+    else:
+        path = f"{name or 'scratch'}.ipynb"
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nb.cells = [nbformat.v4.new_code_cell(source) for source in notebook]
+        nbformat.write(nb, lab.root / path)
+    page.goto(lab.url(path))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=6 * MS)
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
+        timeout=6 * MS,
+    )
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():  # "Select Kernel" can still appear right after start
+        dialog.first.click()
+    lab.wait_kernel_idle()
+    _run_all(page, lab)
+    return page
+
+
 @pytest.fixture
 def run_notebook_in_lab(lab: Lab, page: Any) -> Callable[..., Any]:
     """``run(cells_or_path, name=None) -> page``: open a notebook in JupyterLab, Run All."""
 
     def run(notebook: list[str] | str, name: str | None = None) -> Any:
-        if isinstance(notebook, str):
-            path = notebook
-        else:
-            path = f"{name or 'scratch'}.ipynb"
-            nb = nbformat.v4.new_notebook()
-            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-            nb.cells = [nbformat.v4.new_code_cell(source) for source in notebook]
-            nbformat.write(nb, lab.root / path)
-        page.goto(lab.url(path))
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=6 * MS)
-        page.wait_for_selector(
-            ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-            timeout=6 * MS,
-        )
-        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-        if dialog.count():  # "Select Kernel" can still appear right after start
-            dialog.first.click()
-        lab.wait_kernel_idle()
-        _run_all(page, lab)
-        return page
+        return open_and_run(page, lab, notebook, name)
 
     return run

@@ -68,7 +68,14 @@ function render({ model, el: host }) {
     open.disabled = true;
     message.className = "obbws-msg obbws-ok";
     message.textContent = "opening…";
-    model.send({ type: "create", params, req });
+    try {
+      model.send({ type: "create", params, req });
+    } catch (e) {
+      // the kernel is gone (restarted or shut down): this form cannot reach it any more
+      open.disabled = true;
+      message.className = "obbws-msg obbws-error";
+      message.textContent = "the kernel is gone: run the cell again";
+    }
   }
 
   function onCustom(msg) {
