@@ -44,11 +44,16 @@ from tests.browser.conftest import (  # noqa: E402  (the repo root is on the pat
 PROBE = """() => {
   const m = (window.__obbws = { frames: [], long: [], t0: performance.now() });
   let last = performance.now();
-  const tick = (t) => { m.frames.push(t - last); last = t; if (!m.stop) requestAnimationFrame(tick); };
+  const tick = (t) => {
+    m.frames.push(t - last);
+    last = t;
+    if (!m.stop) requestAnimationFrame(tick);
+  };
   requestAnimationFrame(tick);
   try {
-    new PerformanceObserver((list) => { for (const e of list.getEntries()) m.long.push(e.duration); })
-      .observe({ type: "longtask", buffered: false });
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) m.long.push(e.duration);
+    }).observe({ type: "longtask", buffered: false });
   } catch (e) { m.noLongTasks = true; }
 }"""
 
@@ -123,7 +128,11 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as pw:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        start_lab(Path(home)) as lab,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             runs = [
