@@ -179,7 +179,8 @@ class LiveTail:
         self._float_columns = [
             name for name, kind in zip(self.columns, self.types, strict=True) if kind == "float"
         ]
-        self._decimals = dict.fromkeys(self._float_columns, 0)  # only ever grows (the tick)
+        # per float column and symbol, the decimals seen: only ever grows (it is the tick)
+        self._decimals: dict[str, dict[str, int]] = {name: {} for name in self._float_columns}
         self.mode, self.value_field = value_mode(self.fields)
         self.spark_points = spark_points
         self.sample_every = sample_every
@@ -321,7 +322,8 @@ class LiveTail:
         only: Collection[str] | None = None,
     ) -> dict[str, Any]:
         """A JSON-ready view of the tail: ``rows`` (columnar, newest first, timestamps as int ms
-        since the epoch), ``decimals`` (per float column, the finest tick seen), ``symbols``
+        since the epoch), ``decimals`` (per float column and symbol, the finest tick seen),
+        ``symbols``
         (the ``max_symbols`` most active, by name; with ``only``, the subscribed symbols
         among them unless none matches), ``rate`` (events/s over the last ``rate_window``
         seconds) and ``total`` (live records fed)."""
@@ -368,14 +370,16 @@ class LiveTail:
             count += self._bucket_count
         return round(count / (self._window_buckets / BUCKETS_PER_SECOND), 1)
 
-    def _column_decimals(self, newest: list[Record]) -> dict[str, int]:
-        found = self._decimals
+    def _column_decimals(self, newest: list[Record]) -> dict[str, dict[str, int]]:
+        # per symbol: a yen pair and a euro pair in one bid column have different ticks
+        out: dict[str, dict[str, int]] = {}
         for name in self._float_columns:
-            places = found[name]
+            seen = self._decimals[name]
             for record in newest:
-                places = decimals(record.get(name), places)
-            found[name] = places
-        return dict(found)
+                symbol = record.get("symbol") or ""
+                seen[symbol] = decimals(record.get(name), seen.get(symbol, 0))
+            out[name] = dict(seen)
+        return out
 
     def _columnar(self, newest: list[Record]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}

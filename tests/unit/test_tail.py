@@ -181,24 +181,27 @@ def test_sparkline_does_not_move_while_no_records_arrive() -> None:
 
 
 def test_decimals_follow_the_tick_seen_per_column_and_per_symbol() -> None:
-    """Each float column and each symbol gets enough decimals for the finest value seen
-    (FX quotes keep their fifth decimal, so the spread stays visible), without float noise;
-    a value that happens to end in 0 does not shrink it."""
+    """Each float column (per symbol) and each board line gets enough decimals for the finest
+    value seen (FX quotes keep their fifth decimal, so the spread stays visible), without
+    float noise; a value that happens to end in 0 does not shrink it."""
     tail = LiveTail(QUOTES)
     eur = {"id": 1, "symbol": "EURUSD", "bid": 1.07987, "ask": 1.07991}
     btc = {"id": 2, "symbol": "BTCUSD", "bid": 64993.07, "ask": 3499.9500000000003}
     tail.feed([eur, btc])
     snap = tail.snapshot()
-    assert snap["decimals"] == {"bid": 5, "ask": 5}
+    assert snap["decimals"] == {
+        "bid": {"EURUSD": 5, "BTCUSD": 2},
+        "ask": {"EURUSD": 5, "BTCUSD": 2},
+    }
     board = {s["symbol"]: s for s in snap["symbols"]}
     assert board["EURUSD"]["decimals"] == 5 and board["BTCUSD"]["decimals"] == 2
     tail.feed([{"id": 3, "symbol": "EURUSD", "bid": 1.0799, "ask": 1.08}])
     snap = tail.snapshot()
-    assert snap["decimals"]["bid"] == 5
+    assert snap["decimals"]["bid"]["EURUSD"] == 5
     assert {s["symbol"]: s for s in snap["symbols"]}["EURUSD"]["decimals"] == 5
     sizes = LiveTail(TRADES)
     sizes.feed([trade(1, "AAA", 190.25)])
-    assert sizes.snapshot()["decimals"] == {"price": 2, "size": 0}
+    assert sizes.snapshot()["decimals"] == {"price": {"AAA": 2}, "size": {"AAA": 0}}
 
 
 def test_seed_counts_come_from_the_store_and_live_frames_are_not_counted_twice() -> None:

@@ -422,11 +422,12 @@ function render({ model, el }) {
   }
 
   function tableRow(data, r, cols, types, decimals) {
+    const symbol = (data.symbol || [])[r] || "";
     const cells = cols.map((c, k) => {
       const v = (data[c] || [])[r];
       if (v === null || v === undefined) return h("td");
       if (types[k] === "timestamp") return h("td", { class: "obbws-time", text: fmtTime.format(new Date(v)) });
-      if (types[k] === "float") return h("td", { class: "obbws-num", text: fmtNum(v, decimals[c]) });
+      if (types[k] === "float") return h("td", { class: "obbws-num", text: fmtNum(v, (decimals[c] || {})[symbol]) });
       return h("td", { text: String(v) });
     });
     return h("tr", {}, ...cells);
