@@ -12,6 +12,8 @@ Fixtures, for any browser test module (``test_lab.py``, ``test_widget.py``, ``te
 - ``page`` (function): a fresh 1400x1000 page; on teardown a full-page screenshot goes to
   ``build/screenshots/<test name>.png`` (``build/`` is git-ignored) and every kernel session
   of the server is shut down, so the next test starts with none.
+- ``widget_page`` (function): ``run_notebook_in_lab`` on a notebook whose cell shows a live
+  demo connection ("browser_demo", 40 events/s); asserts no error output at the end.
 - ``run_notebook_in_lab`` (function): ``run_notebook_in_lab(cells_or_path, name=None)``
   opens a notebook in ``page`` and runs all its cells, then returns the page. Pass a list of
   code-cell sources (written as ``<name>.ipynb`` in the lab root) or a path relative to the lab
@@ -299,3 +301,19 @@ def run_notebook_in_lab(lab: Lab, page: Any) -> Callable[..., Any]:
         return open_and_run(page, lab, notebook, name)
 
     return run
+
+
+WIDGET_CELLS = [
+    "import obbws_jupyter as obbws",
+    'conn = obbws.create_connection(provider="demo", name="browser_demo", symbol="btcusd,ethusd",'
+    ' rate=40, if_exists="replace")\nconn',
+]
+
+
+@pytest.fixture
+def widget_page(run_notebook_in_lab: Callable[..., Any]) -> Iterator[Any]:
+    """A notebook whose cell shows a live demo connection (40 events/s); no error output."""
+    page = run_notebook_in_lab(WIDGET_CELLS, name="widget")
+    page.locator(".obbws-conn").wait_for(timeout=3 * MS)
+    yield page
+    assert page.locator(ERROR_OUTPUTS).count() == 0

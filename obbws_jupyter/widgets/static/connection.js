@@ -266,7 +266,8 @@ function render({ model, el }) {
   }
 
   function drawChips(s) {
-    const key = JSON.stringify([s.symbols, s.acknowledged, dead]);
+    const gone = dead || s.state === "closed";
+    const key = JSON.stringify([s.symbols, s.acknowledged, gone]);
     if (key === chipsKey) return;
     chipsKey = key;
     const acked = new Set(s.acknowledged || []);
@@ -280,7 +281,7 @@ function render({ model, el }) {
             class: "obbws-x",
             title: `unsubscribe ${sym}`,
             text: "×",
-            disabled: dead,
+            disabled: gone,
             onclick: () => send("unsubscribe", sym),
           }),
         ),
