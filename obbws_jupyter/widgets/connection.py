@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from obbws_jupyter._notices import failure_text
 from obbws_jupyter.exceptions import ObbwsError
 from obbws_jupyter.tail import LiveTail, stored_seed
 from obbws_jupyter.widgets._logpanel import ConnectionLog
@@ -62,6 +63,7 @@ PAYLOAD_BUDGET = 60_000  # bytes of JSON per refresh message (the target is < 64
 LOG_LINES = 40  # log lines sent to the panel
 VIEW_TTL = 15.0  # a view silent this long (closed tab, dead frontend) counts as gone
 HIDDEN_TICK = 0.5  # how often a widget nobody sees checks its state (for failure alerts)
+RETRY = "Restart tries again."  # how the widget's failure text ends (it has the button)
 COUNT_EVERY = 2.0  # seconds between row counts while the store does not report rows_in_table
 # symbols the subscribe box suggests, per asset type (the first one not yet subscribed)
 EXAMPLES = {
@@ -90,17 +92,6 @@ def _describe(action: str, result: Any) -> str:
     if action == "stop_broadcast":
         return "stopped broadcasting"
     return f"the stream is {result.state}"
-
-
-def failure_text(name: str, error: str | None) -> str:
-    """Why a stream failed, for the banner and the notification: without the connection's
-    name in front (it is shown next to it), ending with one way to try again."""
-    text = (error or "the stream failed").strip()
-    while text.startswith(f"{name}: "):
-        text = text[len(name) + 2 :]
-    if "restart" not in text.lower():
-        text += " Restart tries again."
-    return text
 
 
 def symbol_example(client: WebSocketClient) -> str:
@@ -304,7 +295,7 @@ class ConnectionWidget(anywidget.AnyWidget):
             "errors": status.errors,
             "reconnects": status.reconnects,
             "last_error": status.last_error,
-            "failure": failure_text(status.name, status.last_error)
+            "failure": failure_text(status.name, status.last_error, RETRY)
             if status.state == "failed"
             else None,
             "dropped": status.dropped_records,
@@ -333,7 +324,7 @@ class ConnectionWidget(anywidget.AnyWidget):
             self._reconnects_at_live = self._client.status().reconnects
         elif state == "failed":
             name = self._client.name
-            error = failure_text(name, self._client.status().last_error)
+            error = failure_text(name, self._client.status().last_error, RETRY)
             self.send({"type": "alert", "level": "error", "message": f"{name}: {error}"})
 
     def _finish(self) -> None:

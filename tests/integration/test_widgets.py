@@ -13,9 +13,11 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import connection as connection_module
+from obbws_jupyter._notices import failure_text
 from obbws_jupyter.widgets import ConnectionWidget, connection_widget, dashboard
 from obbws_jupyter.widgets import connection as widget_module
 from obbws_jupyter.widgets._refresher import refresher
+from obbws_jupyter.widgets.connection import RETRY
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 
 pytestmark = pytest.mark.integration
@@ -361,9 +363,9 @@ def test_failure_text_says_the_reason_once_with_one_way_to_retry() -> None:
     """The banner/notification text drops the repeated connection name and adds "Restart
     tries again." only when the reason does not already say how to restart."""
     gave_up = "fail: gave up after 2 reconnect attempts; Use restart_connection() to try again."
-    assert widget_module.failure_text("fail", gave_up) == gave_up.removeprefix("fail: ")
+    assert failure_text("fail", f"fail: {gave_up}", RETRY) == gave_up.removeprefix("fail: ")
     refused = "Could not connect to ws://127.0.0.1:1/crypto: refused"
-    assert widget_module.failure_text("x", refused) == refused + " Restart tries again."
+    assert failure_text("x", refused, RETRY) == refused + ". Restart tries again."
 
 
 def test_subscribe_box_suggests_a_symbol_of_the_connection_s_kind() -> None:
