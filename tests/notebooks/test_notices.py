@@ -101,3 +101,19 @@ def test_outside_ipython_nothing_is_registered_or_written() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["failed", "None", "[]"]
     assert "obbws:" not in done.stderr
+
+
+def test_errors_keep_their_colour_in_a_kernel(kernel: Any) -> None:
+    """In a Jupyter kernel (default colours) the short error is coloured as IPython's own
+    tracebacks are; %colors nocolor turns it plain."""
+    tracebacks: list[list[str]] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "error":
+            tracebacks.append(msg["content"]["traceback"])
+
+    for code in ("obbws.create_connection('nope', 'x')", "%colors nocolor\nobbws.get_client('x')"):
+        kernel.execute_interactive(code, timeout=6 * TIMEOUT, output_hook=hook)
+    coloured, plain = tracebacks
+    assert coloured[0].startswith("\x1b[0;31mUnknownProviderError\x1b[0m: Unknown provider")
+    assert plain[0] == "UnknownConnectionError: Client x not connected."

@@ -56,7 +56,7 @@ function render({ model, el: host }) {
     const n = model.get("count");
     const k = model.get("hidden");
     title.textContent = `obbws dashboard — ${n} connection${n === 1 ? "" : "s"}`;
-    hidden.textContent = k ? `(${k} hidden: created with an auth_token; dashboard(auth_token=...) shows them)` : "";
+    hidden.textContent = k ? `(${k} hidden: created with an auth_token; dashboard(auth_token=...) shows ${k === 1 ? "it" : "them"})` : "";
   }
 
   let req = 0;
