@@ -376,3 +376,15 @@ def test_subscribe_box_suggests_a_symbol_of_the_connection_s_kind() -> None:
     assert stock.widget().info["example"] == "aapl"
     assert fx.widget().info["example"] == "gbpusd"
     assert crypto.widget().info["example"] == "ethusd"
+
+
+def test_removing_every_chip_says_that_no_symbol_is_left() -> None:
+    """Unsubscribing the last symbol answers with what it means, not an empty list."""
+    conn = _demo("empty", symbol="btcusd")
+    widget = conn.widget()
+    result = widget.run_action("unsubscribe", "BTCUSD").result(TIMEOUT)
+    assert result["ok"], result
+    assert result["message"] == "unsubscribed; no symbols left: subscribe to some to get data"
+    assert widget.run_action("subscribe", "ethusd").result(TIMEOUT)["message"] == (
+        "subscribed; symbols now ETHUSD"
+    )
