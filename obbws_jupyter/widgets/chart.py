@@ -68,7 +68,7 @@ _AXIS = {
     "zerolinecolor": "rgba(128,128,128,0.45)",
     "linecolor": "rgba(128,128,128,0.45)",
 }
-_NEUTRAL = {
+_NEUTRAL: dict[str, Any] = {
     "paper_bgcolor": "rgba(0,0,0,0)",
     "plot_bgcolor": "rgba(0,0,0,0)",
     "font": {"color": _TEXT},

@@ -20,7 +20,7 @@ message), whether or not it was visible.
 
 The "rows" counter is ``status.rows_in_table`` when the store reports it; otherwise it is
 estimated from a row count taken at most every :data:`COUNT_EVERY` seconds while a view is
-visible (and right after the widget's Clear), plus the rows written since.
+visible (and set to 0 when the connection logs a clear), plus the rows written since.
 
 Controls call the same :class:`~obbws_jupyter.connection.Connection` methods as Python code,
 on a small worker pool (some block for seconds: a restart authenticates, a subscribe waits for
@@ -167,6 +167,7 @@ class ConnectionWidget(anywidget.AnyWidget):
         self.last_payload_bytes = 0
         self._tail.follow(client, lambda: stored_seed(client, rows))
         self._log = ConnectionLog(client.name).install()
+        self._log.watchers.append(self._on_log)
         # the connection's earlier messages went out before this panel existed
         self._log.add("info", f"live view opened; the stream is {client.state}", time.time())
         self._log_seq = self._log.seq
@@ -317,6 +318,15 @@ class ConnectionWidget(anywidget.AnyWidget):
         estimate = stored if counted is None else counted[1] + max(0, stored - counted[2])
         return min(estimate, limit) if limit else estimate
 
+    def _on_log(self, record: logging.LogRecord) -> None:
+        # A clear from anywhere (Python, the REST API, a button) logs this line in the thread
+        # that cleared, right after the DELETE: the table is empty and every row written so
+        # far is gone. That keeps the rows counter right without a query, even for a widget
+        # that is off screen and then killed (when nothing can be counted any more).
+        if isinstance(record.msg, str) and "results cleared from table" in record.msg:
+            written = int(self._client.store.stats.get("rows_written", 0))
+            self._row_count = (time.monotonic(), 0, written)
+
     def _state_changed(self, state: str) -> None:
         self._state = state
         self._next = 0.0
@@ -384,8 +394,6 @@ class ConnectionWidget(anywidget.AnyWidget):
         except Exception as exc:  # shown inline, readable; the traceback goes to the log
             log.warning("%s: control %s failed", self._client.name, action, exc_info=True)
             message, ok = f"{type(exc).__name__}: {exc}", False
-        if action == "clear":
-            self._row_count = None  # count again at the next refresh
         line = message if ok else f"{action.replace('_', ' ')} failed: {message}"
         self._log.add("info" if ok else "error", line, time.time())
         result = {"type": "result", "req": req, "action": action, "ok": ok, "message": message}

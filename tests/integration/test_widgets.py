@@ -294,6 +294,21 @@ def test_a_kill_while_no_view_is_visible_leaves_a_final_snapshot() -> None:
     assert snap["last_age"] is not None and 0 <= snap["last_age"] < TIMEOUT
 
 
+def test_a_clear_then_a_kill_while_off_screen_leaves_the_right_row_count() -> None:
+    """Cleared from Python and then killed, never on screen: the final snapshot counts the
+    rows stored after the clear, not the rows before it."""
+    conn = _demo("clearkill", rate=1000)
+    widget = conn.widget()
+    conn.wait(900)
+    conn.clear_results()
+    conn.wait(50)
+    conn.stop_connection()
+    after_clear = len(conn.get_results())
+    conn.kill()
+    assert wait_until(lambda: widget.finished)
+    assert 50 <= widget.snapshot["rows_in_table"] == after_clear < 800
+
+
 def test_a_view_that_comes_back_gets_the_current_snapshot_at_once() -> None:
     """A view hidden while the stream stopped gets the stopped state as soon as it is back."""
     conn = _demo("comeback", rate=1000)
