@@ -395,6 +395,8 @@ def _subscribed(symbols: dict[str, _Symbol], only: Collection[str] | None) -> di
     if only is None:
         return symbols
     keys = {_key(s) for s in only}
+    if not keys:  # every symbol unsubscribed: nothing is live
+        return {}
     if "" in keys:  # "*": every symbol
         return symbols
     chosen = {name: stats for name, stats in symbols.items() if _key(name) in keys}

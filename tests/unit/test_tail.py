@@ -224,9 +224,11 @@ def test_seed_counts_come_from_the_store_and_live_frames_are_not_counted_twice()
 
 def test_board_shows_the_subscribed_symbols_only() -> None:
     """An unsubscribed symbol leaves the board (matched case- and separator-blind); when no
-    symbol matches at all (a provider writing symbols differently), every symbol stays."""
+    symbol matches at all (a provider writing symbols differently), every symbol stays; with
+    no symbol subscribed the board is empty."""
     tail = LiveTail(TRADES)
     tail.feed([trade(1, "AAA", 1.0), trade(2, "BBB", 2.0)])
     assert [s["symbol"] for s in tail.snapshot(only=["aaa"])["symbols"]] == ["AAA"]
     assert [s["symbol"] for s in tail.snapshot(only=["ZZZ"])["symbols"]] == ["AAA", "BBB"]
     assert [s["symbol"] for s in tail.snapshot(only=["*"])["symbols"]] == ["AAA", "BBB"]
+    assert tail.snapshot(only=[])["symbols"] == [], "no symbol subscribed: an empty board"
