@@ -162,6 +162,7 @@ class ConnectionWidget(anywidget.AnyWidget):
         self._reconnects_at_live = 0
         self._last_message_at: Any = None  # newest seen: a failed restart has no message yet
         self._row_count: tuple[float, int, int] | None = None  # (when, counted, written then)
+        self._example: tuple[str, str] = ("", "")  # (subscribed symbols, suggestion for them)
         self.finished = False
         self.messages_sent = 0  # refresh messages (for tests and the benchmark)
         self.last_payload_bytes = 0
@@ -192,8 +193,14 @@ class ConnectionWidget(anywidget.AnyWidget):
             "columns": self._tail.columns,
             "types": self._tail.types,
             "auth_required": client.auth_required,
-            "example": symbol_example(client),
+            "example": self._suggestion(client.symbol),
         }
+
+    def _suggestion(self, subscribed: str) -> str:
+        """The subscribe box's example, worked out again only when the symbols change."""
+        if self._example[0] != subscribed:
+            self._example = (subscribed, symbol_example(self._client))
+        return self._example[1]
 
     # -- views --------------------------------------------------------------------------------
 
@@ -282,6 +289,7 @@ class ConnectionWidget(anywidget.AnyWidget):
             "state": status.state,
             "attempt": max(0, status.reconnects - self._reconnects_at_live),
             "symbols": symbols,
+            "example": self._suggestion(status.subscribed_symbols),
             "acknowledged": [s for s in status.acknowledged_symbols.split(",") if s],
             "received": status.records_received,
             "stored": stored,

@@ -390,7 +390,11 @@ def test_subscribe_box_suggests_a_symbol_of_the_connection_s_kind() -> None:
     crypto = _demo("crypto", symbol="solusd")
     assert stock.widget().info["example"] == "aapl"
     assert fx.widget().info["example"] == "gbpusd"
-    assert crypto.widget().info["example"] == "ethusd"
+    widget = crypto.widget()
+    assert widget.info["example"] == "ethusd"
+    crypto.subscribe("ethusd")
+    widget.refresh()
+    assert widget.snapshot["example"] == "btcusd", "a symbol subscribed meanwhile is not offered"
 
 
 def test_removing_every_chip_says_that_no_symbol_is_left() -> None:

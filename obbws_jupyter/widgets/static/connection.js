@@ -237,10 +237,15 @@ function render({ model, el }) {
     meta.textContent = [i.provider, kind].filter(Boolean).join(" · ");
     fmtTime = timeFormat(i.tz);
     tz.textContent = i.tz ? `(times in ${i.tz})` : "";
-    input.placeholder = i.example ? `add symbols, e.g. ${i.example}` : "add symbols (comma-separated)";
+    setPlaceholder(i.example);
     rowsSelect.value = String(model.get("rows"));
     tableHead.replaceChildren(h("tr", {}, ...(i.columns || []).map((c) => h("th", { text: c }))));
     rowFormat = ""; // re-format every row
+  }
+
+  function setPlaceholder(example) {
+    const text = example ? `add symbols, e.g. ${example}` : "add symbols (comma-separated)";
+    if (input.placeholder !== text) input.placeholder = text;
   }
 
   function drawBadge(s) {
@@ -491,6 +496,7 @@ function render({ model, el }) {
     drawChips(s);
     drawStats(s);
     drawControls(s);
+    if (s.example !== undefined) setPlaceholder(s.example);
     drawBoard(s);
     drawTable(s);
   }
