@@ -67,9 +67,9 @@ RETRY = "Restart tries again."  # how the widget's failure text ends (it has the
 COUNT_EVERY = 2.0  # seconds between row counts while the store does not report rows_in_table
 # symbols the subscribe box suggests, per asset type (the first one not yet subscribed)
 EXAMPLES = {
-    "crypto": ("solusd", "ethusd", "btcusd"),
-    "stock": ("msft", "aapl", "nvda"),
-    "fx": ("gbpusd", "eurusd", "usdjpy"),
+    "crypto": ("solusd", "ethusd", "btcusd", "xrpusd", "ltcusd"),
+    "stock": ("msft", "aapl", "nvda", "amzn", "spy"),
+    "fx": ("gbpusd", "eurusd", "usdjpy", "audusd", "usdchf"),
 }
 
 _actions = ThreadPoolExecutor(max_workers=2, thread_name_prefix="obbws-widget-action")
