@@ -12,19 +12,25 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (obbws)" >/dev/null
 	touch $(STAMP)
+
+# The kernelspec the notebooks record (name python3, display name "Python 3"), so JupyterLab
+# does not mark them modified on opening; re-installed when this Makefile changes.
+KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
+$(KERNEL): $(STAMP) Makefile
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	touch $(KERNEL)
 
 # JupyterLab refuses to start as root unless told; containers and CI machines often are root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-lab: $(STAMP)
+lab: $(KERNEL)
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/quickstart.ipynb
 
 # The lint first (ruff check, ruff format --check, mypy), so CI keeps it green; then tests/
 # asserts behaviour, and `--nbval-lax notebooks` also runs every notebook cell by cell (nbval),
 # so a notebook added without its own test still has to run clean.
-test: $(STAMP) browser-deps lint
+test: $(KERNEL) browser-deps lint
 	$(PY) -m pytest tests notebooks --nbval-lax
 
 # Debian's chromium for the browser tests (Playwright's own browser download is not used).
@@ -34,7 +40,7 @@ browser-deps:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-browser: $(STAMP) browser-deps
+browser: $(KERNEL) browser-deps
 	$(PY) -m pytest tests/browser
 
 unit: $(STAMP)
@@ -43,7 +49,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-notebooks: $(STAMP)
+notebooks: $(KERNEL)
 	$(PY) -m pytest tests/notebooks notebooks --nbval-lax
 
 lint: $(STAMP)

@@ -170,10 +170,11 @@ def create_connection(
 
 def _refuse_name(name: str, existing: WebSocketClient) -> None:
     if existing.is_running or existing.is_broadcasting:
+        address = existing.broadcast_address
+        broadcasting = f" Broadcasting to: {address}." if address else ""
         raise NameInUseError(
-            f"Client {name} already connected! Broadcasting to: "
-            f"{existing.broadcast_address}. Use another name, kill({name!r}) first, or pass "
-            "if_exists='replace' (or 'reuse')."
+            f"Client {name} already connected!{broadcasting} Use another name, kill({name!r}) "
+            "first, or pass if_exists='replace' (if_exists='reuse' returns it as it is)."
         )
     raise NameInUseError(
         f"Client {name} already connected but not running. Use restart_connection"
@@ -204,8 +205,9 @@ def _reuse(name: str, signature: dict[str, Any]) -> Connection:
         k for k in signature.keys() | existing.keys() if signature.get(k) != existing.get(k)
     )
     if differ:
+        verb = "differs" if len(differ) == 1 else "differ"
         raise NameInUseError(
-            f"Client {name} exists with other parameters ({', '.join(differ)} differ), so "
+            f"Client {name} exists with other parameters ({', '.join(differ)} {verb}), so "
             "if_exists='reuse' cannot return it; use if_exists='replace' or another name."
         )
     return Connection(name, signature.get("auth_token"))

@@ -2,7 +2,8 @@
 ``obbws serve``.
 
 Secrets are read from the environment (``OBBWS_AUTH_TOKEN``, ``OBBWS_API_KEY`` or the variable
-named by ``--api-key-env``) so they need not appear in argv.
+named by ``--api-key-env``) so they need not appear in argv. Errors are said in command-line
+terms (``--port 0``, ``--api-key-env``), not in the Python parameters' names.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ import threading
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+DESCRIPTION = """\
+Live market-data websocket streams from the command line: run a demo stream with a broadcast
+(obbws demo), print what a broadcast sends (obbws listen URL), list the installed providers
+(obbws providers), or serve the HTTP API (obbws serve). Secrets come from the environment
+(OBBWS_AUTH_TOKEN, OBBWS_API_KEY, or the variable named by --api-key-env), never from argv."""
 
 
 def _providers(_: argparse.Namespace) -> int:
@@ -57,7 +64,8 @@ def _listen(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import obbws_jupyter as obbws
-    from obbws_jupyter.exceptions import ObbwsError
+    from obbws_jupyter.broadcast import DEFAULT_PORT
+    from obbws_jupyter.exceptions import ObbwsError, PortInUseError
 
     token = os.environ.get("OBBWS_AUTH_TOKEN") or None
     try:
@@ -72,6 +80,17 @@ def _demo(args: argparse.Namespace) -> int:
             start_broadcast=True,
             **({"broadcast_port": args.port} if args.port is not None else {}),
         )
+    except PortInUseError:
+        busy = (
+            f"port {args.port} is"
+            if args.port is not None
+            else f"the default port {DEFAULT_PORT} and the ones after it are all"
+        )
+        print(
+            f"obbws demo: {busy} in use; use --port 0 for any free port, or another --port.",
+            file=sys.stderr,
+        )
+        return 1
     except ObbwsError as exc:
         print(f"obbws demo: {exc}", file=sys.stderr)
         return 1
@@ -101,6 +120,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from obbws_jupyter.exceptions import ObbwsError
     from obbws_jupyter.rest import serve_api
+    from obbws_jupyter.rest._security import is_loopback
+    from obbws_jupyter.rest._server import API_KEY_ENV
 
     api_key = None
     if args.api_key_env:
@@ -108,6 +129,14 @@ def _serve(args: argparse.Namespace) -> int:
         if api_key is None:
             print(f"obbws serve: the variable {args.api_key_env} is not set.", file=sys.stderr)
             return 1
+    elif not os.environ.get(API_KEY_ENV) and not is_loopback(args.host):
+        print(
+            f"obbws serve: refusing to serve on {args.host} without an API key: anyone who can "
+            f"reach this machine could drive your connections. Set {API_KEY_ENV} (or put the "
+            "key in another variable and pass --api-key-env VAR), or serve on --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 1
     try:
         server = serve_api(args.host, args.port, api_key)
     except ObbwsError as exc:
@@ -131,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="obbws", description=__doc__)
+    parser = argparse.ArgumentParser(prog="obbws", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -155,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asset-type", default="crypto", choices=["stock", "crypto", "fx"])
     p.add_argument("--feed", default="trade", choices=["trade", "quote"])
     p.add_argument("--rate", type=float, default=200.0, help="events per second")
-    p.add_argument("--port", type=int, default=None, help="broadcast port (default 6666)")
+    p.add_argument(
+        "--port", type=int, default=None, help="broadcast port (default 6666); 0 picks a free one"
+    )
     p.add_argument("--interval", type=float, default=1.0, help="seconds between summaries")
     p.set_defaults(func=_demo)
 

@@ -457,9 +457,7 @@ class WebSocketClient:
             server, self._broadcast = self._broadcast, None
             if server is None or not server.is_serving:
                 raise NotBroadcastingError(f"Client {self.name} not broadcasting.")
-            address = server.address
-            runtime.run(server.stop())
-            log.info("%s: stopped broadcasting to %s", self.name, address)
+            runtime.run(server.stop())  # the server logs "stopped broadcasting on port N"
 
     def _replay_source(self, n: int, before_id: int | None) -> list[Record]:
         self._store.flush()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from obbws_jupyter import api
+from obbws_jupyter import _notices, api
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
@@ -42,6 +42,7 @@ class Connection:
     def __init__(self, name: str, auth_token: str | None = None) -> None:
         self._name = name
         self._auth_token = auth_token
+        _notices.watch(name)  # background failures show in the next cell (IPython only)
 
     @property
     def name(self) -> str:
@@ -215,11 +216,13 @@ class Connection:
         s = self._summary()
         if s is None:
             return f"Connection(name={self._name!r}, state='killed')"
-        return (
+        text = (
             f"Connection(name={s['name']!r}, provider={s['provider']!r}, state={s['state']!r}, "
             f"symbols={s['subscribed_symbols']!r}, records={s['records_received']}, "
-            f"broadcast={s['broadcast_address']!r}, results_file={s['results_file']!r})"
+            f"broadcast={s['broadcast_address']!r}, results_file={s['results_file']!r}"
         )
+        notes = [text for _, text in _notices.notices(self.get_client())]
+        return f"{text}, notice={'; '.join(notes)!r})" if notes else f"{text})"
 
     def _repr_html_(self) -> str:
         s = self._summary()

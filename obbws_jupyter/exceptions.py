@@ -27,12 +27,15 @@ Messages say what was wrong and what to do about it. They never contain secrets.
 
 In IPython/Jupyter an ``ObbwsError`` renders as its one message plus a hint
 (``_render_traceback_``) instead of a long traceback through library internals; ``%tb`` right
-after shows the full traceback, and the ``obbws_jupyter.errors`` logger gets it at DEBUG.
+after shows the full traceback, and the ``obbws_jupyter.errors`` logger gets it at DEBUG. The
+two lines are coloured as IPython colours its own tracebacks: not with ``--colors=NoColor``,
+and in a terminal IPython not when the output is not a terminal (piped, redirected).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from typing import ClassVar
 
@@ -80,7 +83,23 @@ class ObbwsError(Exception):
         self._obbws_rendered = True
         log.debug("%s", type(self).__name__, exc_info=(type(self), self, self.__traceback__))
         hint = f"{self.hint} " if self.hint else ""
-        return [f"{_RED}{type(self).__name__}{_RESET}: {self}", f"{_DIM}{hint}{_TB_HINT}{_RESET}"]
+        red, dim, reset = (_RED, _DIM, _RESET) if _colour() else ("", "", "")
+        return [f"{red}{type(self).__name__}{reset}: {self}", f"{dim}{hint}{_TB_HINT}{reset}"]
+
+
+def _colour() -> bool:
+    """Whether IPython would colour a traceback here: never with its NoColor scheme; in a
+    Jupyter kernel yes (the frontend renders ANSI); in a terminal only on a TTY."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    if str(getattr(shell, "colors", "")).lower() == "nocolor":
+        return False
+    if getattr(shell, "kernel", None) is not None:
+        return True
+    stdout = sys.stdout
+    return bool(getattr(stdout, "isatty", None) and stdout.isatty())
 
 
 def _full_traceback(error: BaseException) -> list[str]:
@@ -124,9 +143,7 @@ class ConnectionNameError(ObbwsError):
 
 
 class NameInUseError(ConnectionNameError):
-    """A connection with this name is already registered."""
-
-    hint = 'create_connection(..., if_exists="replace") replaces it; if_exists="reuse" returns it.'
+    """A connection with this name is already registered (the message says what to do)."""
 
 
 class UnknownConnectionError(ConnectionNameError):

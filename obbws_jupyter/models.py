@@ -63,10 +63,11 @@ class StatusList(list[WebSocketConnectionStatus]):
         """One sentence about the hidden connections ("" when none are hidden)."""
         if not self.hidden:
             return ""
-        what = "connection is" if self.hidden == 1 else "connections are"
+        one = self.hidden == 1
+        what, them = ("connection is", "it") if one else ("connections are", "them")
         return (
             f"{self.hidden} {what} hidden: created with an auth_token; pass "
-            "auth_token=... to see them."
+            f"auth_token=... to see {them}."
         )
 
     def __repr__(self) -> str:

@@ -15,29 +15,37 @@ Contract (narrow on purpose: the sinks issue turns this into one sink among othe
 ``snapshot`` holds it only to copy. The records are shared with the store and the broadcast
 (read-only by convention), so the tail keeps references instead of copies.
 
-Per symbol it keeps the count, the first value seen (seeded from the stored rows when the tail
-starts following, so "change" is since the oldest stored row of that symbol: the connection's
-start unless ``limit`` has trimmed it), the last price (or bid/ask for quotes), and a sparkline
-ring buffer sampled at the snapshot cadence. This module imports no widget library.
+Per symbol it keeps the count (seeded with the stored count per symbol when the tail starts
+following), the first value seen (seeded from the first stored row of that symbol, so "change"
+is since the oldest stored row: the connection's start unless ``limit`` has trimmed it), the
+last price (or bid/ask for quotes), the decimals its values need, and a sparkline ring buffer
+sampled at the snapshot cadence while records arrive. The events/s rate is counted in
+quarter-second buckets as records are fed, so it is the current rate whenever a snapshot is
+taken (a view that was hidden for a minute does not see an average over that minute).
+This module imports no widget library.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias
 
 from obbws_jupyter.protocol import Field, FieldType, Record
 
-__all__ = ["LiveTail", "stored_seed"]
+__all__ = ["LiveTail", "Seed", "decimals", "stored_seed"]
 
 log = logging.getLogger("obbws_jupyter.tail")
 
 MAX_ROWS = 1000  # the widget's table shows at most this many rows (payload budget aside)
+MAX_DECIMALS = 8  # a value needing more is shown with this many (continuous values, not ticks)
+BUCKETS_PER_SECOND = 4  # resolution of the events/s counter
 
 
 class _Followable(Protocol):
@@ -50,41 +58,62 @@ class _Followable(Protocol):
     def remove_record_hook(self, hook: Any) -> None: ...
 
 
-def stored_seed(client: Any, rows: int) -> list[Record]:
-    """Stored rows to seed a tail with, oldest first, shaped like live records: the first
-    stored row of each symbol (for "change since the start") and the newest ``rows`` rows.
-    One flush and two reads, once when a view starts; [] when nothing can be read."""
+@dataclass
+class Seed:
+    """What a tail starts from: stored ``records`` (oldest first, shaped like live records),
+    the stored row ``counts`` per symbol (None: count the records given), and ``upto``, the
+    highest id the seed covers (live records up to it are already in it)."""
+
+    records: list[Record] = field(default_factory=list)
+    counts: dict[str, int] | None = None
+    upto: int | None = None
+
+
+SeedSource: TypeAlias = Seed | Iterable[Record] | Callable[[], Seed | Iterable[Record]]
+
+
+def stored_seed(client: Any, rows: int) -> Seed:
+    """The seed of a live view of ``client``: the first stored row of each symbol (for
+    "change since the start") with the stored row count of each symbol, in one grouped read
+    through the client's query path, plus the newest ``rows`` rows. Read once when a view
+    starts; an empty seed when nothing can be read."""
     from obbws_jupyter.exceptions import ObbwsError
 
+    names = ["id", "received_at", *(f.name for f in client.fields)]
     try:
-        newest = client.store.last_records(rows)
-        names = ["id", "received_at", *(f.name for f in client.fields)]
         if "symbol" not in names:
-            return list(newest)
+            newest = list(client.store.last_records(rows))
+            return Seed(newest, upto=int(newest[-1]["id"]) if newest else None)
         timestamps = {"received_at"} | {
             f.name for f in client.fields if f.type is FieldType.TIMESTAMP
         }
         select = ", ".join(
             f'epoch_ns("{n}") AS "{n}"' if n in timestamps else f'"{n}"' for n in names
         )
-        table = f'"{client.table_name}"'
+        # window functions run before QUALIFY: the counts and the max id cover every row
         frame = client.query(
-            f"SELECT {select} FROM {table} WHERE id IN "
-            f"(SELECT min(id) FROM {table} GROUP BY symbol) ORDER BY id"
+            f"SELECT {select}, count(*) OVER (PARTITION BY symbol) AS __n, "
+            f'max(id) OVER () AS __upto FROM "{client.table_name}" '
+            "QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY id) = 1 ORDER BY id"
         )
+        newest = client.store.last_records(rows)
     except (ObbwsError, OSError) as exc:
         log.debug("%s: no stored rows to seed the live view: %s", client.name, exc)
-        return []
-    firsts = [
-        {k: v for k, v in row.items() if v is not None and v == v}  # drop None and NaN
-        for row in frame.astype(object).to_dict("records")
-    ]
-    by_id = {int(r["id"]): r for r in [*firsts, *newest]}
-    return [by_id[i] for i in sorted(by_id)]
+        return Seed()
+    counts: dict[str, int] = {}
+    upto: int | None = None
+    firsts = []
+    for row in frame.astype(object).to_dict("records"):
+        counts[row.get("symbol") or ""] = int(row.pop("__n"))
+        upto = int(row.pop("__upto"))
+        firsts.append({k: v for k, v in row.items() if v is not None and v == v})  # no NaN
+    # rows committed after the grouped read arrive as live records: leave them out here
+    by_id = {int(r["id"]): r for r in [*firsts, *newest] if upto is not None and r["id"] <= upto}
+    return Seed([by_id[i] for i in sorted(by_id)], counts, upto)
 
 
 class _Symbol:
-    __slots__ = ("ask", "bid", "count", "first", "last", "spark")
+    __slots__ = ("ask", "bid", "count", "decimals", "first", "last", "spark")
 
     def __init__(self, spark_points: int) -> None:
         self.count = 0
@@ -92,6 +121,7 @@ class _Symbol:
         self.last: float | None = None
         self.bid: float | None = None
         self.ask: float | None = None
+        self.decimals = 0
         self.spark: deque[float] = deque(maxlen=spark_points)
 
 
@@ -108,8 +138,27 @@ def value_mode(fields: Sequence[Field]) -> tuple[str, str | None]:
     return ("price", floats[0]) if floats else ("none", None)
 
 
+def decimals(value: Any, at_least: int = 0) -> int:
+    """The fewest decimals (from ``at_least`` up to :data:`MAX_DECIMALS`) that show ``value``
+    without dropping a digit of its tick: 5 for 1.07987, 2 for 64993.07, 0 for 1.0. Float
+    noise (3499.9500000000003) does not count; ints, None and NaN need none."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return at_least
+    tolerance = abs(value) * 1e-12
+    for places in range(at_least, MAX_DECIMALS + 1):
+        if abs(round(value, places) - value) <= tolerance:
+            return places
+    return MAX_DECIMALS
+
+
+def _key(symbol: str) -> str:
+    """A symbol compared case- and separator-blind ("btc-usd" matches "BTCUSD")."""
+    return "".join(ch for ch in symbol.upper() if ch.isalnum())
+
+
 class LiveTail:
-    """Newest ``rows`` records plus per-symbol aggregates (see the module docstring)."""
+    """Newest ``rows`` records plus per-symbol aggregates (see the module docstring).
+    ``clock`` (monotonic seconds) is there for tests."""
 
     def __init__(
         self,
@@ -119,6 +168,7 @@ class LiveTail:
         spark_points: int = 60,
         sample_every: float = 0.25,
         rate_window: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fields = tuple(fields)
         self.columns = ["id", "received_at", *(f.name for f in self.fields)]
@@ -126,27 +176,54 @@ class LiveTail:
         self._ts_columns = frozenset(
             name for name, kind in zip(self.columns, self.types, strict=True) if kind == "timestamp"
         )
+        self._float_columns = [
+            name for name, kind in zip(self.columns, self.types, strict=True) if kind == "float"
+        ]
+        # per float column and symbol, the decimals seen: only ever grows (it is the tick)
+        self._decimals: dict[str, dict[str, int]] = {name: {} for name in self._float_columns}
         self.mode, self.value_field = value_mode(self.fields)
         self.spark_points = spark_points
         self.sample_every = sample_every
         self.rate_window = rate_window
+        self._clock = clock
         self._lock = threading.Lock()
         self._rows: deque[Record] = deque(maxlen=max(1, min(int(rows), MAX_ROWS)))
         self._symbols: dict[str, _Symbol] = {}
         self._total = 0
-        self._rates: deque[tuple[float, int]] = deque()
-        self._last_sample = 0.0
+        # events/s: records per quarter second, counted as they are fed
+        self._window_buckets = max(1, round(rate_window * BUCKETS_PER_SECOND))
+        self._buckets: deque[tuple[int, int]] = deque(maxlen=self._window_buckets + 1)
+        self._bucket = -1
+        self._bucket_count = 0
+        self._fed = False  # live records arrived since the last sparkline sample
+        self._last_sample = -math.inf
+        self._held: list[list[Record]] | None = None  # live frames that arrive while seeding
         self._client: _Followable | None = None
         self._closed = False
 
     # -- wiring ---------------------------------------------------------------------------------
 
-    def follow(self, client: _Followable, seed: Iterable[Record] = ()) -> LiveTail:
-        """Start taking ``client``'s records; ``seed`` (stored rows, oldest first) fills the
-        table and the first/last values before the live records arrive."""
-        self.seed(seed)
+    def follow(self, client: _Followable, seed: SeedSource = ()) -> LiveTail:
+        """Start taking ``client``'s records. ``seed`` (a :class:`Seed`, stored rows oldest
+        first, or a callable returning either) is read after the hook is attached, so nothing
+        is missed: frames that arrive meanwhile are held, then added, minus the records the
+        seed already holds (ids up to ``Seed.upto``)."""
+        with self._lock:
+            self._held = []
         self._client = client
         client.add_record_hook(self.feed)
+        got: Seed | Iterable[Record] = ()
+        try:
+            got = seed() if callable(seed) else seed
+            self.seed(got)
+        finally:
+            upto = got.upto if isinstance(got, Seed) else None
+            with self._lock:
+                held, self._held = self._held or [], None
+                for frame in held:
+                    if upto is not None:
+                        frame = [r for r in frame if r.get("id", upto + 1) > upto]
+                    self._ingest(frame, live=True)
         return self
 
     def close(self) -> None:
@@ -172,89 +249,137 @@ class LiveTail:
 
     # -- the hot path (loop thread) -------------------------------------------------------------
 
-    def seed(self, records: Iterable[Record]) -> None:
-        """Like :meth:`feed` for history: counted per symbol, not in the events/s rate."""
-        records = list(records)
-        if records:
-            self._ingest(records)
-            with self._lock:
-                self._total -= len(records)
+    def seed(self, seed: Seed | Iterable[Record]) -> None:
+        """Like :meth:`feed` for history: not in the events/s rate or the live total; with
+        ``Seed.counts`` the per-symbol counts are the stored ones."""
+        if not isinstance(seed, Seed):
+            seed = Seed(list(seed))
+        with self._lock:
+            self._ingest(seed.records, live=False)
+            for symbol, count in (seed.counts or {}).items():
+                stats = self._symbols.get(symbol)
+                if stats is None:
+                    stats = self._symbols[symbol] = _Symbol(self.spark_points)
+                stats.count = count
+            for stats in self._symbols.values():  # the sparkline starts where history ends
+                if stats.last is not None and not stats.spark:
+                    stats.spark.append(stats.last)
 
     def feed(self, records: list[Record]) -> None:
         """One frame's records (called on the loop thread): cheap, never raises for a record
         that lacks fields."""
-        if not self._closed:
-            self._ingest(records)
+        if self._closed:
+            return
+        with self._lock:
+            if self._held is not None:
+                self._held.append(records)
+            else:
+                self._ingest(records, live=True)
 
-    def _ingest(self, records: list[Record]) -> None:
+    def _ingest(self, records: list[Record], live: bool) -> None:
+        # called with the lock held
         field = self.value_field
         quotes = self.mode == "quote"
         spark_points = self.spark_points
-        with self._lock:
-            self._rows.extend(records)
-            self._total += len(records)
-            symbols = self._symbols
-            for record in records:
-                symbol = record.get("symbol") or ""
-                stats = symbols.get(symbol)
-                if stats is None:
-                    stats = symbols[symbol] = _Symbol(spark_points)
-                stats.count += 1
-                if quotes:
-                    bid, ask = record.get("bid"), record.get("ask")
-                    if bid is None or ask is None:
-                        continue
-                    stats.bid, stats.ask = bid, ask
-                    value = (bid + ask) / 2
-                elif field is None or (value := record.get(field)) is None:
+        self._rows.extend(records)
+        if live and records:
+            self._count(len(records))
+        symbols = self._symbols
+        for record in records:
+            symbol = record.get("symbol") or ""
+            stats = symbols.get(symbol)
+            if stats is None:
+                stats = symbols[symbol] = _Symbol(spark_points)
+            stats.count += 1
+            if quotes:
+                bid, ask = record.get("bid"), record.get("ask")
+                if bid is None or ask is None:
                     continue
-                if stats.first is None:
-                    stats.first = value
-                stats.last = value
+                stats.bid, stats.ask = bid, ask
+                value = (bid + ask) / 2
+            elif field is None or (value := record.get(field)) is None:
+                continue
+            if stats.first is None:
+                stats.first = value
+            stats.last = value
+
+    def _count(self, n: int) -> None:
+        self._total += n
+        self._fed = True
+        key = int(self._clock() * BUCKETS_PER_SECOND)
+        if key != self._bucket:
+            if self._bucket_count:
+                self._buckets.append((self._bucket, self._bucket_count))
+            self._bucket, self._bucket_count = key, 0
+        self._bucket_count += n
 
     # -- the refresh side -------------------------------------------------------------------------
 
-    def snapshot(self, rows: int | None = None, max_symbols: int = 50) -> dict[str, Any]:
+    def snapshot(
+        self,
+        rows: int | None = None,
+        max_symbols: int = 50,
+        only: Collection[str] | None = None,
+    ) -> dict[str, Any]:
         """A JSON-ready view of the tail: ``rows`` (columnar, newest first, timestamps as int ms
-        since the epoch), ``symbols`` (the ``max_symbols`` most active, by name), ``rate``
-        (events/s over the last ``rate_window`` seconds) and ``total`` (records fed)."""
-        now = time.monotonic()
+        since the epoch), ``decimals`` (per float column and symbol, the finest tick seen),
+        ``symbols``
+        (the ``max_symbols`` most active, by name; with ``only``, the subscribed symbols
+        among them unless none matches), ``rate`` (events/s over the last ``rate_window``
+        seconds) and ``total`` (live records fed)."""
+        now = self._clock()
         with self._lock:
             n = len(self._rows) if rows is None else max(0, min(rows, len(self._rows)))
             newest = list(itertools.islice(reversed(self._rows), n))
             total = self._total
+            rate = self._rate(now)
             self._sample(now)
             symbols = [
-                _symbol_view(name, stats)
-                for name, stats in _most_active(self._symbols, max_symbols)
+                _symbol_view(name, stats, self.mode == "quote")
+                for name, stats in _most_active(_subscribed(self._symbols, only), max_symbols)
             ]
         return {
             "columns": self.columns,
             "types": self.types,
             "rows": self._columnar(newest),
+            "decimals": self._column_decimals(newest),
             "symbols": symbols,
             "mode": self.mode,
             "value_field": self.value_field,
-            "rate": self._rate(now, total),
+            "rate": rate,
             "total": total,
         }
 
     def _sample(self, now: float) -> None:
-        # the sparkline gets one point per refresh, whatever the feed rate
-        if now - self._last_sample < 0.8 * self.sample_every:
+        # one sparkline point per refresh while records arrive, whatever the feed rate;
+        # none while the stream is stopped (time passes, the data does not)
+        if not self._fed or now - self._last_sample < 0.8 * self.sample_every:
             return
         self._last_sample = now
+        self._fed = False
         for stats in self._symbols.values():
             if stats.last is not None:
                 stats.spark.append(stats.last)
 
-    def _rate(self, now: float, total: int) -> float:
-        rates = self._rates
-        rates.append((now, total))
-        while len(rates) > 2 and now - rates[1][0] >= self.rate_window:
-            rates.popleft()
-        t0, n0 = rates[0]
-        return round((total - n0) / (now - t0), 1) if now > t0 else 0.0
+    def _rate(self, now: float) -> float:
+        # complete buckets of the last rate_window seconds (the current one is still filling)
+        end = int(now * BUCKETS_PER_SECOND)
+        start = end - self._window_buckets
+        count = sum(n for key, n in self._buckets if start <= key < end)
+        if start <= self._bucket < end:
+            count += self._bucket_count
+        return round(count / (self._window_buckets / BUCKETS_PER_SECOND), 1)
+
+    def _column_decimals(self, newest: list[Record]) -> dict[str, dict[str, int]]:
+        # per symbol: a yen pair and a euro pair in one bid column have different ticks
+        out: dict[str, dict[str, int]] = {}
+        for name in self._float_columns:
+            seen = self._decimals[name]
+            for record in newest:
+                symbol = record.get("symbol") or ""
+                seen[symbol] = decimals(record.get(name), seen.get(symbol, 0))
+            out[name] = dict(seen)
+        return out
 
     def _columnar(self, newest: list[Record]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
@@ -266,6 +391,18 @@ class LiveTail:
         return out
 
 
+def _subscribed(symbols: dict[str, _Symbol], only: Collection[str] | None) -> dict[str, _Symbol]:
+    if only is None:
+        return symbols
+    keys = {_key(s) for s in only}
+    if not keys:  # every symbol unsubscribed: nothing is live
+        return {}
+    if "" in keys:  # "*": every symbol
+        return symbols
+    chosen = {name: stats for name, stats in symbols.items() if _key(name) in keys}
+    return chosen or symbols
+
+
 def _most_active(symbols: dict[str, _Symbol], limit: int) -> list[tuple[str, _Symbol]]:
     items = list(symbols.items())
     if len(items) > limit:
@@ -275,7 +412,11 @@ def _most_active(symbols: dict[str, _Symbol], limit: int) -> list[tuple[str, _Sy
     return items
 
 
-def _symbol_view(name: str, stats: _Symbol) -> dict[str, Any]:
+def _symbol_view(name: str, stats: _Symbol, quotes: bool) -> dict[str, Any]:
+    places = stats.decimals  # the tick seen so far: only ever grows
+    for value in (stats.bid, stats.ask) if quotes else (stats.last,):
+        places = decimals(value, places)
+    stats.decimals = places
     change = None
     if stats.first is not None and stats.last is not None:
         change = stats.last - stats.first
@@ -288,5 +429,8 @@ def _symbol_view(name: str, stats: _Symbol) -> dict[str, Any]:
         "first": stats.first,
         "change": change,
         "change_pct": (change / stats.first * 100) if change is not None and stats.first else None,
+        "decimals": places,
+        # a mid's change may need one place more than the quotes (a half tick)
+        "change_decimals": min(decimals(change, places), places + 1),
         "spark": list(stats.spark),
     }

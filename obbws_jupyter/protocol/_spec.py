@@ -49,7 +49,9 @@ class Param:
 
     def sources(self) -> str:
         """Where a value for this parameter may come from, in order, for error messages."""
-        places = [f"pass {self.name}=..."]
+        places = [f"pass {self.name}=<value>"]
+        if self.description and not self.secret:  # what a value looks like (symbols...)
+            places[0] += f" ({self.description})"
         if self.env:
             places.append(f"set the environment variable {self.env}")
         if self.openbb_setting:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from obbws_jupyter._util import mask_secrets
@@ -34,6 +35,8 @@ class ConnectionLog(logging.Handler):
         self.connection = name
         self.lines: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self.seq = 0  # grows with every line: the widget sends the panel only when it moved
+        # called with each of this connection's log records (the widget notices a clear)
+        self.watchers: list[Callable[[logging.LogRecord], None]] = []
         self._prefixes = (f"{name}:", f"[{name}]", f"store {name!r}:")
 
     def belongs(self, record: logging.LogRecord) -> bool:
@@ -49,12 +52,16 @@ class ConnectionLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not self.belongs(record):
             return
+        for watcher in self.watchers:
+            watcher(record)
         try:
             message = mask_secrets(record.getMessage())
         except Exception:  # a bad format string in someone's log call
             return
-        for prefix in (f"{self.connection}: ", f"[{self.connection}] "):
-            message = message.removeprefix(prefix)
+        prefixes = (f"{self.connection}: ", f"[{self.connection}] ")
+        while message.startswith(prefixes):  # "name: name: gave up" (the name in the message too)
+            for prefix in prefixes:
+                message = message.removeprefix(prefix)
         self.add(record.levelname.lower(), message, record.created)
 
     def add(self, level: str, message: str, created: float) -> None:

@@ -17,7 +17,9 @@ that was shown and has no view left (its output cleared, the cell re-run) costs 
 detaches from the stream and sends nothing until a view comes back, when it starts again from
 the stored rows. Each symbol gets its own row (its
 own y axis; one shared time axis): prices of different symbols differ by orders of
-magnitude. Times are shown on the wall clock of the connection's ``tz``.
+magnitude. Times are shown on the wall clock of the connection's ``tz``. Figures are
+theme-neutral (transparent backgrounds, grey text and grid), so they read in JupyterLab's light
+and dark themes alike.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ TRACES_PER_ROW = {"line": 1, "band": 3, "candles": 1}
 PREFILL_ROWS = 50_000  # newest stored rows a new chart starts from
 _COLORS = qualitative.Plotly
 _ROW_GAP = 0.06
+# Theme-neutral: transparent backgrounds (the notebook's own shows through, light or dark),
+# and mid-grey text and grid lines, which read on both JupyterLab Light and Dark.
+_TEXT = "#808080"
+_AXIS = {
+    "gridcolor": "rgba(128,128,128,0.22)",
+    "zerolinecolor": "rgba(128,128,128,0.45)",
+    "linecolor": "rgba(128,128,128,0.45)",
+}
+_NEUTRAL: dict[str, Any] = {
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "font": {"color": _TEXT},
+    "legend": {"bgcolor": "rgba(0,0,0,0)"},
+}
 
 
 # -- figure pieces shared by the live and the static chart ----------------------------------
@@ -136,6 +152,7 @@ def _rows_layout(symbols: Sequence[str], tz: str) -> dict[str, Any]:
             "anchor": "y" if n == 1 else f"y{n}",
             "title": {"text": f"time ({tz})"},
             "rangeslider": {"visible": False},
+            **_AXIS,
         },
         "height": 320 + 200 * (n - 1),
     }
@@ -146,6 +163,7 @@ def _rows_layout(symbols: Sequence[str], tz: str) -> dict[str, Any]:
             "domain": [round(bottom, 6), round(top, 6)],
             "anchor": "x",
             "title": {"text": symbol},
+            **_AXIS,
         }
     return layout
 
@@ -153,9 +171,17 @@ def _rows_layout(symbols: Sequence[str], tz: str) -> dict[str, Any]:
 def _layout(title: str, rows: Sequence[str], tz: str, user: dict[str, Any]) -> dict[str, Any]:
     """The whole layout of a chart with ``rows``; the user's keys win."""
     layout = {
+        **_NEUTRAL,
         "title": {"text": title},
         "margin": {"l": 70, "r": 20, "t": 50, "b": 50},
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        "legend": {
+            **_NEUTRAL["legend"],
+            "orientation": "h",
+            "y": 1.02,
+            "yanchor": "bottom",
+            "x": 1,
+            "xanchor": "right",
+        },
         "uirevision": "obbws",  # keep the user's zoom and pan across updates
         **_rows_layout(rows, tz),
     }

@@ -13,7 +13,14 @@ seconds, but only while a frontend view reports itself visible (IntersectionObse
 ONE comm message (the ``snapshot`` trait, plus ``log_lines`` when new lines arrived, sent
 together under ``hold_sync``), kept under :data:`PAYLOAD_BUDGET` bytes by trimming rows first.
 A state change to "failed" is pushed to every rendered view even when none is visible, so
-the failure banner and notification appear where the user is looking.
+the failure banner and notification appear where the user is looking. A view that comes back
+on screen gets the current snapshot at once; when the connection is killed, every view gets
+a final snapshot built at that moment (rate 0, the final counters, the real age of the last
+message), whether or not it was visible.
+
+The "rows" counter is ``status.rows_in_table`` when the store reports it; otherwise it is
+estimated from a row count taken at most every :data:`COUNT_EVERY` seconds while a view is
+visible (and set to 0 when the connection logs a clear), plus the rows written since.
 
 Controls call the same :class:`~obbws_jupyter.connection.Connection` methods as Python code,
 on a small worker pool (some block for seconds: a restart authenticates, a subscribe waits for
@@ -36,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from obbws_jupyter._notices import failure_text
 from obbws_jupyter.exceptions import ObbwsError
 from obbws_jupyter.tail import LiveTail, stored_seed
 from obbws_jupyter.widgets._logpanel import ConnectionLog
@@ -55,6 +63,14 @@ PAYLOAD_BUDGET = 60_000  # bytes of JSON per refresh message (the target is < 64
 LOG_LINES = 40  # log lines sent to the panel
 VIEW_TTL = 15.0  # a view silent this long (closed tab, dead frontend) counts as gone
 HIDDEN_TICK = 0.5  # how often a widget nobody sees checks its state (for failure alerts)
+RETRY = "Restart tries again."  # how the widget's failure text ends (it has the button)
+COUNT_EVERY = 2.0  # seconds between row counts while the store does not report rows_in_table
+# symbols the subscribe box suggests, per asset type (the first one not yet subscribed)
+EXAMPLES = {
+    "crypto": ("solusd", "ethusd", "btcusd", "xrpusd", "ltcusd"),
+    "stock": ("msft", "aapl", "nvda", "amzn", "spy"),
+    "fx": ("gbpusd", "eurusd", "usdjpy", "audusd", "usdchf"),
+}
 
 _actions = ThreadPoolExecutor(max_workers=2, thread_name_prefix="obbws-widget-action")
 _cache_lock = threading.Lock()
@@ -62,14 +78,48 @@ _cache: dict[int, ConnectionWidget] = {}  # id(client) -> its widget (one view m
 
 
 def _describe(action: str, result: Any) -> str:
-    """A control's result in a few words (an endpoint's own message when it returns one)."""
+    """A control's result in a few words (an endpoint's own message when it returns one);
+    the log panel shows the same words."""
     if isinstance(result, str):
         return result
     if action in ("subscribe", "unsubscribe"):
-        return f"{action}d; symbols: {result.subscribed_symbols}"
+        symbols = result.subscribed_symbols
+        if not symbols:
+            return f"{action}d; no symbols left: subscribe to some to get data"
+        return f"{action}d; symbols now {symbols}"
     if action == "start_broadcast":
         return f"broadcasting on {result.broadcast_address}"
-    return f"{action.replace('_', ' ')}: state {result.state}"
+    if action == "stop_broadcast":
+        return "stopped broadcasting"
+    return f"the stream is {result.state}"
+
+
+def symbol_example(client: WebSocketClient) -> str:
+    """A symbol to suggest in the subscribe box, in the style of the connection's feed: for
+    a provider with several asset types, one of that type; otherwise the first example of the
+    provider's ``symbol`` parameter. Never one already subscribed."""
+    asset_type = client.provider_params.get("asset_type")
+    try:
+        choices = client.spec.param("asset_type").choices or ()
+    except (KeyError, ValueError):
+        choices = ()
+    candidates = list(EXAMPLES.get(str(asset_type), ()))
+    try:
+        described = client.spec.param("symbol").description
+    except (KeyError, ValueError):
+        described = ""
+    _, _, given = described.partition("e.g. ")
+    listed = [s.strip() for s in given.split(";")[0].split(",") if s.strip()]
+    candidates = candidates + listed if len(choices) > 1 else listed + candidates
+    subscribed = set(client.symbol.split(","))
+    for candidate in candidates:
+        try:
+            (normalized,) = client.normalize_symbols(candidate)
+        except (ObbwsError, ValueError):
+            continue
+        if normalized not in subscribed:
+            return candidate
+    return ""
 
 
 ACTIONS: dict[str, Callable[[Connection, str], Any]] = {
@@ -110,11 +160,15 @@ class ConnectionWidget(anywidget.AnyWidget):
         self._last_refresh = -1e9
         self._state = client.state
         self._reconnects_at_live = 0
+        self._last_message_at: Any = None  # newest seen: a failed restart has no message yet
+        self._row_count: tuple[float, int, int] | None = None  # (when, counted, written then)
+        self._example: tuple[str, str] = ("", "")  # (subscribed symbols, suggestion for them)
         self.finished = False
         self.messages_sent = 0  # refresh messages (for tests and the benchmark)
         self.last_payload_bytes = 0
-        self._tail.follow(client, stored_seed(client, rows))
+        self._tail.follow(client, lambda: stored_seed(client, rows))
         self._log = ConnectionLog(client.name).install()
+        self._log.watchers.append(self._on_log)
         # the connection's earlier messages went out before this panel existed
         self._log.add("info", f"live view opened; the stream is {client.state}", time.time())
         self._log_seq = self._log.seq
@@ -139,7 +193,14 @@ class ConnectionWidget(anywidget.AnyWidget):
             "columns": self._tail.columns,
             "types": self._tail.types,
             "auth_required": client.auth_required,
+            "example": self._suggestion(client.symbol),
         }
+
+    def _suggestion(self, subscribed: str) -> str:
+        """The subscribe box's example, worked out again only when the symbols change."""
+        if self._example[0] != subscribed:
+            self._example = (subscribed, symbol_example(self._client))
+        return self._example[1]
 
     # -- views --------------------------------------------------------------------------------
 
@@ -208,21 +269,30 @@ class ConnectionWidget(anywidget.AnyWidget):
 
     def _build(self, rows: int) -> dict[str, Any]:
         status = self._client.status()
-        tail = self._tail.snapshot(rows=rows)
+        symbols = [s for s in status.subscribed_symbols.split(",") if s]
+        tail = self._tail.snapshot(rows=rows, only=symbols)
         del tail["columns"], tail["types"]  # fixed: in `info`
         last = status.last_message_at
+        if last is None or (self._last_message_at is not None and last < self._last_message_at):
+            last = self._last_message_at
+        self._last_message_at = last
+        # the store's figures stay readable after a kill, when status() no longer has them
+        stats = self._client.store.stats
+        stored = int(stats.get("rows_written", status.records_stored))
         rows_in_table = status.rows_in_table
-        if rows_in_table is None:  # until the store reports it: what the cap allows
-            stored = status.records_stored
-            rows_in_table = min(stored, status.limit) if status.limit else stored
+        if rows_in_table is None:
+            rows_in_table = stats.get("rows_in_table")
+        if rows_in_table is None:
+            rows_in_table = self._estimate_rows(stored, status.limit)
         return {
             "t": int(time.time() * 1000),
             "state": status.state,
             "attempt": max(0, status.reconnects - self._reconnects_at_live),
-            "symbols": [s for s in status.subscribed_symbols.split(",") if s],
+            "symbols": symbols,
+            "example": self._suggestion(status.subscribed_symbols),
             "acknowledged": [s for s in status.acknowledged_symbols.split(",") if s],
             "received": status.records_received,
-            "stored": status.records_stored,
+            "stored": stored,
             "rows_in_table": rows_in_table,
             "limit": status.limit,
             "last_age": None if last is None else round(time.time() - last.timestamp(), 3),
@@ -234,10 +304,36 @@ class ConnectionWidget(anywidget.AnyWidget):
             "errors": status.errors,
             "reconnects": status.reconnects,
             "last_error": status.last_error,
+            "failure": failure_text(status.name, status.last_error, RETRY)
+            if status.state == "failed"
+            else None,
             "dropped": status.dropped_records,
             "recording": status.recording_file,
             "tail": tail,
         }
+
+    def _estimate_rows(self, stored: int, limit: int | None) -> int:
+        """Rows in the table while the store does not report them: the last count (taken at
+        most every COUNT_EVERY seconds, so a clear from anywhere shows within that time) plus
+        the rows written since, capped by the limit."""
+        now = time.monotonic()
+        counted = self._row_count
+        if self._client.state != "closed" and (counted is None or now - counted[0] >= COUNT_EVERY):
+            try:
+                counted = self._row_count = (now, self._client.store.count(), stored)
+            except Exception:  # a store being closed: keep the last count
+                log.debug("%s: rows not counted", self._client.name, exc_info=True)
+        estimate = stored if counted is None else counted[1] + max(0, stored - counted[2])
+        return min(estimate, limit) if limit else estimate
+
+    def _on_log(self, record: logging.LogRecord) -> None:
+        # A clear from anywhere (Python, the REST API, a button) logs this line in the thread
+        # that cleared, right after the DELETE: the table is empty and every row written so
+        # far is gone. That keeps the rows counter right without a query, even for a widget
+        # that is off screen and then killed (when nothing can be counted any more).
+        if isinstance(record.msg, str) and "results cleared from table" in record.msg:
+            written = int(self._client.store.stats.get("rows_written", 0))
+            self._row_count = (time.monotonic(), 0, written)
 
     def _state_changed(self, state: str) -> None:
         self._state = state
@@ -245,15 +341,16 @@ class ConnectionWidget(anywidget.AnyWidget):
         if state == "running":
             self._reconnects_at_live = self._client.status().reconnects
         elif state == "failed":
-            error = self._client.status().last_error or "the stream failed"
-            self.send(
-                {"type": "alert", "level": "error", "message": f"{self._client.name}: {error}"}
-            )
+            name = self._client.name
+            error = failure_text(name, self._client.status().last_error, RETRY)
+            self.send({"type": "alert", "level": "error", "message": f"{name}: {error}"})
 
     def _finish(self) -> None:
-        """The connection was killed: show it one last time, then cost nothing."""
+        """The connection was killed: every view (visible or not) gets a snapshot built now
+        with the final figures, then the widget costs nothing."""
         self.finished = True
-        snapshot = dict(self.snapshot, state="closed", t=int(time.time() * 1000))
+        snapshot, _ = fit(self._build(self.rows), PAYLOAD_BUDGET)
+        snapshot["tail"]["rate"] = 0.0  # nothing arrives any more
         with self.hold_sync():
             self.snapshot = snapshot
             self.log_lines = list(self._log.lines)[-LOG_LINES:]
@@ -305,7 +402,8 @@ class ConnectionWidget(anywidget.AnyWidget):
         except Exception as exc:  # shown inline, readable; the traceback goes to the log
             log.warning("%s: control %s failed", self._client.name, action, exc_info=True)
             message, ok = f"{type(exc).__name__}: {exc}", False
-        self._log.add("info" if ok else "error", f"{action}: {message}", time.time())
+        line = message if ok else f"{action.replace('_', ' ')} failed: {message}"
+        self._log.add("info" if ok else "error", line, time.time())
         result = {"type": "result", "req": req, "action": action, "ok": ok, "message": message}
         if not self.finished:
             self.send(result)

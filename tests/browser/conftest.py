@@ -12,6 +12,8 @@ Fixtures, for any browser test module (``test_lab.py``, ``test_widget.py``, ``te
 - ``page`` (function): a fresh 1400x1000 page; on teardown a full-page screenshot goes to
   ``build/screenshots/<test name>.png`` (``build/`` is git-ignored) and every kernel session
   of the server is shut down, so the next test starts with none.
+- ``widget_page`` (function): ``run_notebook_in_lab`` on a notebook whose cell shows a live
+  demo connection ("browser_demo", 40 events/s); asserts no error output at the end.
 - ``run_notebook_in_lab`` (function): ``run_notebook_in_lab(cells_or_path, name=None)``
   opens a notebook in ``page`` and runs all its cells, then returns the page. Pass a list of
   code-cell sources (written as ``<name>.ipynb`` in the lab root) or a path relative to the lab
@@ -20,7 +22,9 @@ Fixtures, for any browser test module (``test_lab.py``, ``test_widget.py``, ``te
   for output text inside ``.jp-OutputArea-output``.
 
 ``screenshot(page_or_locator, name)`` saves a PNG under ``build/screenshots/`` and returns
-its path. ``ERROR_OUTPUTS`` is the selector of error outputs (assert it matches nothing).
+its path. ``start_lab(home)`` and ``open_and_run(page, lab, notebook)`` are the plain forms of
+the ``lab`` and ``run_notebook_in_lab`` fixtures (the browser benchmark uses them).
+``ERROR_OUTPUTS`` is the selector of error outputs (assert it matches nothing).
 """
 
 from __future__ import annotations
@@ -141,12 +145,11 @@ def _ready(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A JupyterLab server on 127.0.0.1 rooted at a copy of notebooks/, isolated settings."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
-    home = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def start_lab(home: Path) -> Iterator[Lab]:
+    """A JupyterLab server on 127.0.0.1 (free port, random token) rooted at ``home/root``
+    (a copy of notebooks/), with isolated settings; stopped on exit. Also used by
+    ``benchmarks/widget_frames.py``."""
     root = home / "root"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     for name, values in USER_SETTINGS.items():
@@ -190,6 +193,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab server on 127.0.0.1 rooted at a copy of notebooks/, isolated settings."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with start_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -257,30 +269,51 @@ def _run_all(page: Any, lab: Lab) -> None:
     raise AssertionError(f"no cell executed; kernels: {lab.kernel_states()}")
 
 
+def open_and_run(page: Any, lab: Lab, notebook: list[str] | str, name: str | None = None) -> Any:
+    """Open a notebook in ``page`` and Run All (see ``run_notebook_in_lab``)."""
+    if isinstance(notebook, str):
+        path = notebook
+    else:
+        path = f"{name or 'scratch'}.ipynb"
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nb.cells = [nbformat.v4.new_code_cell(source) for source in notebook]
+        nbformat.write(nb, lab.root / path)
+    page.goto(lab.url(path))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=6 * MS)
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
+        timeout=6 * MS,
+    )
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():  # "Select Kernel" can still appear right after start
+        dialog.first.click()
+    lab.wait_kernel_idle()
+    _run_all(page, lab)
+    return page
+
+
 @pytest.fixture
 def run_notebook_in_lab(lab: Lab, page: Any) -> Callable[..., Any]:
     """``run(cells_or_path, name=None) -> page``: open a notebook in JupyterLab, Run All."""
 
     def run(notebook: list[str] | str, name: str | None = None) -> Any:
-        if isinstance(notebook, str):
-            path = notebook
-        else:
-            path = f"{name or 'scratch'}.ipynb"
-            nb = nbformat.v4.new_notebook()
-            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-            nb.cells = [nbformat.v4.new_code_cell(source) for source in notebook]
-            nbformat.write(nb, lab.root / path)
-        page.goto(lab.url(path))
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=6 * MS)
-        page.wait_for_selector(
-            ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-            timeout=6 * MS,
-        )
-        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-        if dialog.count():  # "Select Kernel" can still appear right after start
-            dialog.first.click()
-        lab.wait_kernel_idle()
-        _run_all(page, lab)
-        return page
+        return open_and_run(page, lab, notebook, name)
 
     return run
+
+
+WIDGET_CELLS = [
+    "import obbws_jupyter as obbws",
+    'conn = obbws.create_connection(provider="demo", name="browser_demo", symbol="btcusd,ethusd",'
+    ' rate=40, if_exists="replace")\nconn',
+]
+
+
+@pytest.fixture
+def widget_page(run_notebook_in_lab: Callable[..., Any]) -> Iterator[Any]:
+    """A notebook whose cell shows a live demo connection (40 events/s); no error output."""
+    page = run_notebook_in_lab(WIDGET_CELLS, name="widget")
+    page.locator(".obbws-conn").wait_for(timeout=3 * MS)
+    yield page
+    assert page.locator(ERROR_OUTPUTS).count() == 0

@@ -22,4 +22,5 @@ def test_quickstart_runs_top_to_bottom_in_jupyterlab(run_notebook_in_lab) -> Non
     assert any("killed" in t for t in text)
     widget = page.locator(".obbws-conn")
     assert widget.count() == 1, "the connection cell shows the live widget"
+    widget.scroll_into_view_if_needed()  # a view draws while it is on screen
     page.locator(".obbws-conn .obbws-badge[data-state='closed']").wait_for(timeout=3 * MS)

@@ -3,29 +3,13 @@ fill and follow the stream, and their controls act on the connection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ERROR_OUTPUTS, MS, screenshot
+from tests.browser.conftest import MS, screenshot
 
 pytestmark = pytest.mark.browser
-
-WIDGET_CELLS = [
-    "import obbws_jupyter as obbws",
-    'conn = obbws.create_connection(provider="demo", name="browser_demo", symbol="btcusd,ethusd",'
-    ' rate=40, if_exists="replace")\nconn',
-]
-
-
-@pytest.fixture
-def widget_page(run_notebook_in_lab) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    """A notebook whose cell shows a live demo connection (40 events/s)."""
-    page = run_notebook_in_lab(WIDGET_CELLS, name="widget")
-    page.locator(".obbws-conn").wait_for(timeout=3 * MS)
-    yield page
-    assert page.locator(ERROR_OUTPUTS).count() == 0
 
 
 def _rows_count(page: Any) -> int:

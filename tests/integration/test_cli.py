@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -82,3 +83,32 @@ def test_listen_prints_json_lines_from_a_broadcast() -> None:
     )
     assert refused.returncode == 1 and "auth" in refused.stderr.lower()
     assert "cli-tok" not in refused.stderr
+
+
+def test_errors_are_said_in_command_line_terms() -> None:
+    """A busy --port suggests --port 0 (not port=0); serving beyond loopback without a key
+    points to --api-key-env (not api_key=...); --help shows no reST markup."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        demo = subprocess.run(
+            [*OBBWS, "demo", "--port", str(port)], capture_output=True, text=True, timeout=TIMEOUT
+        )
+    assert demo.returncode == 1
+    assert demo.stderr.strip() == (
+        f"obbws demo: port {port} is in use; use --port 0 for any free port, or another --port."
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OBBWS_API_KEY"}
+    serve = subprocess.run(
+        [*OBBWS, "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    assert serve.returncode == 1
+    assert "--api-key-env VAR" in serve.stderr and "api_key=" not in serve.stderr
+    assert "--host 127.0.0.1" in serve.stderr
+    helped = subprocess.run([*OBBWS, "--help"], capture_output=True, text=True, check=True)
+    assert "``" not in helped.stdout and "obbws demo" in helped.stdout

@@ -50,7 +50,7 @@ def test_errors_render_in_ipython_as_message_and_hint_then_full_with_tb() -> Non
     short = error._render_traceback_()
     assert len(short) == 2
     assert "NameInUseError" in short[0] and "Client dup already connected" in short[0]
-    assert "if_exists" in short[1] and "%tb" in short[1]
+    assert "if_exists" in short[0] and "%tb" in short[1]
     full = "\n".join(error._render_traceback_())
     assert "Traceback" in full and "create_connection" in full
 
@@ -167,3 +167,47 @@ def test_get_client_status_all_says_how_many_are_hidden(caplog: pytest.LogCaptur
     everything = obbws.get_client_status("all", auth_token="t0ken")
     assert [s.name for s in everything] == ["open", "closed"] and everything.hidden == 0
     assert "hidden" not in repr(everything)
+
+
+def test_messages_say_each_thing_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A name in use names the broadcast only when there is one and its remedy once (no hint
+    repeating it); a refused reuse says "differs" for one parameter; one hidden connection is
+    "it"; a missing symbol's message ends cleanly; stopping a broadcast is logged once."""
+    conn = _demo("dup")
+    with pytest.raises(NameInUseError) as refused:
+        _demo("dup")
+    message = str(refused.value)
+    assert "Broadcasting to" not in message and message.count("if_exists='replace'") == 1
+    assert refused.value._render_traceback_()[1].endswith("%tb shows the full traceback.")
+    assert "if_exists" not in refused.value._render_traceback_()[1]
+    address = conn.start_broadcasting(port=0).broadcast_address
+    with pytest.raises(NameInUseError, match=f"Broadcasting to: {address}. Use another"):
+        _demo("dup")
+    with pytest.raises(NameInUseError, match=r"\(symbol differs\), so if_exists='reuse' cannot"):
+        _demo("dup", symbol="solusd", if_exists="reuse")
+    assert StatusList([], hidden=1).hidden_note.endswith("pass auth_token=... to see it.")
+    assert StatusList([], hidden=2).hidden_note.endswith("pass auth_token=... to see them.")
+    with pytest.raises(InvalidParameterError) as missing:
+        obbws.create_connection(provider="demo", name="nosymbol")
+    assert str(missing.value) == (
+        "demo: parameter 'symbol' is required; pass symbol=<value> "
+        "(comma-separated symbols, e.g. btcusd,ethusd; * = all)."
+    )
+    with caplog.at_level(logging.INFO, logger="obbws_jupyter"):
+        conn.stop_broadcasting()
+    assert sum("stopped broadcasting" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("colors", ["NoColor", None])
+def test_error_rendering_follows_ipython_colours(colors: str | None) -> None:
+    """With --colors=NoColor, or with output that is not a terminal, the short error has no
+    ANSI escape codes."""
+    code = "import obbws_jupyter as o; o.create_connection('nope', 'x')"
+    args = [sys.executable, "-m", "IPython", "--no-banner", "-c", code]
+    if colors:
+        args.insert(3, f"--colors={colors}")
+    done = subprocess.run(args, capture_output=True, text=True, timeout=6 * TIMEOUT)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines[0].startswith("UnknownProviderError: Unknown provider 'nope'"), lines
+    assert lines[-1].endswith("%tb shows the full traceback.")
+    assert "\x1b[" not in done.stdout + done.stderr

@@ -13,10 +13,12 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import connection as connection_module
+from obbws_jupyter._notices import failure_text
 from obbws_jupyter.widgets import ConnectionWidget, connection_widget, dashboard
 from obbws_jupyter.widgets import connection as widget_module
 from obbws_jupyter.widgets._refresher import refresher
-from tests.conftest import TIMEOUT
+from obbws_jupyter.widgets.connection import RETRY
+from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +171,9 @@ def test_controls_call_the_connection_and_answer_readably() -> None:
     assert conn.status.state == "running"
     assert not widget.run_action("nonsense").result(TIMEOUT)["ok"]
     lines = [line["msg"] for line in widget._log.lines]
-    assert any(line.startswith("subscribe:") for line in lines)
+    assert "subscribed; symbols now BTCUSD,ETHUSD,SOLUSD" in lines
+    assert "the stream is stopped" in lines and "the stream is running" in lines
+    assert "nonsense failed: ValueError: unknown control 'nonsense'" in lines
 
 
 def test_kill_from_the_widget_shows_killed_and_detaches() -> None:
@@ -207,6 +211,13 @@ def test_a_failure_alerts_every_rendered_view(demo_server) -> None:  # type: ign
     assert comm.wait(lambda c: any(m["type"] == "alert" for m in c.custom()))
     alert = next(m for m in comm.custom() if m["type"] == "alert")
     assert alert["level"] == "error" and "gave up" in alert["message"]
+    assert alert["message"].startswith("fragile: gave up")
+    assert alert["message"].count("fragile") == 1
+    assert wait_until(lambda: widget.tick(time.monotonic()) and widget._state == "failed")
+    widget.refresh()
+    assert widget.snapshot["failure"].startswith("gave up")
+    assert widget.snapshot["failure"].lower().count("restart") == 1
+    assert not any("fragile:" in line["msg"] for line in widget.log_lines)
 
 
 def test_payload_is_trimmed_under_the_budget_and_has_no_nan() -> None:
@@ -241,8 +252,10 @@ def test_dashboard_lists_connections_and_counts_hidden_ones() -> None:
     assert [w.info["name"] for w in board.connections] == ["dash_a", "dash_b"]
     assert board.connections[0] is a.widget() and board.connections[1] is b.widget()
     assert (board.header.count, board.header.hidden) == (2, 1)
-    assert [w.info["name"] for w in dashboard(auth_token="s").connections] == [
+    with_token = dashboard(auth_token="s")
+    assert [w.info["name"] for w in with_token.connections] == [
         "dash_a", "dash_b", "dash_secret"]  # fmt: skip
+    with_token.close()  # a dashboard left open would adopt the next tests' connections
     b.kill()
     board.sync()
     assert [w.info["name"] for w in board.connections] == ["dash_a"]
@@ -262,3 +275,135 @@ def test_dashboard_form_opens_connections_and_reports_errors() -> None:
     bad = board.header.create({"provider": "nope", "symbol": "x"})
     assert not bad["ok"] and "Unknown provider 'nope'" in bad["message"]
     board.close()
+
+
+def test_a_kill_while_no_view_is_visible_leaves_a_final_snapshot() -> None:
+    """Killed while off screen, the widget's last snapshot is built at the kill: state
+    closed, rate 0, the final counters and newest rows, and the real age of the last message."""
+    conn = _demo("offscreen", rate=1000)
+    widget = conn.widget()  # shown, never visible: no refresh goes out
+    conn.wait(1500)
+    received = conn.status.records_received
+    conn.kill()
+    assert wait_until(lambda: widget.finished)
+    snap = widget.snapshot
+    assert snap["state"] == "closed" and snap["tail"]["rate"] == 0
+    assert snap["received"] >= received >= 1500
+    assert snap["stored"] >= 1000 and snap["rows_in_table"] == 1000
+    assert snap["tail"]["rows"]["id"][0] >= received
+    assert snap["last_age"] is not None and 0 <= snap["last_age"] < TIMEOUT
+
+
+def test_a_clear_then_a_kill_while_off_screen_leaves_the_right_row_count() -> None:
+    """Cleared from Python and then killed, never on screen: the final snapshot counts the
+    rows stored after the clear, not the rows before it."""
+    conn = _demo("clearkill", rate=1000)
+    widget = conn.widget()
+    conn.wait(900)
+    conn.clear_results()
+    conn.wait(50)
+    conn.stop_connection()
+    after_clear = len(conn.get_results())
+    conn.kill()
+    assert wait_until(lambda: widget.finished)
+    assert 50 <= widget.snapshot["rows_in_table"] == after_clear < 800
+
+
+def test_a_view_that_comes_back_gets_the_current_snapshot_at_once() -> None:
+    """A view hidden while the stream stopped gets the stopped state as soon as it is back."""
+    conn = _demo("comeback", rate=1000)
+    widget = conn.widget()
+    comm = Comm(widget)
+    widget.view_changed("v", True)
+    assert comm.wait(lambda c: len(c.updates()) >= 1)
+    widget.view_changed("v", False)
+    conn.stop_connection()
+    sent = len(comm.updates())
+    widget.view_changed("v", True)
+    assert comm.wait(lambda c: len(c.updates()) > sent, timeout=TIMEOUT)
+    snap = comm.updates()[sent]["data"]["state"]["snapshot"]
+    assert snap["state"] == "stopped"
+    assert snap["received"] == conn.status.records_received
+
+
+def test_rows_counter_follows_a_clear_made_in_python() -> None:
+    """After conn.clear_results() the rows counter drops, also while the store does not
+    report rows_in_table itself; when it does, that figure is shown."""
+    conn = _demo("cleared", rate=500)
+    widget = conn.widget()
+    widget.view_changed("v", True)
+    conn.wait(800)
+    assert wait_until(lambda: widget.snapshot["rows_in_table"] >= 700)
+    conn.clear_results()
+    assert wait_until(lambda: widget.snapshot["rows_in_table"] < 500), widget.snapshot
+    real_status = conn.get_client().status
+    conn.get_client().status = lambda: real_status().model_copy(update={"rows_in_table": 7})
+    widget.refresh()
+    assert widget.snapshot["rows_in_table"] == 7
+
+
+def test_board_counts_cover_the_stored_rows_when_shown_after_data_arrived() -> None:
+    """A widget opened on a stream that already stored rows counts them all per symbol, with
+    one grouped read, and "change" starts at each symbol's first stored value."""
+    conn = _demo("late", rate=1000)
+    conn.wait(1200)
+    conn.stop_connection()
+    stored = conn.query(
+        "SELECT symbol, count(*) AS n, arg_min(price, id) AS first FROM records GROUP BY symbol"
+    )
+    widget = conn.widget()
+    board = {s["symbol"]: s for s in widget.snapshot["tail"]["symbols"]}
+    expected = stored.set_index("symbol")
+    assert {k: v["count"] for k, v in board.items()} == expected["n"].to_dict()
+    assert {k: v["first"] for k, v in board.items()} == expected["first"].to_dict()
+
+
+def test_an_unsubscribed_symbol_leaves_the_board() -> None:
+    """Unsubscribing removes the symbol's line from the board (its rows stay in the table)."""
+    conn = _demo("unsub", rate=1000)
+    widget = conn.widget()
+    conn.subscribe("solusd")
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait_symbol("SOLUSD")
+    widget.refresh()
+    assert [s["symbol"] for s in widget.snapshot["tail"]["symbols"]] == [
+        "BTCUSD", "ETHUSD", "SOLUSD"]  # fmt: skip
+    conn.unsubscribe("solusd")
+    widget.refresh()
+    assert [s["symbol"] for s in widget.snapshot["tail"]["symbols"]] == ["BTCUSD", "ETHUSD"]
+    waiter.close()
+
+
+def test_failure_text_says_the_reason_once_with_one_way_to_retry() -> None:
+    """The banner/notification text drops the repeated connection name and adds "Restart
+    tries again." only when the reason does not already say how to restart."""
+    gave_up = "fail: gave up after 2 reconnect attempts; Use restart_connection() to try again."
+    assert failure_text("fail", f"fail: {gave_up}", RETRY) == gave_up.removeprefix("fail: ")
+    refused = "Could not connect to ws://127.0.0.1:1/crypto: refused"
+    assert failure_text("x", refused, RETRY) == refused + ". Restart tries again."
+
+
+def test_subscribe_box_suggests_a_symbol_of_the_connection_s_kind() -> None:
+    """The subscribe placeholder shows a symbol of the feed's asset type, not yet subscribed."""
+    stock = _demo("stocks", symbol="msft", asset_type="stock")
+    fx = _demo("fx", symbol="eurusd", asset_type="fx", feed="quote")
+    crypto = _demo("crypto", symbol="solusd")
+    assert stock.widget().info["example"] == "aapl"
+    assert fx.widget().info["example"] == "gbpusd"
+    widget = crypto.widget()
+    assert widget.info["example"] == "ethusd"
+    crypto.subscribe("ethusd")
+    widget.refresh()
+    assert widget.snapshot["example"] == "btcusd", "a symbol subscribed meanwhile is not offered"
+
+
+def test_removing_every_chip_says_that_no_symbol_is_left() -> None:
+    """Unsubscribing the last symbol answers with what it means, not an empty list."""
+    conn = _demo("empty", symbol="btcusd")
+    widget = conn.widget()
+    result = widget.run_action("unsubscribe", "BTCUSD").result(TIMEOUT)
+    assert result["ok"], result
+    assert result["message"] == "unsubscribed; no symbols left: subscribe to some to get data"
+    assert widget.run_action("subscribe", "ethusd").result(TIMEOUT)["message"] == (
+        "subscribed; symbols now ETHUSD"
+    )

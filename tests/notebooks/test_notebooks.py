@@ -216,3 +216,39 @@ def test_providers(tmp_path: Path) -> None:
     assert value(out, "missing key") == "MissingCredentialsError"
     assert "POLYGON_API_KEY" in out and "polygon_api_key" in out
     assert value(out, "nothing started") == "UnknownConnectionError"
+
+
+def _calls(source: str, name: str) -> list[str]:
+    """The text of every ``name(...)`` call in ``source`` (balanced parentheses)."""
+    calls = []
+    for match in re.finditer(rf"{name}\(", source):
+        end, depth = match.end(), 1
+        while depth:
+            depth += {"(": 1, ")": -1}.get(source[end], 0)
+            end += 1
+        calls.append(source[match.start() : end])
+    return calls
+
+
+def test_notebooks_open_unmodified_on_the_kernel_make_installs() -> None:
+    """The kernelspec the Makefile installs has the name and display name the notebooks
+    record, so JupyterLab does not mark every notebook modified on opening it."""
+    install = re.search(
+        r'ipykernel install .*--name (\S+) --display-name "([^"]+)"',
+        (ROOT / "Makefile").read_text(),
+    )
+    assert install, "the Makefile installs no kernelspec"
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        spec = nbformat.read(path, as_version=4).metadata.kernelspec
+        assert (spec.name, spec.display_name) == install.groups(), path.name
+
+
+def test_every_notebook_connection_can_be_re_run() -> None:
+    """Each create_connection in a notebook passes if_exists="replace" (re-running a cell
+    works), except inside a cell that shows the error a call raises."""
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or "except" in cell.source:
+                continue
+            for call in _calls(cell.source, "create_connection"):
+                assert 'if_exists="replace"' in call, f"{path.name}: {call}"

@@ -287,3 +287,22 @@ def test_a_trades_and_quotes_feed_is_titled_once_its_kind_is_known(
         fig.close()
     finally:
         c.close()
+
+
+def test_figures_read_on_light_and_dark_themes(client: WebSocketClient) -> None:
+    """Live and static figures have transparent backgrounds and grey text and grid lines on
+    every axis (also the axis of a symbol that appears later), not plotly's white template."""
+    client._on_records(trade_frame(0, 10, symbols=("BTCUSD",)))
+    fig = live_chart(client, window=100)
+    try:
+        client._on_records(trade_frame(10, 10, symbols=("ETHUSD",)))
+        assert poll(lambda: len(fig.data) == 2)
+        figures = [fig, static_plot(client)]
+        for figure in figures:
+            layout = figure.layout
+            assert layout.paper_bgcolor == layout.plot_bgcolor == "rgba(0,0,0,0)"
+            assert layout.font.color == "#808080"
+            for axis in (layout.xaxis, layout.yaxis, layout.yaxis2):
+                assert axis.gridcolor == "rgba(128,128,128,0.22)"
+    finally:
+        fig.close()

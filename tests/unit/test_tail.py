@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from obbws_jupyter.protocol import Field, FieldType
-from obbws_jupyter.tail import LiveTail, value_mode
+from obbws_jupyter.tail import LiveTail, Seed, value_mode
 
 TRADES = (
     Field("date", FieldType.TIMESTAMP),
@@ -141,3 +141,94 @@ def test_rows_can_be_resized_and_are_bounded() -> None:
     assert tail.snapshot()["rows"]["id"] == [9, 8]
     tail.resize(10**9)
     assert 2 <= tail.rows <= 1000
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_is_the_current_one_even_after_a_long_gap_between_snapshots() -> None:
+    """events/s is measured over the last seconds of feeding, not since the last snapshot:
+    a view that comes back after a while sees the live rate, and 0 once records stop."""
+    clock = Clock()
+    tail = LiveTail(TRADES, clock=clock)
+    for step in range(40):  # 10 s at 400 records/s, no snapshot in between
+        tail.feed([trade(step * 100 + k, "AAA", 1.0) for k in range(100)])
+        clock.now += 0.25
+    assert tail.snapshot()["rate"] == pytest.approx(400, rel=0.15)
+    clock.now += 3  # the stream stopped: nothing fed
+    assert tail.snapshot()["rate"] == 0
+
+
+def test_sparkline_does_not_move_while_no_records_arrive() -> None:
+    """A stopped stream adds no sparkline points, however many snapshots are taken."""
+    clock = Clock()
+    tail = LiveTail(TRADES, sample_every=0.25, clock=clock)
+    tail.feed([trade(1, "AAA", 10.0)])
+    for _ in range(5):
+        clock.now += 1
+        spark = tail.snapshot()["symbols"][0]["spark"]
+    assert spark == [10.0]
+    tail.feed([trade(2, "AAA", 11.0)])
+    clock.now += 1
+    assert tail.snapshot()["symbols"][0]["spark"] == [10.0, 11.0]
+
+
+def test_decimals_follow_the_tick_seen_per_column_and_per_symbol() -> None:
+    """Each float column (per symbol) and each board line gets enough decimals for the finest
+    value seen (FX quotes keep their fifth decimal, so the spread stays visible), without
+    float noise; a value that happens to end in 0 does not shrink it."""
+    tail = LiveTail(QUOTES)
+    eur = {"id": 1, "symbol": "EURUSD", "bid": 1.07987, "ask": 1.07991}
+    btc = {"id": 2, "symbol": "BTCUSD", "bid": 64993.07, "ask": 3499.9500000000003}
+    tail.feed([eur, btc])
+    snap = tail.snapshot()
+    assert snap["decimals"] == {
+        "bid": {"EURUSD": 5, "BTCUSD": 2},
+        "ask": {"EURUSD": 5, "BTCUSD": 2},
+    }
+    board = {s["symbol"]: s for s in snap["symbols"]}
+    assert board["EURUSD"]["decimals"] == 5 and board["BTCUSD"]["decimals"] == 2
+    tail.feed([{"id": 3, "symbol": "EURUSD", "bid": 1.0799, "ask": 1.08}])
+    snap = tail.snapshot()
+    assert snap["decimals"]["bid"]["EURUSD"] == 5
+    assert {s["symbol"]: s for s in snap["symbols"]}["EURUSD"]["decimals"] == 5
+    sizes = LiveTail(TRADES)
+    sizes.feed([trade(1, "AAA", 190.25)])
+    assert sizes.snapshot()["decimals"] == {"price": {"AAA": 2}, "size": {"AAA": 0}}
+
+
+def test_seed_counts_come_from_the_store_and_live_frames_are_not_counted_twice() -> None:
+    """Counts start from the stored count per symbol; frames that arrive while the seed is
+    read are kept, and those the seed already counted are not counted again."""
+    client = FakeClient()
+
+    def seed() -> Seed:
+        client.hooks[0]([trade(10, "AAA", 10.0), trade(11, "AAA", 11.0)])  # arrives meanwhile
+        return Seed([trade(1, "AAA", 1.0), trade(9, "AAA", 9.0), trade(10, "AAA", 10.0)],
+                    counts={"AAA": 10}, upto=10)  # fmt: skip
+
+    tail = LiveTail(TRADES).follow(client, seed)
+    snap = tail.snapshot()
+    (aaa,) = snap["symbols"]
+    assert aaa["count"] == 11 and aaa["first"] == 1.0 and aaa["last"] == 11.0
+    assert snap["rows"]["id"] == [11, 10, 9, 1]
+    assert snap["total"] == 1, "only the record the seed did not hold is live"
+
+
+def test_board_shows_the_subscribed_symbols_only() -> None:
+    """An unsubscribed symbol leaves the board (matched case- and separator-blind); when no
+    symbol matches at all (a provider writing symbols differently), every symbol stays; with
+    no symbol subscribed the board is empty."""
+    tail = LiveTail(TRADES)
+    tail.feed([trade(1, "AAA", 1.0), trade(2, "BBB", 2.0)])
+    assert [s["symbol"] for s in tail.snapshot(only=["aaa"])["symbols"]] == ["AAA"]
+    assert [s["symbol"] for s in tail.snapshot(only=["ZZZ"])["symbols"]] == ["AAA", "BBB"]
+    assert [s["symbol"] for s in tail.snapshot(only=["*"])["symbols"]] == ["AAA", "BBB"]
+    assert tail.snapshot(only=[])["symbols"] == [], "no symbol subscribed: an empty board"

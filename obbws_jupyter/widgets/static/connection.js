@@ -3,8 +3,13 @@
 // State comes from the kernel as one `snapshot` trait per refresh (plus `log_lines` when the
 // log moved); this file only draws it. The view tells the kernel whether it is on screen
 // (IntersectionObserver + document.visibilityState, re-asserted every 5 s) so that the kernel
-// refreshes only views somebody can see. Controls send {type: "action"} messages; the kernel
-// runs the same Connection method as Python code and answers with {type: "result"}.
+// refreshes only views somebody can see. A view that is off screen does not draw either (one
+// model can have several views, and the kernel learns of a scroll only when it is idle): it
+// draws the current state when it comes back. Drawing updates the table and the board in
+// place (rows are reused by id), so a 200-row table costs the new rows, not 200 new ones.
+// Controls send {type: "action"} messages; the kernel runs the same Connection method as
+// Python code and answers with {type: "result"}. When the kernel is gone (restarted, shut
+// down), the view says so, disables its controls and stops talking to it.
 
 const BADGE = {
   idle: "idle",
@@ -15,6 +20,7 @@ const BADGE = {
   failed: "failed",
   finished: "finished",
   closed: "killed",
+  disconnected: "disconnected",
 };
 const RUNNING = new Set(["connecting", "running", "reconnecting"]);
 const KEEPALIVE_MS = 5000;
@@ -32,12 +38,28 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-export function fmtNum(v) {
+// A number with `decimals` places (the tick the kernel saw for that column or symbol), so
+// 1.07987 / 1.07991 stay apart; without it, a few significant digits as before.
+// One Intl.NumberFormat per style, made once: toLocaleString(undefined, options) builds a new
+// formatter on every call, which made a 200-row table slow to draw.
+const numberFormats = new Map();
+function numberFormat(min, max) {
+  const key = `${min}:${max}`;
+  let format = numberFormats.get(key);
+  if (!format) {
+    format = new Intl.NumberFormat(undefined, { minimumFractionDigits: min, maximumFractionDigits: max });
+    numberFormats.set(key, format);
+  }
+  return format;
+}
+
+export function fmtNum(v, decimals) {
   if (v === null || v === undefined) return "";
   if (typeof v !== "number") return String(v);
+  if (typeof decimals === "number") return numberFormat(decimals, decimals).format(v);
   const a = Math.abs(v);
   const digits = a >= 1000 ? 2 : a >= 1 ? 4 : 6;
-  return v.toLocaleString(undefined, { maximumFractionDigits: digits });
+  return numberFormat(0, digits).format(v);
 }
 
 export function fmtAge(seconds) {
@@ -64,27 +86,41 @@ function timeFormat(tz) {
   }
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
 export function sparkline(values, width = 90, height = 22) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "obbws-spark");
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  setSparkline(svg, values);
+  return svg;
+}
+
+// Redraw a sparkline in place: one polyline whose points change.
+function setSparkline(svg, values) {
+  const width = Number(svg.getAttribute("width"));
+  const height = Number(svg.getAttribute("height"));
   const pts = (values || []).filter((v) => typeof v === "number");
-  if (pts.length > 1) {
-    const lo = Math.min(...pts);
-    const hi = Math.max(...pts);
-    const span = hi - lo || 1;
-    const step = width / (pts.length - 1);
-    const d = pts
-      .map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - ((v - lo) / span) * (height - 4)).toFixed(1)}`)
-      .join(" ");
-    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    line.setAttribute("points", d);
-    line.setAttribute("class", pts[pts.length - 1] >= pts[0] ? "obbws-up" : "obbws-down");
+  let line = svg.firstChild;
+  if (pts.length < 2) {
+    if (line) line.remove();
+    return;
+  }
+  if (!line) {
+    line = document.createElementNS(SVG, "polyline");
     svg.append(line);
   }
-  return svg;
+  const lo = Math.min(...pts);
+  const hi = Math.max(...pts);
+  const span = hi - lo || 1;
+  const step = width / (pts.length - 1);
+  const d = pts
+    .map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - ((v - lo) / span) * (height - 4)).toFixed(1)}`)
+    .join(" ");
+  if (line.getAttribute("points") !== d) line.setAttribute("points", d);
+  line.setAttribute("class", pts[pts.length - 1] >= pts[0] ? "obbws-up" : "obbws-down");
 }
 
 export function toast(message, level = "error") {
@@ -103,6 +139,14 @@ export function toast(message, level = "error") {
   setTimeout(() => item.remove(), 20000);
 }
 
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function setClass(node, cls) {
+  if (node.className !== cls) node.className = cls;
+}
+
 function render({ model, el }) {
   const info = () => model.get("info") || {};
   const viewId = Math.random().toString(36).slice(2);
@@ -119,7 +163,7 @@ function render({ model, el }) {
   const input = h("input", {
     class: "obbws-subscribe",
     type: "text",
-    placeholder: "add symbols, e.g. solusd",
+    placeholder: "add symbols",
     "aria-label": "symbols to subscribe",
   });
   const message = h("span", { class: "obbws-msg", "aria-live": "polite" });
@@ -148,7 +192,9 @@ function render({ model, el }) {
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter") onAction("subscribe");
   });
-  const board = h("table", { class: "obbws-board" });
+  const boardHead = h("thead");
+  const boardBody = h("tbody");
+  const board = h("table", { class: "obbws-board" }, boardHead, boardBody);
   const rowsSelect = h("select", { class: "obbws-rows", "aria-label": "rows shown" });
   for (const n of [10, 20, 50, 100, 200]) rowsSelect.append(h("option", { value: n, text: `${n} rows` }));
   rowsSelect.addEventListener("change", () => {
@@ -186,6 +232,15 @@ function render({ model, el }) {
   let fmtTime = timeFormat(info().tz);
   let req = 0;
   let killArmed = null;
+  let dead = false; // the kernel side is gone (restart, shutdown): nothing can be sent
+  let draws = 0;
+  let drawMs = 0;
+  let dirty = false; // a snapshot arrived while the view was off screen
+  let rowById = new Map(); // table rows by record id, reused across snapshots
+  let rowFormat = ""; // what the cached rows were formatted with (columns, decimals, tz)
+  const boardRows = new Map(); // board rows by symbol
+  let chipsKey = null;
+  let statsKey = null;
 
   function drawInfo() {
     const i = info();
@@ -194,27 +249,44 @@ function render({ model, el }) {
     meta.textContent = [i.provider, kind].filter(Boolean).join(" · ");
     fmtTime = timeFormat(i.tz);
     tz.textContent = i.tz ? `(times in ${i.tz})` : "";
+    setPlaceholder(i.example);
     rowsSelect.value = String(model.get("rows"));
     tableHead.replaceChildren(h("tr", {}, ...(i.columns || []).map((c) => h("th", { text: c }))));
+    rowFormat = ""; // re-format every row
+  }
+
+  function setPlaceholder(example) {
+    const text = example ? `add symbols, e.g. ${example}` : "add symbols (comma-separated)";
+    if (input.placeholder !== text) input.placeholder = text;
   }
 
   function drawBadge(s) {
-    const state = s.state || "idle";
+    const state = dead ? "disconnected" : s.state || "idle";
     let text = BADGE[state] || state;
     if (state === "reconnecting" && s.attempt) text = `reconnecting (attempt ${s.attempt})`;
-    if (state === "failed" && s.last_error) badge.title = s.last_error;
-    badge.textContent = text;
+    if (state === "disconnected") text = "disconnected (kernel restarted)";
+    badge.title = state === "failed" && s.last_error ? s.last_error : "";
+    setText(badge, text);
     badge.dataset.state = state;
     root.dataset.state = state;
-    if (state === "failed") {
+    if (dead) {
       banner.hidden = false;
-      banner.textContent = `Stream failed: ${s.last_error || "unknown reason"} — Restart tries again.`;
+      banner.dataset.kind = "disconnected";
+      setText(banner, "This view lost its kernel (restarted or shut down): run the cell again for a live view.");
+    } else if (state === "failed") {
+      banner.hidden = false;
+      banner.dataset.kind = "failed";
+      setText(banner, `Stream failed: ${s.failure || s.last_error || "unknown reason"}`);
     } else {
       banner.hidden = true;
     }
   }
 
   function drawChips(s) {
+    const gone = dead || s.state === "closed";
+    const key = JSON.stringify([s.symbols, s.acknowledged, gone]);
+    if (key === chipsKey) return;
+    chipsKey = key;
     const acked = new Set(s.acknowledged || []);
     chips.replaceChildren(
       ...(s.symbols || []).map((sym) =>
@@ -226,6 +298,7 @@ function render({ model, el }) {
             class: "obbws-x",
             title: `unsubscribe ${sym}`,
             text: "×",
+            disabled: gone,
             onclick: () => send("unsubscribe", sym),
           }),
         ),
@@ -239,44 +312,54 @@ function render({ model, el }) {
 
   function drawStats(s) {
     const t = s.tail || {};
-    const limit = s.limit ? s.limit.toLocaleString() : "∞";
-    const parts = [
-      stat("rate", "events/s", h("b", { text: fmtNum(Math.round(t.rate || 0)) })),
-      stat("rows", "rows", h("b", { class: "obbws-rows-count", text: (s.rows_in_table || 0).toLocaleString() }), ` / ${limit}`),
-      stat("received", "received", (s.received || 0).toLocaleString()),
-      stat("age", "last message", h("b", { class: "obbws-age" })),
-    ];
-    if (s.connected_at) parts.push(stat("connected", "connected", fmtTime.format(new Date(s.connected_at))));
-    if (s.broadcast) {
-      parts.push(
-        stat(
-          "broadcast",
-          "broadcast",
-          h("code", { class: "obbws-address", text: s.broadcast }),
-          h("button", { class: "obbws-copy", title: "copy the address", text: "copy", onclick: () => copy(s.broadcast) }),
-          ` ${s.listeners} listener${s.listeners === 1 ? "" : "s"}`,
-        ),
-      );
+    const limit = s.limit ? fmtNum(s.limit, 0) : "∞";
+    const rate = fmtNum(Math.round(t.rate || 0), 0);
+    const rows = fmtNum(s.rows_in_table || 0, 0);
+    const connected = s.connected_at ? fmtTime.format(new Date(s.connected_at)) : "";
+    // rebuilt only when something other than the age changed (the age has its own timer)
+    const key = JSON.stringify([rate, rows, limit, s.received, connected, s.broadcast, s.listeners, s.errors, s.dropped, s.recording]);
+    if (key !== statsKey) {
+      statsKey = key;
+      const parts = [
+        stat("rate", "events/s", h("b", { text: rate })),
+        stat("rows", "rows", h("b", { class: "obbws-rows-count", text: rows }), ` / ${limit}`),
+        stat("received", "received", fmtNum(s.received || 0, 0)),
+        stat("age", "last message", h("b", { class: "obbws-age" })),
+      ];
+      if (connected) parts.push(stat("connected", "connected", connected));
+      if (s.broadcast) {
+        parts.push(
+          stat(
+            "broadcast",
+            "broadcast",
+            h("code", { class: "obbws-address", text: s.broadcast }),
+            h("button", { class: "obbws-copy", title: "copy the address", text: "copy", onclick: () => copy(s.broadcast) }),
+            ` ${s.listeners} listener${s.listeners === 1 ? "" : "s"}`,
+          ),
+        );
+      }
+      if (s.errors) parts.push(stat("errors", "errors", String(s.errors)));
+      if (s.dropped) parts.push(stat("dropped", "dropped", String(s.dropped)));
+      if (s.recording) parts.push(stat("recording", "recording to", s.recording));
+      stats.replaceChildren(...parts);
     }
-    if (s.errors) parts.push(stat("errors", "errors", String(s.errors)));
-    if (s.dropped) parts.push(stat("dropped", "dropped", String(s.dropped)));
-    if (s.recording) parts.push(stat("recording", "recording to", s.recording));
-    stats.replaceChildren(...parts);
     drawAge();
   }
 
+  // The age of the last message when the snapshot was built, plus the time since it arrived:
+  // it keeps growing in every state (a stopped or killed stream's last message only gets
+  // older), and needs no clock agreement between kernel and browser.
   function drawAge() {
     const s = model.get("snapshot") || {};
     const node = stats.querySelector(".obbws-age");
     if (!node) return;
-    const running = RUNNING.has(s.state);
-    const age = s.last_age === null || s.last_age === undefined ? null : s.last_age + (running ? (Date.now() - receivedAt) / 1000 : 0);
-    node.textContent = fmtAge(age);
+    const age = s.last_age === null || s.last_age === undefined ? null : s.last_age + (Date.now() - receivedAt) / 1000;
+    setText(node, fmtAge(age));
   }
 
   function drawControls(s) {
     const state = s.state || "idle";
-    const closed = state === "closed";
+    const closed = state === "closed" || dead;
     const running = RUNNING.has(state);
     const disabled = {
       subscribe: !running,
@@ -293,33 +376,79 @@ function render({ model, el }) {
     input.disabled = closed || !running;
   }
 
+  function boardRow(symbol) {
+    let row = boardRows.get(symbol);
+    if (!row) {
+      const cells = [0, 1, 2, 3].map((k) => h("td", { class: k === 0 ? "obbws-sym" : "obbws-num" }));
+      const spark = sparkline([]);
+      row = { tr: h("tr", { "data-symbol": symbol }, ...cells, h("td", {}, spark)), cells, spark };
+      setText(cells[0], symbol);
+      boardRows.set(symbol, row);
+    }
+    return row;
+  }
+
   function drawBoard(s) {
     const t = s.tail || {};
     const quotes = t.mode === "quote";
-    const head = h(
-      "tr",
-      {},
-      h("th", { text: "symbol" }),
-      h("th", { text: quotes ? "bid / ask" : t.value_field || "last" }),
-      h("th", { text: "change" }),
-      h("th", { text: "n" }),
-      h("th", { text: "" }),
-    );
-    const rows = (t.symbols || []).map((x) => {
+    const headKey = quotes ? "quote" : t.value_field || "last";
+    if (boardHead.dataset.key !== headKey) {
+      boardHead.dataset.key = headKey;
+      boardHead.replaceChildren(
+        h(
+          "tr",
+          {},
+          h("th", { text: "symbol" }),
+          h("th", { text: quotes ? "bid / ask" : t.value_field || "last" }),
+          h("th", { text: "change" }),
+          h("th", { text: "n" }),
+          h("th", { text: "" }),
+        ),
+      );
+    }
+    const shown = [];
+    for (const x of t.symbols || []) {
+      const row = boardRow(x.symbol);
+      const d = x.decimals;
       const cls = x.change > 0 ? "obbws-up" : x.change < 0 ? "obbws-down" : "";
       const pct = typeof x.change_pct === "number" ? ` (${x.change_pct >= 0 ? "+" : ""}${x.change_pct.toFixed(2)}%)` : "";
-      const change = typeof x.change === "number" ? `${x.change >= 0 ? "+" : ""}${fmtNum(x.change)}${pct}` : "";
-      return h(
-        "tr",
-        { "data-symbol": x.symbol },
-        h("td", { class: "obbws-sym", text: x.symbol }),
-        h("td", { class: "obbws-num", text: quotes ? `${fmtNum(x.bid)} / ${fmtNum(x.ask)}` : fmtNum(x.last) }),
-        h("td", { class: `obbws-num ${cls}`, text: change }),
-        h("td", { class: "obbws-num", text: (x.count || 0).toLocaleString() }),
-        h("td", {}, sparkline(x.spark)),
-      );
+      const change = typeof x.change === "number" ? `${x.change >= 0 ? "+" : ""}${fmtNum(x.change, x.change_decimals)}${pct}` : "";
+      setText(row.cells[1], quotes ? `${fmtNum(x.bid, d)} / ${fmtNum(x.ask, d)}` : fmtNum(x.last, d));
+      setText(row.cells[2], change);
+      setClass(row.cells[2], `obbws-num ${cls}`);
+      setText(row.cells[3], fmtNum(x.count || 0, 0));
+      setSparkline(row.spark, x.spark);
+      shown.push(row.tr);
+    }
+    for (const [symbol, row] of boardRows) if (!shown.includes(row.tr)) boardRows.delete(symbol);
+    placeRows(boardBody, shown);
+  }
+
+  // Put `rows` (existing or new elements) in this order under `parent`, moving only what is
+  // out of place, and remove the others.
+  function placeRows(parent, rows) {
+    let cursor = parent.firstChild;
+    for (const tr of rows) {
+      if (tr === cursor) cursor = cursor.nextSibling;
+      else parent.insertBefore(tr, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+  }
+
+  function tableRow(data, r, cols, types, decimals) {
+    const symbol = (data.symbol || [])[r] || "";
+    const cells = cols.map((c, k) => {
+      const v = (data[c] || [])[r];
+      if (v === null || v === undefined) return h("td");
+      if (types[k] === "timestamp") return h("td", { class: "obbws-time", text: fmtTime.format(new Date(v)) });
+      if (types[k] === "float") return h("td", { class: "obbws-num", text: fmtNum(v, (decimals[c] || {})[symbol]) });
+      return h("td", { text: String(v) });
     });
-    board.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows));
+    return h("tr", {}, ...cells);
   }
 
   function drawTable(s) {
@@ -327,26 +456,31 @@ function render({ model, el }) {
     const i = info();
     const cols = i.columns || [];
     const types = i.types || [];
+    const decimals = t.decimals || {};
     const data = t.rows || {};
-    const n = data.id ? data.id.length : 0;
-    const out = [];
-    for (let r = 0; r < n; r++) {
-      const cells = cols.map((c, k) => {
-        const v = (data[c] || [])[r];
-        if (v === null || v === undefined) return h("td");
-        if (types[k] === "timestamp") return h("td", { class: "obbws-time", text: fmtTime.format(new Date(v)) });
-        if (types[k] === "float") return h("td", { class: "obbws-num", text: fmtNum(v) });
-        return h("td", { text: String(v) });
-      });
-      out.push(h("tr", {}, ...cells));
+    const ids = data.id || [];
+    const format = JSON.stringify([cols, decimals, i.tz]);
+    if (format !== rowFormat) {
+      rowFormat = format;
+      rowById = new Map(); // the tick or the columns changed: format every row again
     }
-    tableBody.replaceChildren(...out);
-    table.dataset.rows = String(n);
+    const rows = new Map();
+    const ordered = [];
+    for (let r = 0; r < ids.length; r++) {
+      // a row's content never changes: the same id is the same element
+      const tr = rowById.get(ids[r]) || tableRow(data, r, cols, types, decimals);
+      rows.set(ids[r], tr);
+      ordered.push(tr);
+    }
+    rowById = rows;
+    placeRows(tableBody, ordered);
+    table.dataset.rows = String(ids.length);
   }
 
   function drawLog() {
+    if (!isVisible()) return void (dirty = true);
     const lines = model.get("log_lines") || [];
-    logCount.textContent = `(${lines.length})`;
+    setText(logCount, `(${lines.length})`);
     logLines.replaceChildren(
       ...lines
         .slice()
@@ -366,14 +500,57 @@ function render({ model, el }) {
 
   function draw() {
     receivedAt = Date.now();
+    if (!isVisible()) return void (dirty = true); // drawn when the view comes back
+    dirty = false;
+    const started = performance.now();
     const s = model.get("snapshot") || {};
     drawBadge(s);
     drawChips(s);
     drawStats(s);
     drawControls(s);
+    if (s.example !== undefined) setPlaceholder(s.example);
     drawBoard(s);
     drawTable(s);
+    // read by the browser benchmark and tests: how many draws, and their script time (ms)
+    drawMs += performance.now() - started;
+    root.dataset.draws = String(++draws);
+    root.dataset.drawMs = drawMs.toFixed(1);
   }
+
+  // -- talking to the kernel ----------------------------------------------------------------
+  // Every message goes through here: a kernel that is gone turns the view "disconnected"
+  // instead of throwing ("Cannot send") from a timer or a click forever.
+  function post(content) {
+    if (dead) return false;
+    try {
+      model.send(content);
+      return true;
+    } catch (e) {
+      disconnected();
+      return false;
+    }
+  }
+
+  function disconnected() {
+    if (dead) return;
+    dead = true;
+    clearInterval(keepalive);
+    clearInterval(ageTimer);
+    if (observer) observer.disconnect();
+    document.removeEventListener("visibilitychange", onVisibility);
+    for (const b of Object.values(buttons)) delete b.dataset.busy;
+    chipsKey = null;
+    say("the kernel is gone: run the cell again for a live view", false);
+    const s = model.get("snapshot") || {};
+    drawBadge(s);
+    drawChips(s);
+    drawControls(s);
+  }
+
+  // ipywidgets marks a view whose comm died (kernel restart) with this class
+  const onCommLive = () => {
+    if (el.classList.contains("jupyter-widgets-disconnected")) disconnected();
+  };
 
   // -- controls ---------------------------------------------------------------------------
   function say(text, ok) {
@@ -389,8 +566,8 @@ function render({ model, el }) {
       b.dataset.busy = "1";
       b.disabled = true;
     }
-    say(`${action}…`, true);
-    model.send({ type: "action", action, arg, req, view: viewId });
+    say(`${action.replace("_", " ")}…`, true);
+    if (!post({ type: "action", action, arg, req, view: viewId }) && b) delete b.dataset.busy;
   }
 
   function onAction(action) {
@@ -454,11 +631,18 @@ function render({ model, el }) {
   // -- visibility: the kernel refreshes only views that are on screen ------------------------
   let onScreen = false;
   let reported = null;
+  function isVisible() {
+    return onScreen && document.visibilityState === "visible";
+  }
   function report(force = false) {
-    const visible = onScreen && document.visibilityState === "visible";
+    const visible = isVisible();
+    if (visible && dirty) {
+      draw(); // the newest state this view has, at once; the kernel sends a fresher one
+      drawLog();
+    }
     if (visible !== reported || force) {
       reported = visible;
-      model.send({ type: "view", view: viewId, visible });
+      post({ type: "view", view: viewId, visible });
     }
   }
   const observer = typeof IntersectionObserver === "function"
@@ -472,8 +656,7 @@ function render({ model, el }) {
   const onVisibility = () => report();
   document.addEventListener("visibilitychange", onVisibility);
   const keepalive = setInterval(() => reported && report(true), KEEPALIVE_MS);
-  const ageTimer = setInterval(drawAge, 1000);
-  report();
+  const ageTimer = setInterval(() => isVisible() && drawAge(), 1000);
 
   model.on("change:snapshot", draw);
   model.on("change:log_lines", drawLog);
@@ -485,9 +668,15 @@ function render({ model, el }) {
   model.on("change:info", onInfo);
   model.on("change:rows", onRows);
   model.on("msg:custom", onCustom);
+  model.on("comm_live_update", onCommLive);
   drawInfo();
+  // the first draw happens whatever the visibility (the observer reports shortly after)
+  onScreen = true;
   draw();
   drawLog();
+  onScreen = !observer;
+  onCommLive();
+  report();
 
   return () => {
     if (observer) observer.disconnect();
@@ -499,7 +688,8 @@ function render({ model, el }) {
     model.off("change:info", onInfo);
     model.off("change:rows", onRows);
     model.off("msg:custom", onCustom);
-    model.send({ type: "view", view: viewId, visible: false });
+    model.off("comm_live_update", onCommLive);
+    post({ type: "view", view: viewId, visible: false });
   };
 }
 

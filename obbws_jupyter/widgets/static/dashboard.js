@@ -56,7 +56,7 @@ function render({ model, el: host }) {
     const n = model.get("count");
     const k = model.get("hidden");
     title.textContent = `obbws dashboard — ${n} connection${n === 1 ? "" : "s"}`;
-    hidden.textContent = k ? `(${k} hidden: created with an auth_token; dashboard(auth_token=...) shows them)` : "";
+    hidden.textContent = k ? `(${k} hidden: created with an auth_token; dashboard(auth_token=...) shows ${k === 1 ? "it" : "them"})` : "";
   }
 
   let req = 0;
@@ -68,7 +68,14 @@ function render({ model, el: host }) {
     open.disabled = true;
     message.className = "obbws-msg obbws-ok";
     message.textContent = "opening…";
-    model.send({ type: "create", params, req });
+    try {
+      model.send({ type: "create", params, req });
+    } catch (e) {
+      // the kernel is gone (restarted or shut down): this form cannot reach it any more
+      open.disabled = true;
+      message.className = "obbws-msg obbws-error";
+      message.textContent = "the kernel is gone: run the cell again";
+    }
   }
 
   function onCustom(msg) {
