@@ -46,7 +46,10 @@ from typing import Any, TypeVar
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from obbws_jupyter import runtime
 from obbws_jupyter._util import wire_logger
@@ -74,6 +77,7 @@ TICK_INTERVAL = 0.015  # seconds between data batches
 RECEIVED_KEPT = 10_000  # client frames kept in FakeServer.received
 FIREHOSE_EVENTS = 500  # events per frame in firehose mode, unless told otherwise
 FIREHOSE_POOL = 64  # distinct pre-generated frames cycled through in firehose mode
+FIREHOSE_BLOB_FRAMES = 32  # frames written per transport write in firehose mode
 FIREHOSE_MAX_EVENTS = 100_000
 
 
@@ -394,11 +398,17 @@ class FakeServer:
                     next_heartbeat = max(next_heartbeat + interval, now)
 
     async def _firehose(self, client: FakeClient) -> None:
-        """Frames of ``events_per_frame`` events, generated once per subscription set (a pool
-        of FIREHOSE_POOL draws) and re-sent as fast as the client drains them."""
-        pool: list[tuple[Frame, int]] = []
+        """Frames of ``events_per_frame`` events, drawn once per subscription set (a pool of
+        FIREHOSE_POOL draws) and re-sent as fast as the client drains them.
+
+        The pool is serialized once to wire bytes (unmasked text frames, RFC 6455 §5.2; the
+        fakes negotiate no compression) and written in blobs of several frames, so that a
+        single-event firehose measures the client, not websockets' per-frame send path."""
+        running = self._running
+        assert running is not None
+        conn = client.conn
+        blobs: list[tuple[bytes, int, int]] = []  # (wire bytes, frames, events)
         subscribed: tuple[str, ...] | None = None
-        per_frame = self.events_per_frame
         i = 0
         while True:
             if not self.ready(client):
@@ -406,17 +416,39 @@ class FakeServer:
                 continue
             current = tuple(client.subscriptions)
             if current != subscribed:
-                subscribed, pool = current, []
-                t_ms = now_ms()
-                for _ in range(FIREHOSE_POOL):
-                    frames = self.make_frames(client, per_frame, t_ms, 0.0)
-                    # a subclass may split a large draw: its events count once, on the first
-                    pool += [(f, per_frame if k == 0 else 0) for k, f in enumerate(frames)]
-            frame, events = pool[i % len(pool)]
-            await self.send(client, frame, events)
+                subscribed, blobs = current, self._firehose_blobs(client)
+            if not running.is_set():
+                await running.wait()
+            if conn.protocol.state is not State.OPEN:
+                return
+            blob, frames, events = blobs[i % len(blobs)]
+            conn.transport.write(blob)
+            self.frames_sent += frames
+            self.events_sent += events
             i += 1
+            await conn.drain()  # waits while the client's socket buffer is full
             if i % 16 == 0:
                 await asyncio.sleep(0)  # let control messages through
+
+    def _firehose_blobs(self, client: FakeClient) -> list[tuple[bytes, int, int]]:
+        per_frame = self.events_per_frame
+        t_ms = now_ms()
+        blobs: list[tuple[bytes, int, int]] = []
+        parts: list[bytes] = []
+        events = 0
+        for _ in range(FIREHOSE_POOL):
+            frames = self.make_frames(client, per_frame, t_ms, 0.0)
+            events += per_frame  # a subclass may split a large draw in several frames
+            for frame in frames:
+                opcode = Opcode.TEXT if isinstance(frame, str) else Opcode.BINARY
+                data = frame.encode() if isinstance(frame, str) else frame
+                parts.append(WsFrame(opcode, data).serialize(mask=False, extensions=[]))
+            if len(parts) >= FIREHOSE_BLOB_FRAMES or sum(map(len, parts)) >= 2**16:
+                blobs.append((b"".join(parts), len(parts), events))
+                parts, events = [], 0
+        if parts:
+            blobs.append((b"".join(parts), len(parts), events))
+        return blobs
 
     async def _send_owed(self, client: FakeClient, dt: float) -> None:
         # a slow client stalls this loop (send waits for the buffer to drain): owe at most 1 s
