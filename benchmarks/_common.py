@@ -146,9 +146,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def weighted_percentiles(
-    histogram: Mapping[float, int], ps: Sequence[float]
-) -> dict[float, float]:
+def weighted_percentiles(histogram: Mapping[float, int], ps: Sequence[float]) -> dict[float, float]:
     """Nearest-rank percentiles of a histogram ``{value: count}``; NaN when it is empty."""
     total = sum(histogram.values())
     out = {p: float("nan") for p in ps}

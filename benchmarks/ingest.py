@@ -95,7 +95,8 @@ def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds:
     """Events/s committed by ``create_connection`` (``status.records_stored``)."""
     import obbws_jupyter as obbws
 
-    conn = obbws.create_connection(name="bench-ingest", url=url, limit=limit, **FEEDS[feed]["params"])
+    params = FEEDS[feed]["params"]
+    conn = obbws.create_connection(name="bench-ingest", url=url, limit=limit, **params)
     try:
         time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
         s0, t0 = conn.status, time.perf_counter()
@@ -223,8 +224,7 @@ def run_case(
 def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
-    kind, _, limit = client.partition(":")
-    return "obbws-jupyter -> DuckDB", limit
+    return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
 
 def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
@@ -263,19 +263,16 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
     body = []
     for row in rows:
         if row["client"] == "ceiling":
-            body.append(
-                [row["case"], "ceiling: websockets + orjson.loads", "-"]
-                + [common.rate(row["events_per_s"]), "1.00", "", "", ""]
-            )
+            ceiling = common.rate(row["events_per_s"])
+            body.append([row["case"], "ceiling: websockets + orjson.loads", "-", ceiling, "1.00"])
             continue
         who, limit = _client_label(row["client"])
         target = ""
         if row["client"].startswith("ours"):
             goal = TARGETS.get(row["per_frame"])
             target = f"≥ {goal:.2f}" if goal else ""
-            stored = (
-                f"stored ({common.rate(row['received_per_s'])} received)"
-                + ("" if row["table_ok"] else "; TABLE CHECK FAILED")
+            stored = f"stored ({common.rate(row['received_per_s'])} received)" + (
+                "" if row["table_ok"] else "; TABLE CHECK FAILED"
             )
         else:
             stored = "parsed into models"
