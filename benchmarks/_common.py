@@ -370,3 +370,92 @@ def file_mb(paths: Iterable[str | os.PathLike[str]]) -> float:
             with contextlib.suppress(OSError):
                 total += candidate.stat().st_size
     return total / 2**20
+
+
+# -- broadcast listeners in other processes ----------------------------------------------------
+
+
+class Listeners:
+    """``n`` lean listeners (``_listener.py``) to a broadcast, spread over ``processes``
+    processes of their own (so they never share the measured process's GIL)."""
+
+    def __init__(self, url: str, n: int, processes: int = 1) -> None:
+        processes = max(1, min(processes, n))
+        sizes = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+        self.n = n
+        self.procs: list[subprocess.Popen[str]] = []
+        self.first: list[int] = []  # global index of each process's first listener
+        start = 0
+        try:
+            for size in sizes:
+                argv = [sys.executable, str(HERE / "_listener.py"), url, str(size)]
+                self.procs.append(spawn(argv, stdin=subprocess.PIPE))
+                self.first.append(start)
+                start += size
+            for proc in self.procs:
+                line = read_line(proc, 60)
+                if line != "READY":
+                    raise RuntimeError(f"listener process said {line!r}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _send(self, proc: subprocess.Popen[str], command: str) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+
+    def command(self, command: str) -> None:
+        for proc in self.procs:
+            self._send(proc, command)
+
+    def _locate(self, index: int) -> tuple[subprocess.Popen[str], int]:
+        k = max(i for i, first in enumerate(self.first) if first <= index)
+        return self.procs[k], index - self.first[k]
+
+    def stall(self, index: int) -> None:
+        proc, local = self._locate(index)
+        self._send(proc, f"stall {local}")
+
+    def resume(self, index: int) -> None:
+        proc, local = self._locate(index)
+        self._send(proc, f"resume {local}")
+
+    def report(self) -> dict[str, Any]:
+        """Every listener's window results, and the merged latency histograms (ms keys)."""
+        self.command("report")
+        listeners: list[dict[str, Any]] = []
+        steady: dict[float, int] = {}
+        stalled: dict[float, int] = {}
+        for proc, first in zip(self.procs, self.first, strict=True):
+            part = json.loads(read_line(proc, 60))
+            scale = part["bin_ns"] / 1e6
+            for item in part["listeners"]:
+                item["index"] += first
+                listeners.append(item)
+            for key, merged in (("histogram", steady), ("histogram_stalled", stalled)):
+                for bin_, count in part[key].items():
+                    upper = (int(bin_) + 1) * scale  # the bin's upper edge, in ms
+                    merged[upper] = merged.get(upper, 0) + count
+        return {"listeners": listeners, "latency_ms": steady, "stalled_latency_ms": stalled}
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                self._send(proc, "quit")
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            stop(proc)
+
+    def __enter__(self) -> Listeners:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def latency_summary(histogram: Mapping[float, int]) -> dict[str, float]:
+    """p50, p99, p99.9 (ms) and the number of records of a latency histogram."""
+    p = weighted_percentiles(histogram, (50, 99, 99.9))
+    return {"p50": p[50], "p99": p[99], "p999": p[99.9], "samples": sum(histogram.values())}
