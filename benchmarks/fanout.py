@@ -102,6 +102,10 @@ def run(
     }
 
 
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def render(r: dict[str, Any], load_before: float) -> str:
     rows = []
     for name, key in (("all reading", "all_reading"), ("one stalled", "one_stalled")):
@@ -148,9 +152,9 @@ def render(r: dict[str, Any], load_before: float) -> str:
             ),
             "",
             f"- stalled listener dropped by the broadcast {dropped}; {seen}.",
-            f"- others' p99 did not rise (≤ 1.5 x + 2 ms): **{'yes' if r['p99_not_risen'] else 'no'}**",
+            f"- others' p99 did not rise (≤ 1.5 x + 2 ms): **{_yes(r['p99_not_risen'])}**",
             f"- our RSS bounded (stalled-phase peak - first peak < {RSS_SLACK_MB:g} MiB): "
-            f"**{'yes' if r['rss_bounded'] else 'no'}**; RSS at the end {r['rss_end_mb']:.0f} MiB.",
+            f"**{_yes(r['rss_bounded'])}**; RSS at the end {r['rss_end_mb']:.0f} MiB.",
         ]
     )
 
