@@ -341,14 +341,14 @@ def main() -> None:
         return
     quick_or_smoke = args.smoke or args.quick
     runs = args.runs or (1 if args.smoke else 3 if args.quick else 5)
-    seconds = args.seconds or (0.5 if args.smoke else 2.5 if args.quick else 5.0)
+    seconds = args.seconds or (0.3 if args.smoke else 2.5 if args.quick else 5.0)
     warmup = args.warmup if args.warmup is not None else (0.3 if quick_or_smoke else 1.0)
     cases = CASES
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = tuple(c for c in CASES if f"{c.feed}-{c.per_frame}" in wanted)
     elif args.smoke:
-        cases = CASES[:2]
+        cases = CASES[:1]
     load_before = common.load_average()
     rows: list[dict] = []
     for case in cases:

@@ -54,22 +54,26 @@ FROM range(?) t(i)
 TARGET_S = 1.0  # get_results() on 1M rows
 
 
-def _fill(path: Path, rows: int) -> float:
-    """Make the results file with our code, then append ``rows`` rows with DuckDB; seconds."""
-    import duckdb
-
+def _open(path: Path, name: str) -> Any:
+    """A demo connection on the results file ``path`` (kept), no cap, no incoming data."""
     import obbws_jupyter as obbws
 
-    conn = obbws.create_connection(
+    return obbws.create_connection(
         provider="demo",
-        name="results-fill",
+        name=name,
         symbol=SYMBOLS,
         results_file=str(path),
         save_results=True,
         limit=None,
         rate=0,
     )
-    conn.kill()
+
+
+def _fill(path: Path, rows: int) -> float:
+    """Make the results file with our code, then append ``rows`` rows with DuckDB; seconds."""
+    import duckdb
+
+    _open(path, "results-fill").kill()
     start = time.perf_counter()
     with duckdb.connect(str(path)) as db:
         db.execute(FILL, [rows])
@@ -99,20 +103,10 @@ def _timed(op: Callable[[], Any], runs: int) -> dict[str, Any]:
 
 
 def worker(rows: int, runs: int) -> dict[str, Any]:
-    import obbws_jupyter as obbws
-
     with tempfile.TemporaryDirectory(prefix="obbws-bench-results-") as tmp:
         path = Path(tmp) / "results.duckdb"
         fill_s = _fill(path, rows)
-        conn = obbws.create_connection(
-            provider="demo",
-            name="results",
-            symbol=SYMBOLS,
-            results_file=str(path),
-            save_results=True,
-            limit=None,
-            rate=0,
-        )
+        conn = _open(path, "results")
         try:
             ops: dict[str, Callable[[], Any]] = {
                 "get_results()": conn.get_results,

@@ -7,11 +7,12 @@ A paced demo server in its own process sends ``--rate`` events/s (one frame per 
 process runs ``create_connection(provider="demo", url=..., limit=...)`` and every ``--sample``
 seconds records its RSS, the results file's size (with its ``.wal``), the records received and
 stored (``status``), rows dropped, and the rows in the table (a ``count(*)`` query). After the
-warm-up (the first fifth of the run, at least one minute; a third of runs under 3 minutes) it fits a least-squares slope to the
-RSS and the file size, in MiB per minute. The verdict is "no growth" when both slopes are under
-1 MiB/min (60 MiB an hour) and the table holds exactly ``limit`` rows at the end, nothing
-dropped. ``--quick`` (``make bench``) runs 3 minutes. (``soak.py``, of the reliability work,
-is the hour-long soak with drops, several connections and listeners.)
+warm-up (the first fifth of the run, at least one minute; a third of runs under 3 minutes) it
+fits a least-squares slope to the RSS and the file size, in MiB per minute. The verdict is
+"no growth" when both slopes are under 1 MiB/min (60 MiB an hour) and the table holds exactly
+``limit`` rows at the end, nothing dropped. ``--quick`` (``make bench``) runs 3 minutes.
+(``soak.py``, of the reliability work, is the hour-long soak with drops, several connections
+and listeners.)
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=100_000)
     p.add_argument("--sample", type=float, default=None, help="seconds between samples")
     args = p.parse_args()
-    minutes = args.minutes or (0.25 if args.smoke else 3.0 if args.quick else 10.0)
-    every = args.sample or (2.0 if args.smoke else 10.0)
+    minutes = args.minutes or (0.1 if args.smoke else 3.0 if args.quick else 10.0)
+    every = args.sample or (1.0 if args.smoke else 10.0)
     load_before = common.load_average()
     result = run(minutes, args.rate, args.limit, every)
     common.emit(args, "soak_ingest", render(result, every, load_before), result)
