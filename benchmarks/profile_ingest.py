@@ -19,6 +19,7 @@ or ``kernel.yama.ptrace_scope`` 0).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ import _common as common
 
 DEMO_SERVER = "obbws_jupyter.offline.demo_server"
 INGEST = str(common.HERE / "ingest.py")
+PLUMBING = 0.8  # a frame in this share of its thread's samples is plumbing (run_forever...)
 STARTUP = 3.0  # seconds from starting the worker to attaching: imports, connect, warm-up
 _LINE = re.compile(r"^thread \((?P<tid>[^)]*)\): (?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
@@ -45,23 +47,57 @@ def py_spy() -> str:
     return found
 
 
-def _frame_name(frame: str) -> str:
+#: (area, thread name prefix or "", file prefix or ""): the first match names a sample's area
+AREAS = (
+    ("store writer thread: dicts -> Arrow, DuckDB insert, cap", "obbws-store", ""),
+    ("websockets: frame parsing, message assembly, recv", "", "websockets/"),
+    ("JSON decoding (stdlib json)", "", "json/"),
+    ("provider session: parse, events", "", "providers/"),
+    ("provider session: parse, events", "", "obbws_jupyter/protocol/"),
+    ("stream driver: the read loop", "", "obbws_jupyter/stream.py"),
+    ("client._on_records: ids, received_at, fan-out", "", "obbws_jupyter/client.py"),
+    ("store.put on the loop thread", "", "obbws_jupyter/store.py"),
+    ("broadcast", "", "obbws_jupyter/broadcast.py"),
+    ("asyncio: event loop, selector, transports", "", "asyncio/"),
+    ("asyncio: event loop, selector, transports", "", "selectors.py"),
+)
+
+
+def _short_path(path: str) -> str:
+    """A frame's file, short: relative to the checkout, site-packages or the stdlib."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).resolve().relative_to(common.ROOT))
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in path:
+            rest = path.split(marker, 1)[1]
+            return rest.split("/", 1)[1] if marker.startswith("/lib") else rest
+    return path
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """``"func (path:line)"`` -> (``"func (short path)"``, short path)."""
     match = _FRAME.match(frame)
     if not match:
-        return frame
-    path = match["file"]
-    for marker in ("site-packages/", "lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{match['func']} ({Path(path).name if '/' in path else path})"
+        return frame, ""
+    path = _short_path(match["file"])
+    return f"{match['func']} ({path})", path
 
 
-def parse_raw(text: str) -> tuple[int, dict[str, int], list[tuple[list[str], int]]]:
-    """py-spy ``--format raw --threads`` -> (samples, samples per thread, [(stack, count)])."""
+def area_of(thread: str, path: str) -> str:
+    for name, thread_prefix, path_prefix in AREAS:
+        if thread.startswith(thread_prefix) and path.startswith(path_prefix):
+            return name
+    return f"other ({thread})"
+
+
+Stack = tuple[str, list[tuple[str, str]], int]  # thread, [(frame, path)] outermost first, count
+
+
+def parse_raw(text: str) -> tuple[int, dict[str, int], list[Stack]]:
+    """py-spy ``--format raw --threads`` -> (samples, samples per thread, stacks)."""
     total = 0
     threads: dict[str, int] = collections.Counter()
-    stacks: list[tuple[list[str], int]] = []
+    stacks: list[Stack] = []
     for line in text.splitlines():
         match = _LINE.match(line.strip())
         if not match:
@@ -71,25 +107,40 @@ def parse_raw(text: str) -> tuple[int, dict[str, int], list[tuple[list[str], int
         name = re.sub(r"-bench-ingest$", "", thread) or "?"
         total += count
         threads[name] += count
-        stacks.append(([name, *(_frame_name(f) for f in frames)], count))
+        stacks.append((name, [_frame(f) for f in frames], count))
     return total, dict(threads), stacks
 
 
-def shares(total: int, stacks: list[tuple[list[str], int]], top: int) -> dict[str, Any]:
+def shares(total: int, threads: dict[str, int], stacks: list[Stack], top: int) -> dict[str, Any]:
+    """Areas and functions by self time, functions by inclusive time (leaving out the frames
+    found in most samples of their thread: thread and event-loop plumbing)."""
     self_time: dict[str, int] = collections.Counter()
     inclusive: dict[str, int] = collections.Counter()
-    for stack, count in stacks:
-        thread, frames = stack[0], stack[1:]
+    areas: dict[str, int] = collections.Counter()
+    for thread, frames, count in stacks:
         if frames:
-            self_time[f"{frames[-1]} [{thread}]"] += count
-        for name in set(frames):
-            inclusive[f"{name} [{thread}]"] += count
+            name, path = frames[-1]
+            self_time[f"{name} [{thread}]"] += count
+            areas[area_of(thread, path)] += count
+        for name in {f"{frame} [{thread}]" for frame, _ in frames}:
+            inclusive[name] += count
+    plumbing = frozenset(
+        name
+        for name, count in inclusive.items()
+        if count >= PLUMBING * threads[name.rsplit(" [", 1)[1].rstrip("]")]
+    )
 
-    def ranked(counter: dict[str, int]) -> list[tuple[str, float]]:
-        items = sorted(counter.items(), key=lambda kv: -kv[1])[:top]
-        return [(name, count / total) for name, count in items]
+    def ranked(
+        counter: dict[str, int], skip: frozenset[str] = frozenset()
+    ) -> list[tuple[str, float]]:
+        items = sorted(((n, c) for n, c in counter.items() if n not in skip), key=lambda kv: -kv[1])
+        return [(name, count / total) for name, count in items[:top]]
 
-    return {"self": ranked(self_time), "inclusive": ranked(inclusive)}
+    return {
+        "areas": ranked(areas),
+        "self": ranked(self_time),
+        "inclusive": ranked(inclusive, plumbing),
+    }
 
 
 def profile_case(per_frame: int, limit: str, seconds: float, rate: int, top: int) -> dict[str, Any]:
@@ -132,7 +183,7 @@ def profile_case(per_frame: int, limit: str, seconds: float, rate: int, top: int
         "samples": total,
         "events_per_s": json.loads(result)["events_per_s"],
         "threads": {k: v / total for k, v in sorted(threads.items(), key=lambda kv: -kv[1])},
-        **shares(total, stacks, top),
+        **shares(total, threads, stacks, top),
     }
 
 
@@ -156,6 +207,11 @@ def render(cases: list[dict], seconds: float, rate: int, load_before: float) -> 
             f"{common.rate(case['events_per_s'])} events/s stored, {case['samples']:,} samples",
             "",
             f"Threads: {threads}.",
+            "",
+            common.table(
+                ["area (self time of the innermost frame)", "share"],
+                [[name, f"{share:.1%}"] for name, share in case["areas"]],
+            ),
             "",
             common.table(
                 ["#", "self time [thread]", "share", "inclusive [thread]", "share"],
