@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ PEERS = [
     ("polygon-api-client (typed models)", "single-event", "46k", "0.23"),
 ]
 EMPTY3 = ("", "", "")
+NAN = float("nan")
 CEILING = "ceiling: websockets + orjson"
 TARGETS = {1: 0.75, 50: 0.40}  # issue #8: ours / ceiling, store on
 
@@ -175,11 +179,17 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
 
     task = asyncio.create_task(client.connect(handle))
     await asyncio.wait([task, asyncio.create_task(done.wait())], return_when="FIRST_COMPLETED")
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
     if not state["elapsed"]:
-        raise RuntimeError("polygon-api-client received no data")
-    return {"events_per_s": state["events"] / state["elapsed"]}
+        raise RuntimeError(f"polygon-api-client received no data ({task!r})")
+    result = {"events_per_s": state["events"] / state["elapsed"], "rss_mb": common.rss_mb()}
+    await client.close()  # its connect() then returns
+    await asyncio.wait([task], timeout=5)
+    if not task.done():
+        # Its loop (wait_for(recv(), 1) in a while True) can swallow a cancellation on Python
+        # 3.11, and asyncio.run would wait for it forever: answer and end the process here.
+        common.worker_result(result)
+        os._exit(0)
+    return result
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -210,7 +220,11 @@ def run_case(
             for client in order:
                 argv = [sys.executable, __file__, "--worker", client, "--feed", case.feed]
                 argv += ["--url", url, "--warmup", str(warmup), "--seconds", str(seconds)]
-                res = common.run_worker(argv, client_cores, timeout=warmup + seconds + 120)
+                try:
+                    res = common.run_worker(argv, client_cores, timeout=warmup + seconds + 120)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # keep the others
+                    print(f"  {case.label}: {client} failed: {exc}", file=sys.stderr, flush=True)
+                    res = {"events_per_s": NAN, "rss_mb": NAN, "failed": str(exc)[-300:]}
                 res["round"] = r
                 out[client].append(res)
                 if log:
@@ -241,7 +255,7 @@ def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
         per_round = [
             r["events_per_s"] / c["events_per_s"]
             for r, c in zip(results, ceiling, strict=True)
-            if c["events_per_s"]
+            if c["events_per_s"] and not math.isnan(r["events_per_s"] / c["events_per_s"])
         ]
         row = {
             "case": case.label,
@@ -252,11 +266,13 @@ def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
             "ratio_min": min(per_round, default=float("nan")),
             "ratio_max": max(per_round, default=float("nan")),
             "rss_mb": common.median(r["rss_mb"] for r in results),
+            "failed_runs": sum(1 for r in results if "failed" in r),
         }
         if client.startswith("ours"):
-            row["received_per_s"] = common.median(r["received_per_s"] for r in results)
-            row["table_ok"] = all(r["table_ok"] for r in results)
-            row["dropped"] = sum(r["dropped"] for r in results)
+            done = [r for r in results if "failed" not in r]
+            row["received_per_s"] = common.median(r["received_per_s"] for r in done)
+            row["table_ok"] = all(r["table_ok"] for r in done)
+            row["dropped"] = sum(r["dropped"] for r in done)
         rows.append(row)
     return rows
 
@@ -278,6 +294,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
             )
         else:
             stored = "parsed into models"
+        if row["failed_runs"]:
+            stored += f"; {row['failed_runs']} run(s) failed"
         body.append(
             [
                 row["case"],
