@@ -261,10 +261,11 @@ def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
                 pipe.close()
 
 
-@contextlib.contextmanager
-def server(module_or_script: str, *args: str, cores: set[int] | None = None) -> Iterator[str]:
-    """Run a fake server (``python -m MODULE`` or ``python SCRIPT.py``) in its own process,
-    pinned to ``cores``; yields the URL it prints once listening."""
+def start_server(
+    module_or_script: str, *args: str, cores: set[int] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start a fake server (``python -m MODULE`` or ``python SCRIPT.py``) in its own process,
+    pinned to ``cores``: (the process, the URL it printed once listening)."""
     if module_or_script.endswith(".py"):
         argv = [sys.executable, module_or_script, *args]
     else:
@@ -274,6 +275,17 @@ def server(module_or_script: str, *args: str, cores: set[int] | None = None) -> 
         url = read_line(proc, 60)
         if not url.startswith("ws://"):
             raise RuntimeError(f"server {module_or_script} printed {url!r}, not its URL")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+@contextlib.contextmanager
+def server(module_or_script: str, *args: str, cores: set[int] | None = None) -> Iterator[str]:
+    """:func:`start_server` for a ``with`` block: yields the URL, stops the server after."""
+    proc, url = start_server(module_or_script, *args, cores=cores)
+    try:
         yield url
     finally:
         stop(proc)

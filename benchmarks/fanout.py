@@ -44,6 +44,17 @@ def _wait_listeners(conn: Any, below: int, timeout: float) -> float | None:
     return None
 
 
+def _stalled_outcome(group: common.Listeners) -> dict[str, Any]:
+    """Listener 0's report once it has read its backlog and seen the close frame or lost the
+    connection (polled every 0.2 s, for 10 s at most)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        item: dict[str, Any] = group.report()["listeners"][0]
+        if item["close_code"] is not None or item["lost"] or time.monotonic() > deadline:
+            return item
+        time.sleep(0.2)
+
+
 def _phase(report: dict[str, Any], elapsed: float, t: tuple[float, float], rss: Any) -> dict:
     steady = [item for item in report["listeners"] if not item["stalled"]]
     return {
@@ -83,8 +94,7 @@ def run(
                 second["listeners_connected"] = conn.status.listeners
 
                 group.resume(0)
-                time.sleep(1.0)  # listener 0 reads its backlog and the close frame
-                stalled = group.report()["listeners"][0]
+                stalled = _stalled_outcome(group)
             rss_end = common.rss_mb()
         finally:
             conn.kill()
@@ -129,7 +139,12 @@ def render(r: dict[str, Any], load_before: float) -> str:
         else f"NOT within {DROP_TIMEOUT:g} s"
     )
     code = r["stalled_close_code"]
-    seen = f"close code {code} seen by the listener" if code else "no close frame seen"
+    seen = (
+        f"close code {code} seen by the listener"
+        if code
+        else "the listener saw no close frame"
+        + (" (the connection was reset)" if r["stalled_lost"] else " within 10 s")
+    )
     return "\n".join(
         [
             f"### Fan-out: {r['listeners']} listeners at {r['rate']:,} events/s, one stalls",

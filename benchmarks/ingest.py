@@ -91,6 +91,11 @@ CASES = (
 )
 
 
+def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """The demo server in another process, (process, URL): ``chart.py`` uses it."""
+    return common.start_server(DEMO_SERVER, *args)
+
+
 # -- workers (each runs in a fresh process) ----------------------------------------------------
 
 

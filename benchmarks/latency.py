@@ -72,6 +72,7 @@ def run_rate(rate: int, counts: list[int], warmup: float, seconds: float) -> lis
         )
         try:
             conn.start_broadcasting(port=0, ping_interval=None)
+            time.sleep(warmup)  # the stream's own warm-up, before the first point
             for n in counts:
                 point = measure(conn, n, warmup, seconds)
                 point["rate"] = rate
