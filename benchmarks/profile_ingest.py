@@ -53,6 +53,7 @@ AREAS = (
     ("websockets: frame parsing, message assembly, recv", "", "websockets/"),
     ("JSON decoding (stdlib json)", "", "json/"),
     ("provider session: parse, events", "", "providers/"),
+    ("provider session: parse, events", "", "obbws_providers/"),
     ("provider session: parse, events", "", "obbws_jupyter/protocol/"),
     ("stream driver: the read loop", "", "obbws_jupyter/stream.py"),
     ("client._on_records: ids, received_at, fan-out", "", "obbws_jupyter/client.py"),
