@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test unit integration notebooks browser browser-deps lint bench clean
+.PHONY: lab test unit integration notebooks browser browser-deps lint bench bench-full bench-profile clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -57,14 +57,29 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check obbws_jupyter providers tests benchmarks
 	$(VENV)/bin/mypy
 
+# Issue #8's five benchmarks in their --quick mode (about 10 minutes in all with the others),
+# each writing its table into benchmarks/README.md; bench-full runs them at full length (the
+# soak for 10 minutes; about 25 minutes); bench-profile samples where ingest time goes.
+BENCH_QUICK ?= --quick
+
 bench: $(STAMP)
-	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/ingest.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/latency.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/fanout.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/results.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/soak_ingest.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/store_ingest.py
 	$(PY) benchmarks/provider_parse.py
 	$(PY) benchmarks/broadcast.py
 	$(PY) benchmarks/http_results.py
 	$(PY) benchmarks/widget.py
 	$(PY) benchmarks/chart.py
+
+bench-full:
+	$(MAKE) bench BENCH_QUICK=
+
+bench-profile: $(STAMP)
+	$(PY) benchmarks/profile_ingest.py --readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

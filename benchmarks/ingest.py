@@ -1,180 +1,400 @@
-"""Ingest throughput: the demo fake server at full speed into DuckDB, against the raw ceiling.
+"""Ingest: a fake server at full speed -> create_connection -> DuckDB, against an orjson ceiling.
 
-Run: ``python benchmarks/ingest.py [--seconds 5] [--runs 3] [--rate 400000] [--limit 1000]``
+Run: ``python benchmarks/ingest.py [--seconds 5] [--runs 5] [--quick] [--json] [--readme]``
 
-The demo server runs in a separate process (as a real provider would be), so this process
-only receives. Two measurements per run, in the same run:
+The fake server runs in its own process (pinned to the first usable core when there are two or
+more) in firehose mode: its frames are encoded once and re-sent as fast as the client reads
+(``--firehose --events-per-frame N``). Every measurement runs in a fresh process pinned to the
+other core(s), against the same server process, in rounds that interleave the clients (ceiling,
+ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per frame shape:
 
-* ceiling: a bare websockets client doing ``recv`` + ``DemoSession.receive`` (parse) and nothing
-  else — the most this process could ingest from that server;
-* pipeline: ``create_connection(provider="demo", limit=...)`` — parse, ids, the DuckDB writer
-  thread with the limit cap, status counters — events stored per second.
+* **ceiling**: a bare ``websockets`` client that receives each frame and ``orjson``-parses it,
+  counting the events (the fastest client a user could write themselves);
+* **ours**: ``create_connection(provider=..., url=..., limit=...)``, counted when the rows are
+  committed: ``status.records_stored`` (rows the store's writer committed to DuckDB), sampled
+  every 0.2 s over the window, its least-squares slope; afterwards a ``count(*)`` query
+  (which flushes) checks that the table holds what was stored (``limit=None``) or ``limit``
+  rows, nothing dropped;
+* **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
+  (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
-Prints the median events/s of each, their ratio, latency percentiles (provider timestamp to
-receipt, and receipt to commit is bounded by the flush interval) and the process RSS.
+Cases: demo frames of 1 and 50 events (``limit=1000`` and ``limit=None``), Polygon crypto
+trade frames of 50 and 1 events (``limit=None``, and Polygon's client). Each figure is the
+median events/s of ``--runs`` rounds; the ratio is ours over the ceiling's median (the
+per-round ratios' range is shown too). The peers' figures from issue #8 are quoted beside.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import math
 import os
-import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import psutil
-from websockets.asyncio.client import connect
+import _common as common
 
-import obbws_jupyter as obbws
-from obbws_providers.demo import PROVIDER as DEMO
+DEMO_SERVER = "obbws_jupyter.offline.demo_server"
+POLYGON_SERVER = "obbws_jupyter.fakes.polygon"
+KEY = "bench-key"  # the fakes accept any key
+DEMO_SYMBOLS = "btcusd,ethusd,solusd"
 
-SYMBOLS = "btcusd,ethusd,solusd"
+#: provider parameters of ours, and the subscribe message of the ceiling, per fake
+FEEDS: dict[str, dict[str, Any]] = {
+    "demo": {
+        "params": {"provider": "demo", "symbol": DEMO_SYMBOLS, "asset_type": "crypto"},
+        "subscribe": "T.BTCUSD,T.ETHUSD,T.SOLUSD",
+    },
+    "polygon": {
+        "params": {"provider": "polygon", "symbol": "*", "asset_type": "crypto", "api_key": KEY},
+        "subscribe": "XT.*",
+    },
+}
+
+#: issue #8's peer figures, measured on the same kind of machine, no storage: quoted only
+PEERS = [
+    ("cryptofeed (callback only)", "single-event", "124k", "0.68"),
+    ("polygon-api-client (typed models)", "batched", "280k", "0.17"),
+    ("polygon-api-client (typed models)", "single-event", "46k", "0.23"),
+]
+EMPTY3 = ("", "", "")
+NAN = float("nan")
+SAMPLE_EVERY = 0.2  # seconds between status samples of ours (each costs the loop some GIL)
+CEILING = "ceiling: websockets + orjson"
+TARGETS = {1: 0.75, 50: 0.40}  # issue #8: ours / ceiling, store on
+
+
+@dataclass(frozen=True)
+class Case:
+    feed: str  # "demo" | "polygon"
+    per_frame: int
+    clients: tuple[str, ...]  # "ceiling", "ours:1000", "ours:None", "polygon-client"
+
+    @property
+    def server(self) -> tuple[str, ...]:
+        module = DEMO_SERVER if self.feed == "demo" else POLYGON_SERVER
+        return (module, "--firehose", "--events-per-frame", str(self.per_frame))
+
+    @property
+    def label(self) -> str:
+        return f"{self.feed}, {self.per_frame} event{'s' if self.per_frame > 1 else ''}/frame"
+
+
+CASES = (
+    Case("demo", 1, ("ceiling", "ours:1000", "ours:None")),
+    Case("demo", 50, ("ceiling", "ours:1000", "ours:None")),
+    Case("polygon", 50, ("ceiling", "ours:None", "polygon-client")),
+    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client")),
+)
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "obbws_jupyter.offline.demo_server", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("ws://"):
-        proc.kill()
-        raise SystemExit(f"demo server did not start: {url!r}")
-    return proc, url
+    """The demo server in another process, (process, URL): ``chart.py`` uses it."""
+    return common.start_server(DEMO_SERVER, *args)
 
 
-async def _ceiling(url: str, seconds: float) -> float:
-    params = DEMO.resolve({"symbol": SYMBOLS, "url": url}, {})
-    session = DEMO.session_class(params)
-    records = 0
-    elapsed = 0.0
-    async with connect(session.url(), compression=None, max_size=2**24, close_timeout=0.1) as ws:
-        session.connection_made()
-        start = None
-        async for frame in ws:
-            got = session.receive(frame)
-            session.events_received()
-            for out in session.data_to_send():
-                await ws.send(out)
-            if got:
-                if start is None:  # measure from the first data frame
-                    start = time.perf_counter()
-                    continue
-                records += len(got)
-                elapsed = time.perf_counter() - start
-                if elapsed >= seconds:
-                    break  # the close handshake that follows is not timed
-    return records / elapsed
+# -- workers (each runs in a fresh process) ----------------------------------------------------
 
 
-def ceiling(url: str, seconds: float) -> float:
-    return asyncio.run(_ceiling(url, seconds))
+def _limit(text: str) -> int | None:
+    return None if text == "None" else int(text)
 
 
-def pipeline(url: str, seconds: float, limit: int | None, run: int) -> dict[str, float]:
-    """Events/s through the whole pipeline: parse, ids, DuckDB writer with the limit cap."""
-    conn = obbws.create_connection(
-        provider="demo", name=f"bench-{run}", symbol=SYMBOLS, url=url, limit=limit
-    )
-    client = conn.get_client()
-    time.sleep(0.5)  # warm-up: measuring window only, not synchronisation
-    client.store.flush()
-    s0, t0 = client.status(), time.perf_counter()
-    time.sleep(seconds)
-    client.store.flush()
-    s1, t1 = client.status(), time.perf_counter()
-    conn.stop_connection()
-    rows = len(conn.get_results())
-    rss = psutil.Process().memory_info().rss / 2**20
-    conn.kill()
+def _counts(conn: Any, seconds: float) -> tuple[list[float], list[int], list[int]]:
+    """``status`` every 0.2 s for ``seconds``: times, records stored, records received."""
+    times: list[float] = []
+    stored: list[int] = []
+    received: list[int] = []
+    end = time.perf_counter() + seconds
+    while True:
+        status = conn.status
+        times.append(time.perf_counter())
+        stored.append(status.records_stored)
+        received.append(status.records_received)
+        if times[-1] >= end:
+            return times, stored, received
+        time.sleep(SAMPLE_EVERY)  # the sampling cadence
+
+
+def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds: float) -> dict:
+    """Events/s committed by ``create_connection``: the least-squares slope of
+    ``status.records_stored`` sampled every 0.2 s (the writer commits in batches, so two
+    samples alone would be off by up to a batch at each end)."""
+    import obbws_jupyter as obbws
+
+    params = FEEDS[feed]["params"]
+    conn = obbws.create_connection(name="bench-ingest", url=url, limit=limit, **params)
+    try:
+        time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
+        times, stored, received = _counts(conn, seconds)
+        rss = common.rss_mb()
+        conn.stop_connection()
+        rows = int(conn.query("SELECT count(*) AS n FROM records")["n"].iloc[0])  # flushes
+        final = conn.status
+    finally:
+        conn.kill()
+    expected = final.records_stored if limit is None else min(limit, final.records_stored)
     return {
-        "received": (s1.records_received - s0.records_received) / (t1 - t0),
-        "stored": (s1.records_stored - s0.records_stored) / (t1 - t0),
+        "events_per_s": common.slope_per_minute(times, stored) / 60,
+        "received_per_s": common.slope_per_minute(times, received) / 60,
         "rows": rows,
-        "dropped": s1.dropped_records,
+        "table_ok": rows == expected and final.dropped_records == 0,
+        "dropped": final.dropped_records,
         "rss_mb": rss,
     }
 
 
-def latency(url: str, seconds: float) -> dict[str, float]:
-    """Provider timestamp -> receipt on the loop, per record, at a rate the server sustains."""
-    conn = obbws.create_connection(provider="demo", name="bench-lat", symbol=SYMBOLS, url=url)
-    client = conn.get_client()
-    lags: list[int] = []
+async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> dict:
+    import orjson
+    from websockets.asyncio.client import connect
 
-    def hook(records: list[dict]) -> None:
-        now = time.time_ns()
-        lags.extend(now - r["date"] for r in records)
+    loads = orjson.loads
+    clock = time.perf_counter
+    events = 0
+    start = clock() + warmup
+    t0 = 0.0
+    async with connect(url, compression=None, close_timeout=0.1) as ws:
+        await ws.send(orjson.dumps({"action": "auth", "params": KEY}).decode())
+        await ws.send(orjson.dumps({"action": "subscribe", "params": subscribe}).decode())
+        async for frame in ws:
+            n = len(loads(frame))
+            if t0:
+                events += n
+                if clock() - t0 >= seconds:
+                    break
+            elif clock() >= start:
+                t0 = clock()
+        elapsed = clock() - t0
+    return {"events_per_s": events / elapsed}
 
-    client.add_record_hook(hook)
-    time.sleep(seconds)
-    client.remove_record_hook(hook)
-    conn.kill()
-    lags.sort()
-    return {
-        "n": len(lags),
-        "p50": lags[len(lags) // 2] / 1e6,
-        "p90": lags[int(len(lags) * 0.9)] / 1e6,
-        "p99": lags[int(len(lags) * 0.99)] / 1e6,
-    }
+
+async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
+    from polygon import WebSocketClient  # polygon-api-client, in the dev extra
+
+    host = url.removeprefix("ws://").rstrip("/")
+    client = WebSocketClient(
+        api_key=KEY,
+        feed=host,
+        market="crypto",
+        secure=False,
+        subscriptions=["XT.*"],
+        max_reconnects=0,
+    )
+    clock = time.perf_counter
+    state = {"t0": 0.0, "events": 0, "elapsed": 0.0}
+    done = asyncio.Event()
+    start = clock() + warmup
+
+    async def handle(messages: list[Any]) -> None:
+        now = clock()
+        if state["t0"]:
+            state["events"] += len(messages)
+            state["elapsed"] = now - state["t0"]
+            if state["elapsed"] >= seconds:
+                done.set()
+        elif now >= start:
+            state["t0"] = now
+
+    task = asyncio.create_task(client.connect(handle))
+    await asyncio.wait([task, asyncio.create_task(done.wait())], return_when="FIRST_COMPLETED")
+    if not state["elapsed"]:
+        raise RuntimeError(f"polygon-api-client received no data ({task!r})")
+    result = {"events_per_s": state["events"] / state["elapsed"], "rss_mb": common.rss_mb()}
+    await client.close()  # its connect() then returns
+    await asyncio.wait([task], timeout=5)
+    if not task.done():
+        # Its loop (wait_for(recv(), 1) in a while True) can swallow a cancellation on Python
+        # 3.11, and asyncio.run would wait for it forever: answer and end the process here.
+        common.worker_result(result)
+        os._exit(0)
+    return result
+
+
+def worker(args: argparse.Namespace) -> None:
+    kind, feed, url = args.worker, args.feed, args.url
+    if kind == "ceiling":
+        path = url.rstrip("/") + "/crypto"
+        result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
+    elif kind == "polygon-client":
+        result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
+    else:
+        limit = _limit(kind.partition(":")[2])
+        result = measure_ours(feed, url, limit, args.warmup, args.seconds)
+    result["rss_mb"] = result.get("rss_mb", common.rss_mb())
+    common.worker_result(result)
+
+
+# -- the orchestrator ----------------------------------------------------------------------------
+
+
+def run_case(
+    case: Case, runs: int, warmup: float, seconds: float, log: bool = True
+) -> dict[str, list[dict]]:
+    server_cores, client_cores = common.pinning()
+    out: dict[str, list[dict]] = {c: [] for c in case.clients}
+    with common.server(*case.server, cores=server_cores) as url:
+        for r in range(runs):
+            order = case.clients[r % len(case.clients) :] + case.clients[: r % len(case.clients)]
+            for client in order:
+                argv = [sys.executable, __file__, "--worker", client, "--feed", case.feed]
+                argv += ["--url", url, "--warmup", str(warmup), "--seconds", str(seconds)]
+                try:
+                    res = common.run_worker(argv, client_cores, timeout=warmup + seconds + 120)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # keep the others
+                    print(f"  {case.label}: {client} failed: {exc}", file=sys.stderr, flush=True)
+                    res = {"events_per_s": NAN, "rss_mb": NAN, "failed": str(exc)[-300:]}
+                res["round"] = r
+                out[client].append(res)
+                if log:
+                    print(
+                        f"  {case.label}, round {r + 1}: {client:<15} "
+                        f"{common.rate(res['events_per_s']):>7} events/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return out
+
+
+def _client_label(client: str) -> tuple[str, str]:
+    if client == "polygon-client":
+        return "polygon-api-client (typed models, no storage)", "-"
+    return "obbws-jupyter -> DuckDB", client.partition(":")[2]
+
+
+def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
+    ceiling = out["ceiling"]
+    c_med = common.median(r["events_per_s"] for r in ceiling)
+    rows = [{"case": case.label, "client": "ceiling", "events_per_s": c_med, "ratio": 1.0}]
+    for client in case.clients:
+        if client == "ceiling":
+            continue
+        results = out[client]
+        med = common.median(r["events_per_s"] for r in results)
+        per_round = [
+            r["events_per_s"] / c["events_per_s"]
+            for r, c in zip(results, ceiling, strict=True)
+            if c["events_per_s"] and not math.isnan(r["events_per_s"] / c["events_per_s"])
+        ]
+        row = {
+            "case": case.label,
+            "per_frame": case.per_frame,
+            "client": client,
+            "events_per_s": med,
+            "ratio": med / c_med if c_med else float("nan"),
+            "ratio_min": min(per_round, default=float("nan")),
+            "ratio_max": max(per_round, default=float("nan")),
+            "rss_mb": common.median(r["rss_mb"] for r in results),
+            "failed_runs": sum(1 for r in results if "failed" in r),
+        }
+        if client.startswith("ours"):
+            done = [r for r in results if "failed" not in r]
+            row["received_per_s"] = common.median(r["received_per_s"] for r in done)
+            row["table_ok"] = all(r["table_ok"] for r in done)
+            row["dropped"] = sum(r["dropped"] for r in done)
+        rows.append(row)
+    return rows
+
+
+def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> str:
+    body = []
+    for row in rows:
+        if row["client"] == "ceiling":
+            ceiling = common.rate(row["events_per_s"])
+            body.append([row["case"], CEILING, "-", ceiling, "1.00", *EMPTY3])
+            continue
+        who, limit = _client_label(row["client"])
+        target = ""
+        if row["client"].startswith("ours"):
+            goal = TARGETS.get(row["per_frame"])
+            target = f"≥ {goal:.2f}" if goal else ""
+            stored = f"stored ({common.rate(row['received_per_s'])} received)" + (
+                "" if row["table_ok"] else "; TABLE CHECK FAILED"
+            )
+        else:
+            stored = "parsed into models"
+        if row["failed_runs"]:
+            stored += f"; {row['failed_runs']} run(s) failed"
+        body.append(
+            [
+                row["case"],
+                who,
+                limit,
+                f"{common.rate(row['events_per_s'])} {stored}",
+                f"**{row['ratio']:.2f}**",
+                f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+                target,
+                f"{row['rss_mb']:.0f}",
+            ]
+        )
+    server_cores, client_cores = common.pinning()
+    pin = (
+        f"server pinned to core(s) {sorted(server_cores)}, clients to {sorted(client_cores)}"
+        if server_cores and client_cores
+        else "not pinned (fewer than 2 usable cores)"
+    )
+    lines = [
+        "### Ingest: fake server at full speed -> DuckDB, against the orjson ceiling",
+        "",
+        f"Machine: {common.machine_line()}; load average before the run {load_before:.2f}.",
+        f"Medians of {runs} interleaved rounds of {seconds:g} s windows; {pin}. "
+        "Ours is counted when rows are committed (slope of `status.records_stored` sampled "
+        "every 0.2 s); ratio = ours / "
+        "ceiling (median), with the range of the per-round ratios.",
+        "",
+        common.table(
+            [
+                "frames",
+                "client",
+                "limit",
+                "events/s",
+                "ratio",
+                "per round",
+                "target",
+                "RSS MiB",
+            ],
+            body,
+        ),
+        "",
+        "Peers (quoted from issue #8, same kind of machine, no storage; ratio to the orjson "
+        "ceiling on the same frames):",
+        "",
+        common.table(["peer", "frames", "events/s", "ratio"], PEERS),
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--latency-rate", type=float, default=20_000.0)
-    args = parser.parse_args()
-
-    proc, url = start_server("--firehose")
-    try:
-        ceilings, results = [], []
-        for run in range(args.runs):
-            ceilings.append(ceiling(url, args.seconds))
-            results.append(pipeline(url, args.seconds, args.limit, run))
-            r = results[-1]
-            print(
-                f"run {run + 1}: ceiling {ceilings[-1]:,.0f} ev/s | pipeline received "
-                f"{r['received']:,.0f} ev/s, stored {r['stored']:,.0f} ev/s, "
-                f"table rows {r['rows']:.0f}, dropped {r['dropped']:.0f}",
-                flush=True,
-            )
-    finally:
-        proc.terminate()
-        proc.wait(5)
-    proc, url = start_server("--rate", str(args.latency_rate))
-    try:
-        lat = latency(url, args.seconds)
-    finally:
-        proc.terminate()
-        proc.wait(5)
-
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in results)
-
-    c = statistics.median(ceilings)
-    print()
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    print(f"demo server in another process, firehose mode; symbols {SYMBOLS}; limit {args.limit}")
-    print(f"raw receive+parse ceiling : {c:,.0f} events/s (median of {args.runs})")
-    print(
-        f"pipeline into DuckDB      : {med('stored'):,.0f} events/s stored "
-        f"({med('received'):,.0f} received; median of {args.runs})"
-    )
-    print(f"pipeline / ceiling        : {med('stored') / c:.2f}")
-    print(
-        f"latency at {args.latency_rate:,.0f} ev/s   : provider timestamp -> receipt "
-        f"p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms "
-        f"({lat['n']:,.0f} records; includes the server's 15 ms batching tick)"
-    )
-    print(f"process RSS after a run   : {med('rss_mb'):.0f} MiB")
-    print(json.dumps({"ceiling_eps": round(c), "pipeline_eps": round(med("stored"))}))
+    p = common.parser(__doc__)
+    p.add_argument("--seconds", type=float, default=None, help="window per measurement")
+    p.add_argument("--warmup", type=float, default=None, help="seconds before each window")
+    p.add_argument("--runs", type=int, default=None, help="interleaved rounds")
+    p.add_argument("--cases", default=None, help="e.g. demo-1,polygon-50 (default: all)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--feed", default="demo", help=argparse.SUPPRESS)
+    p.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    quick_or_smoke = args.smoke or args.quick
+    runs = args.runs or (1 if args.smoke else 3 if args.quick else 5)
+    seconds = args.seconds or (0.3 if args.smoke else 2.5 if args.quick else 5.0)
+    warmup = args.warmup if args.warmup is not None else (0.3 if quick_or_smoke else 1.0)
+    cases = CASES
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        cases = tuple(c for c in CASES if f"{c.feed}-{c.per_frame}" in wanted)
+    elif args.smoke:
+        cases = CASES[:1]
+    load_before = common.load_average()
+    rows: list[dict] = []
+    for case in cases:
+        rows += summarize(case, run_case(case, runs, warmup, seconds))
+    common.emit(args, "ingest", render(rows, runs, seconds, load_before), rows)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ market (:mod:`obbws_jupyter.offline.market`). The base owns what every fake need
 - a data pump per connection: every ``tick_interval`` it owes ``rate`` events/s to each
   connection that is :meth:`ready` and asks :meth:`make_frames` for them; a heartbeat frame
   every ``heartbeat_interval`` if :meth:`heartbeat` returns one;
+- firehose mode (benchmarks, ``firehose=True``): frames of ``events_per_frame`` events,
+  generated once per subscription set by :meth:`make_frames` and re-sent as fast as the client
+  reads (``rate`` and heartbeats are ignored; timestamps are those of generation);
 - test controls: :meth:`drop_connections` (a close code, or ``None`` for a TCP reset),
   :meth:`inject` (raw, possibly malformed frames), :meth:`pause` / :meth:`resume` (open but
   silent: watchdog tests), :meth:`set_rate`, :meth:`wait_connections` and :meth:`wait_for`
@@ -43,16 +46,21 @@ from typing import Any, TypeVar
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from obbws_jupyter import runtime
 from obbws_jupyter._util import wire_logger
 from obbws_jupyter.offline.market import Market
 
 __all__ = [
+    "FIREHOSE_EVENTS",
     "FakeClient",
     "FakeServer",
     "ServerHandle",
+    "add_firehose_options",
     "now_ms",
     "run_beside",
     "run_cli",
@@ -67,6 +75,10 @@ S = TypeVar("S", bound="FakeServer")
 
 TICK_INTERVAL = 0.015  # seconds between data batches
 RECEIVED_KEPT = 10_000  # client frames kept in FakeServer.received
+FIREHOSE_EVENTS = 500  # events per frame in firehose mode, unless told otherwise
+FIREHOSE_POOL = 64  # distinct pre-generated frames cycled through in firehose mode
+FIREHOSE_BLOB_FRAMES = 32  # frames written per transport write in firehose mode
+FIREHOSE_MAX_EVENTS = 100_000
 
 
 def now_ms() -> int:
@@ -94,6 +106,20 @@ def check_rate(rate: float) -> float:
     return value
 
 
+def check_events_per_frame(events_per_frame: int) -> int:
+    """``events_per_frame`` as an int in 1..FIREHOSE_MAX_EVENTS, or ValueError."""
+    if (
+        isinstance(events_per_frame, bool)
+        or not isinstance(events_per_frame, int)
+        or not 1 <= events_per_frame <= FIREHOSE_MAX_EVENTS
+    ):
+        raise ValueError(
+            f"events_per_frame must be an int from 1 to {FIREHOSE_MAX_EVENTS}, "
+            f"got {events_per_frame!r}"
+        )
+    return events_per_frame
+
+
 class FakeClient:
     """Server-side state of one connection; subclasses keep theirs in ``state``."""
 
@@ -115,7 +141,8 @@ class FakeServer:
     ``api_key=None`` accepts any key; otherwise :meth:`check_key` compares in constant time.
     ``rate`` is events per second per ready connection (0: no data). ``seed`` makes the
     simulated prices reproducible; one market per server, so a reconnecting client continues
-    the same price paths.
+    the same price paths. ``firehose=True`` (benchmarks) sends frames of ``events_per_frame``
+    events as fast as the client reads instead (see the module docstring).
     """
 
     provider = "fake"  # for logs
@@ -130,6 +157,8 @@ class FakeServer:
         tick_interval: float = TICK_INTERVAL,
         heartbeat_interval: float | None = None,
         max_size: int = 2**16,
+        firehose: bool = False,
+        events_per_frame: int = FIREHOSE_EVENTS,
     ) -> None:
         self.host = host
         self.port = port
@@ -138,6 +167,8 @@ class FakeServer:
         self.tick_interval = tick_interval
         self.heartbeat_interval = heartbeat_interval
         self.max_size = max_size
+        self.firehose = bool(firehose)
+        self.events_per_frame = check_events_per_frame(events_per_frame)
         self.market = Market(seed)
         self.connections_total = 0
         self.auth_attempts = 0
@@ -335,7 +366,12 @@ class FakeServer:
             await self._notify()
 
     async def produce(self, client: FakeClient) -> None:
-        """Data every tick and heartbeats; subclasses with another pace override it."""
+        """Data every tick and heartbeats (or the firehose); subclasses with another pace
+        override it."""
+        if self.firehose:
+            with contextlib.suppress(ConnectionClosed):
+                await self._firehose(client)
+            return
         loop = asyncio.get_running_loop()
         running = self._running
         assert running is not None
@@ -360,6 +396,59 @@ class FakeServer:
                     if beat is not None:
                         await self.send(client, beat)
                     next_heartbeat = max(next_heartbeat + interval, now)
+
+    async def _firehose(self, client: FakeClient) -> None:
+        """Frames of ``events_per_frame`` events, drawn once per subscription set (a pool of
+        FIREHOSE_POOL draws) and re-sent as fast as the client drains them.
+
+        The pool is serialized once to wire bytes (unmasked text frames, RFC 6455 §5.2; the
+        fakes negotiate no compression) and written in blobs of several frames, so that a
+        single-event firehose measures the client, not websockets' per-frame send path."""
+        running = self._running
+        assert running is not None
+        conn = client.conn
+        blobs: list[tuple[bytes, int, int]] = []  # (wire bytes, frames, events)
+        subscribed: tuple[str, ...] | None = None
+        i = 0
+        while True:
+            if not self.ready(client):
+                await asyncio.sleep(self.tick_interval)
+                continue
+            current = tuple(client.subscriptions)
+            if current != subscribed:
+                subscribed, blobs = current, self._firehose_blobs(client)
+            if not running.is_set():
+                await running.wait()
+            if conn.protocol.state is not State.OPEN:
+                return
+            blob, frames, events = blobs[i % len(blobs)]
+            conn.transport.write(blob)
+            self.frames_sent += frames
+            self.events_sent += events
+            i += 1
+            await conn.drain()  # waits while the client's socket buffer is full
+            if i % 16 == 0:
+                await asyncio.sleep(0)  # let control messages through
+
+    def _firehose_blobs(self, client: FakeClient) -> list[tuple[bytes, int, int]]:
+        per_frame = self.events_per_frame
+        t_ms = now_ms()
+        blobs: list[tuple[bytes, int, int]] = []
+        parts: list[bytes] = []
+        events = 0
+        for _ in range(FIREHOSE_POOL):
+            frames = self.make_frames(client, per_frame, t_ms, 0.0)
+            events += per_frame  # a subclass may split a large draw in several frames
+            for frame in frames:
+                opcode = Opcode.TEXT if isinstance(frame, str) else Opcode.BINARY
+                data = frame.encode() if isinstance(frame, str) else frame
+                parts.append(WsFrame(opcode, data).serialize(mask=False, extensions=[]))
+            if len(parts) >= FIREHOSE_BLOB_FRAMES or sum(map(len, parts)) >= 2**16:
+                blobs.append((b"".join(parts), len(parts), events))
+                parts, events = [], 0
+        if parts:
+            blobs.append((b"".join(parts), len(parts), events))
+        return blobs
 
     async def _send_owed(self, client: FakeClient, dt: float) -> None:
         # a slow client stalls this loop (send waits for the buffer to drain): owe at most 1 s
@@ -438,6 +527,30 @@ def start_server(cls: type[FakeServer], **kwargs: Any) -> ServerHandle:
 
 
 # -- command line ----------------------------------------------------------------------------
+
+
+def add_firehose_options(parser: argparse.ArgumentParser) -> None:
+    """``--firehose`` and ``--events-per-frame N``, for fakes whose ``_build`` passes them on
+    (``firehose=args.firehose, events_per_frame=args.events_per_frame``)."""
+    parser.add_argument(
+        "--firehose",
+        action="store_true",
+        help="benchmark mode: pre-generated frames as fast as the client reads (ignores --rate)",
+    )
+    parser.add_argument(
+        "--events-per-frame",
+        type=_events_per_frame_arg,
+        default=FIREHOSE_EVENTS,
+        metavar="N",
+        help=f"events per frame in firehose mode (default {FIREHOSE_EVENTS})",
+    )
+
+
+def _events_per_frame_arg(text: str) -> int:
+    try:
+        return check_events_per_frame(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_cli(

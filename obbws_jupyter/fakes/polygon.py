@@ -20,6 +20,8 @@ documented or built):
   timestamps (FMV: ns, as documented), trade conditions as integer lists, stock quote sizes in
   round lots, per-ticker sequence numbers ``q``;
 - no heartbeat event (Polygon has none; websocket pings are answered by the library);
+- benchmark mode (``firehose=True``, ``--firehose [--events-per-frame N]``): pre-generated
+  frames of N events (default 500) re-sent as fast as the client reads;
 - optional: ``max_connections=N`` refuses connection N+1 with the ``max_connections`` status,
   ``auth_timeout=S`` closes a connection that has not sent its key after S seconds with
   ``auth_timeout``.
@@ -53,11 +55,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from obbws_jupyter.fakes._base import (
+    FIREHOSE_EVENTS,
     TICK_INTERVAL,
     FakeClient,
     FakeServer,
     Frame,
     ServerHandle,
+    add_firehose_options,
     run_cli,
     start_server,
 )
@@ -483,9 +487,18 @@ class PolygonServer(FakeServer):
         max_connections: int | None = None,
         auth_timeout: float | None = None,
         keep_sent: int = 0,
+        firehose: bool = False,
+        events_per_frame: int = FIREHOSE_EVENTS,
     ) -> None:
         super().__init__(
-            host, port, api_key=api_key, rate=rate, seed=seed, tick_interval=tick_interval
+            host,
+            port,
+            api_key=api_key,
+            rate=rate,
+            seed=seed,
+            tick_interval=tick_interval,
+            firehose=firehose,
+            events_per_frame=events_per_frame,
         )
         self.feed = PolygonFeed(self.market, seed)
         self.refuse_plan = refuse_plan
@@ -660,6 +673,8 @@ def _build(args: argparse.Namespace, api_key: str | None) -> PolygonServer:
         seed=args.seed,
         refuse_plan=args.refuse_plan,
         max_connections=args.max_connections,
+        firehose=args.firehose,
+        events_per_frame=args.events_per_frame,
     )
 
 
@@ -668,6 +683,7 @@ def _extra(parser: argparse.ArgumentParser) -> None:
         "--refuse-plan", action="store_true", help="answer a good key with the plan refusal"
     )
     parser.add_argument("--max-connections", type=int, default=None)
+    add_firehose_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

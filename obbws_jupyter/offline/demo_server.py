@@ -9,7 +9,9 @@ Three ways to use it:
 - sync (notebooks, tests): ``handle = start_demo_server(rate=500)`` runs it on the obbws
   background loop; ``handle.drop_connections()``, ``handle.pause()``, ``handle.close()``...
 - another process (benchmarks): ``python -m obbws_jupyter.offline.demo_server --port 0
-  --rate 50000`` prints its URL once listening and serves until Ctrl-C / SIGTERM.
+  --rate 50000`` prints its URL once listening and serves until Ctrl-C / SIGTERM;
+  ``--firehose [--events-per-frame N]`` re-sends pre-generated frames of N events (default
+  500) as fast as the client reads.
 
 ``serve(params)`` is the embedded-server factory of the demo provider (``ProviderSpec``).
 
@@ -22,8 +24,6 @@ silent: watchdog tests), ``wait_for`` / ``wait_connections``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -31,16 +31,17 @@ from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from obbws_jupyter import runtime
 from obbws_jupyter.fakes._base import (
+    FIREHOSE_EVENTS,
     TICK_INTERVAL,
     FakeClient,
     FakeServer,
     Frame,
     ServerHandle,
+    add_firehose_options,
     now_ms,
     run_cli,
 )
@@ -60,8 +61,6 @@ __all__ = [
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,19}$")
 CHANNELS = ("T", "Q")
 MAX_BATCH = 5000  # events per frame (~500 kB); a larger tick is split to stay under 1 MiB
-FIREHOSE_BATCH = 500  # events per frame in firehose (benchmark) mode
-FIREHOSE_POOL = 64  # distinct pre-generated frames cycled through in firehose mode
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -85,7 +84,7 @@ class DemoServer(FakeServer):
     ``rate`` is events per second per connection, spread over its subscriptions (0: no data,
     heartbeats only). ``seed`` makes the simulated prices reproducible (one market per server:
     a reconnecting client continues the same price paths). ``firehose`` (benchmarks) re-sends
-    pre-generated frames as fast as the client reads.
+    pre-generated frames of ``events_per_frame`` events as fast as the client reads.
     """
 
     provider = "demo"
@@ -100,6 +99,7 @@ class DemoServer(FakeServer):
         seed: int | None = None,
         tick_interval: float = TICK_INTERVAL,
         firehose: bool = False,
+        events_per_frame: int = FIREHOSE_EVENTS,
     ) -> None:
         super().__init__(
             host,
@@ -109,8 +109,9 @@ class DemoServer(FakeServer):
             seed=seed,
             tick_interval=tick_interval,
             heartbeat_interval=heartbeat_interval,
+            firehose=firehose,
+            events_per_frame=events_per_frame,
         )
-        self.firehose = firehose
         self.subscribe_requests: list[str] = []
         self.unsubscribe_requests: list[str] = []
 
@@ -228,38 +229,6 @@ class DemoServer(FakeServer):
                 channels.setdefault((kind, ch[1].symbol), ch)
         client.state["channels"] = list(channels.values())
 
-    # -- benchmark mode ----------------------------------------------------------------------
-
-    async def produce(self, client: FakeClient) -> None:
-        if not self.firehose:
-            await super().produce(client)
-            return
-        with contextlib.suppress(ConnectionClosed):
-            await self._firehose(client)
-
-    async def _firehose(self, client: FakeClient) -> None:
-        """Frames of FIREHOSE_BATCH events, pre-generated once per channel set and re-sent as
-        fast as the client drains them (timestamps are those of generation)."""
-        pool: list[str] = []
-        channels: list[Channel] | None = None
-        i = 0
-        while True:
-            current = _channels(client)
-            if not (client.authenticated and current):
-                await asyncio.sleep(self.tick_interval)
-                continue
-            if current is not channels:
-                channels = current
-                t_ms = now_ms()
-                pool = [
-                    _DUMPS(self.market.events(channels, FIREHOSE_BATCH, t_ms, 0.0))
-                    for _ in range(FIREHOSE_POOL)
-                ]
-            await self.send(client, pool[i % len(pool)], FIREHOSE_BATCH)
-            i += 1
-            if i % 16 == 0:
-                await asyncio.sleep(0)  # let control messages through
-
 
 # -- sample frames for the parse benchmark (benchmarks/provider_parse.py) ---------------------
 
@@ -322,16 +291,13 @@ def _build(args: argparse.Namespace, api_key: str | None) -> DemoServer:
         heartbeat_interval=args.heartbeat,
         seed=args.seed,
         firehose=args.firehose,
+        events_per_frame=args.events_per_frame,
     )
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds")
-    parser.add_argument(
-        "--firehose",
-        action="store_true",
-        help="benchmark mode: pre-generated frames as fast as the client reads (ignores --rate)",
-    )
+    add_firehose_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
