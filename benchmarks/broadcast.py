@@ -5,8 +5,9 @@ Run: ``python benchmarks/broadcast.py [--rate 5000] [--listeners 1,10,50] [--sec
 A demo connection (embedded server at ``--rate`` events/s) broadcasts on a free port; the
 listeners run in a separate process (plain websockets clients, so they do not share this
 process's GIL) and count every record; one record in 20 is parsed to measure the time from
-``received_at`` (the stream's receipt of the provider frame) to the listener's receipt. Prints, per listener count, the records/s
-delivered to all listeners together, latency percentiles, drops, and this process's RSS.
+``received_at`` (the stream's receipt of the provider frame) to the listener's receipt.
+Prints, per listener count, the records/s delivered to all listeners together, latency
+percentiles, drops, and this process's RSS.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ class Param:
             return None
         try:
             converted = _convert(self.type, value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             shown = "<hidden>" if self.secret else repr(value)
             raise InvalidParameterError(
                 f"{provider}: parameter {self.name!r} must be {self.type.__name__}, got {shown}."
@@ -319,6 +319,8 @@ def read_capture_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     {...}}``. Here (stdlib only) so both the core and the replay provider read it one way.
     Raises InvalidParameterError naming the path and what was expected."""
     shown = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block open() forever
+        raise _not_a_capture(shown, "not a regular file")
     try:
         with open(path, encoding="utf-8") as file:
             first = file.readline(1 << 20)

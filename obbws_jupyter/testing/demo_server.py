@@ -14,8 +14,14 @@ Three ways to use it:
 ``serve(params)`` is the embedded-server factory of the demo provider (``ProviderSpec``).
 
 Test controls simulate provider trouble: :meth:`DemoServer.drop_connections` (a provider-side
-drop), :meth:`~DemoServer.inject` (raw, possibly malformed frames), :meth:`~DemoServer.pause` /
-:meth:`~DemoServer.resume` (a connection that stays open but goes silent: watchdog tests).
+drop with a close code, or an abort), :meth:`~DemoServer.reset_connections` (a TCP reset),
+:meth:`~DemoServer.inject` (raw, possibly malformed frames), :meth:`~DemoServer.pause` /
+:meth:`~DemoServer.resume` (a connection that stays open but goes silent; pings are still
+answered), :meth:`~DemoServer.freeze` (silent and deaf: not even pings are answered),
+:meth:`~DemoServer.stop_listening` / :meth:`~DemoServer.start` (the server goes away and comes
+back on the same port), ``close_after_auth`` (every login is closed at once) and
+:meth:`~DemoServer.revoke_auth` (the key stops being accepted and current sessions end).
+Its websockets logger masks secrets (an auth frame carries the API key).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import struct
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -40,11 +48,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from obbws_jupyter import runtime
+from obbws_jupyter._util import register_secret, wire_logger
 from obbws_jupyter.testing.market import ASSET_TYPES, Channel, Market
 
 __all__ = ["DemoServer", "DemoServerHandle", "main", "serve", "start_demo_server"]
 
 log = logging.getLogger("obbws_jupyter.testing.demo_server")
+WIRE_LOGGER = "obbws_jupyter.testing.demo_server.websockets"
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,19}$")
 CHANNELS = ("T", "Q")
@@ -105,6 +115,8 @@ class DemoServer:
         self.heartbeat_interval = heartbeat_interval
         self.tick_interval = tick_interval
         self.market = Market(seed)
+        self.close_after_auth = False  # fault: close every session right after its login
+        self.auth_revoked = False  # fault: refuse every key from now on
         # counters (read by tests and benchmarks)
         self.connections_total = 0
         self.auth_attempts = 0
@@ -115,6 +127,7 @@ class DemoServer:
         self._clients: dict[ServerConnection, _Client] = {}
         self._server: Server | None = None
         self._running: asyncio.Event | None = None  # set = output flowing, clear = paused
+        self._frozen = False
         self._changed: asyncio.Condition | None = None
 
     # lifecycle -------------------------------------------------------------------------------
@@ -134,6 +147,7 @@ class DemoServer:
             process_request=self._process_request,
             max_size=2**16,
             ping_interval=None,
+            logger=wire_logger(WIRE_LOGGER),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("demo server listening on %s (rate %s/s)", self.url, self.rate)
@@ -183,7 +197,12 @@ class DemoServer:
             self._running.clear()
 
     def resume(self) -> None:
-        """Restart output after :meth:`pause`."""
+        """Restart output after :meth:`pause` (and reading after :meth:`freeze`)."""
+        if self._frozen:
+            self._frozen = False
+            for conn in self._clients:
+                with contextlib.suppress(Exception):
+                    conn.transport.resume_reading()
         if self._running is not None:
             self._running.set()
 
@@ -202,6 +221,47 @@ class DemoServer:
             await asyncio.gather(
                 *(conn.close(code, reason) for conn in conns), return_exceptions=True
             )
+        return len(conns)
+
+    async def reset_connections(self) -> int:
+        """Abort every open connection with a TCP RST (SO_LINGER 0), as a crashed peer or a
+        middlebox does; returns how many."""
+        conns = list(self._clients)
+        for conn in conns:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.transport.abort()
+        return len(conns)
+
+    def freeze(self) -> None:
+        """Go silent and deaf: no output and nothing read (so pings go unanswered) while
+        connections stay open. :meth:`resume` ends it."""
+        self.pause()
+        for conn in self._clients:
+            with contextlib.suppress(Exception):
+                conn.transport.pause_reading()
+        self._frozen = True
+
+    async def stop_listening(self) -> None:
+        """The server goes away: connections dropped (1001) and the port closed, until
+        :meth:`start` listens again on the same port."""
+        await self.close()
+
+    async def revoke_auth(self) -> int:
+        """The key stops being accepted: every later login fails, and current sessions are
+        told so and closed (1008); returns how many were closed."""
+        self.auth_revoked = True
+        conns = list(self._clients)
+        frame = _frame(_status("auth_failed", "authentication revoked"))
+        for conn in conns:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.send(frame)
+        await asyncio.gather(
+            *(conn.close(1008, "authentication revoked") for conn in conns),
+            return_exceptions=True,
+        )
         return len(conns)
 
     async def inject(self, frame: str | bytes) -> int:
@@ -293,14 +353,18 @@ class DemoServer:
         if client.authenticated:
             await self._reply(client, _status("error", "already authenticated"))
             return
-        if self.api_key is not None and not hmac.compare_digest(
-            key.encode(), self.api_key.encode()
-        ):
+        refused = self.auth_revoked or (
+            self.api_key is not None
+            and not hmac.compare_digest(key.encode(), self.api_key.encode())
+        )
+        if refused:
             await self._reply(client, _status("auth_failed", "authentication failed"))
             await client.conn.close(1008, "authentication failed")
             return
         client.authenticated = True
         await self._reply(client, _status("auth_success", "authenticated"))
+        if self.close_after_auth:
+            await client.conn.close(1000, "demo: closing after login")
 
     async def _subscription(self, client: _Client, action: str, params: str) -> None:
         (self.subscribe_requests if action == "subscribe" else self.unsubscribe_requests).append(
@@ -472,6 +536,29 @@ class DemoServerHandle:
     def inject(self, frame: str | bytes) -> int:
         return runtime.run(self.server.inject(frame), self.timeout)
 
+    def reset_connections(self) -> int:
+        return runtime.run(self.server.reset_connections(), self.timeout)
+
+    def freeze(self) -> None:
+        runtime.run(_call(self.server.freeze), self.timeout)
+
+    def stop_listening(self) -> None:
+        runtime.run(self.server.stop_listening(), self.timeout)
+
+    def start(self) -> None:
+        """Listen again (on the same port) after :meth:`stop_listening`."""
+        runtime.run(self.server.start(), self.timeout)
+
+    def revoke_auth(self) -> int:
+        return runtime.run(self.server.revoke_auth(), self.timeout)
+
+    def set_close_after_auth(self, on: bool) -> None:
+        self.server.close_after_auth = on
+
+    @property
+    def auth_revoked(self) -> bool:
+        return self.server.auth_revoked
+
     def pause(self) -> None:
         runtime.run(_call(self.server.pause), self.timeout)
 
@@ -510,6 +597,7 @@ def start_demo_server(**kwargs: Any) -> DemoServerHandle:
 
 
 async def _serve_forever(args: argparse.Namespace, api_key: str | None) -> None:
+    register_secret(api_key)  # never in this process's logs
     server = DemoServer(
         host=args.host,
         port=args.port,
