@@ -339,11 +339,14 @@ class WebSocketClient:
         return driver
 
     def _on_records(self, records: list[Record]) -> None:
-        # On the loop thread, once per frame: what the store rejects goes no further; then
-        # ids, store, broadcast and hooks.
-        records = self._store.accept(records)
-        if not records:
-            return
+        # On the loop thread, once per frame: ids, then store, broadcast and hooks. What the
+        # store would reject must reach no listener or hook, so with any of them it is sorted
+        # out first (0.4 us per record); without them the writer rejects it by itself.
+        broadcast = self._broadcast
+        if broadcast is not None or self._record_hooks:
+            records = self._store.accept(records)
+            if not records:
+                return
         next_id = self._next_id
         now = time.time_ns()
         for record in records:
@@ -352,7 +355,6 @@ class WebSocketClient:
             next_id += 1
         self._next_id = next_id
         self._store.put(records)
-        broadcast = self._broadcast
         if broadcast is not None:
             broadcast.publish(records)
         for hook in self._record_hooks:

@@ -377,3 +377,15 @@ def test_kill_during_replays_returns_promptly(demo_server: Any) -> None:
             ws.transport.abort()
 
     runtime.run(abort_all())
+
+
+def test_status_rows_in_table_is_filled(demo_server: Any) -> None:
+    """status.rows_in_table is the stored row count (capped by limit), not None."""
+    conn = obbws.create_connection(
+        provider="demo", name="cnt", symbol="btcusd", url=demo_server.url_for("crypto"), limit=50
+    )
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait(120)
+    demo_server.set_rate(0)
+    conn.get_client().store.flush(timeout=TIMEOUT)
+    assert conn.status.rows_in_table == len(conn.get_results()) == 50

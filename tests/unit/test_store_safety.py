@@ -336,3 +336,24 @@ def test_bad_results_file_paths_name_the_parameter(
     with pytest.raises(ObbwsError, match=rf"results_file.*{match}"):
         ResultsStore(FIELDS, results_file=path)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- rows_in_table ---------------------------------------------------------------------------
+
+
+def test_rows_in_table_follows_the_cap_clear_and_reopen(tmp_path: pathlib.Path) -> None:
+    """stats['rows_in_table'] is the table's row count after each batch (cap, clear and an
+    existing file included), kept by the writer without a query."""
+    path = tmp_path / "count.duckdb"
+    with ResultsStore(FIELDS, results_file=path, limit=100, save_results=True) as s:
+        for start in range(1, 1001, 50):
+            s.put(records(start, 50))
+            s.flush()
+            assert s.stats["rows_in_table"] == s.count() == min(start + 49, 100)
+        s.clear()
+        assert s.stats["rows_in_table"] == 0
+        s.put(records(1001, 7))
+        s.flush()
+        assert s.stats["rows_in_table"] == 7
+    with ResultsStore(FIELDS, results_file=path, limit=100) as s:
+        assert s.stats["rows_in_table"] == 7
