@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,68 +16,50 @@ __all__ = [
     "clip",
     "mask_secrets",
     "ns_to_datetime",
-    "register_secret",
-    "unregister_secret",
+    "remember_secret",
     "wire_logger",
 ]
 
 _SECRET_QUERY = re.compile(
     r"(?i)((?:auth_token|token|api_?key|apikey|key|secret|password|authorization)=)([^&\s'\"]+)"
 )
-_AUTH_HEADER = re.compile(r"(?i)((?:bearer|basic)\s+)(\S+)")
-# Credentials inside JSON frames: a secret-named key, or the "params" of an auth action
-# (Polygon's and the demo's login message), whatever the key's value is.
-_JSON_SECRET = re.compile(
-    r'(?i)("(?:api_?key|apikey|auth_?token|token|password|secret|key|authorization)"'
-    r'\s*:\s*")([^"]*)'
+_BEARER = re.compile(r"(?i)(bearer\s+)(\S+)")
+# JSON members such as "authorization": "..." or "apiKey": "..." (providers' auth frames, as
+# websockets logs them at DEBUG)
+_SECRET_JSON = re.compile(
+    r'(?i)("(?:auth_token|token|api_?key|apikey|key|secret|password|authorization)"\s*:\s*")'
+    r'([^"]*)'
 )
-_JSON_AUTH_PARAMS = re.compile(r'(?i)("action"\s*:\s*"auth"\s*,\s*"params"\s*:\s*")([^"]*)')
+# Also: an HTTP Basic header (websockets sends one for ws://user:password@host), the password
+# of such a URL, and the "params" of a JSON auth action (Polygon's and the demo's login)
+_BASIC = re.compile(r"(?i)(basic\s+)(\S+)")
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@/\s]+)(@)")
-_MASK = "********"
-MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
-
-# Values of credentials in use (provider API keys, ...), masked wherever they appear in text
-# we log or show: a secret is only safe if every logger sees it masked, including websockets'
-# frame dumps of an auth message, whose format we cannot know in advance.
-_secrets: Counter[str] = Counter()
-_secrets_lock = threading.Lock()
-_secret_list: tuple[str, ...] = ()
+_JSON_AUTH_PARAMS = re.compile(r'(?i)("action"\s*:\s*"auth"\s*,\s*"params"\s*:\s*")([^"]*)')
 
 
-def register_secret(value: object) -> None:
-    """Mask ``value`` (a credential in use) in everything :func:`mask_secrets` sees, until
-    :func:`unregister_secret` is called as many times."""
-    global _secret_list
-    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
-        return
-    with _secrets_lock:
-        _secrets[value] += 1
-        _secret_list = tuple(sorted(_secrets, key=len, reverse=True))
+_SECRET_VALUES: set[str] = set()  # exact values to hide wherever they appear (API keys)
 
 
-def unregister_secret(value: object) -> None:
-    global _secret_list
-    if not isinstance(value, str) or value not in _secrets:
-        return
-    with _secrets_lock:
-        _secrets[value] -= 1
-        if _secrets[value] <= 0:
-            del _secrets[value]
-        _secret_list = tuple(sorted(_secrets, key=len, reverse=True))
+def remember_secret(value: object) -> None:
+    """Hide this exact value (a provider's secret parameter, e.g. an API key that a provider
+    sends inside an auth frame) in everything :func:`mask_secrets` masks from now on."""
+    if isinstance(value, str) and len(value) >= 4:
+        _SECRET_VALUES.add(value)
 
 
 def mask_secrets(text: str) -> str:
-    """Hide credentials in ``text``: token-like query values, bearer/basic headers, the
-    password of a ``scheme://user:password@host`` URL, secret-named JSON values and the
-    params of a JSON auth action, and every registered secret value."""
-    text = _URL_PASSWORD.sub(rf"\1{_MASK}\3", text)
-    text = _AUTH_HEADER.sub(rf"\1{_MASK}", _SECRET_QUERY.sub(rf"\1{_MASK}", text))
-    if '"' in text:
-        text = _JSON_AUTH_PARAMS.sub(rf"\1{_MASK}", _JSON_SECRET.sub(rf"\1{_MASK}", text))
-    for secret in _secret_list:
-        if secret in text:
-            text = text.replace(secret, _MASK)
-    return text
+    """Hide the values of token-like query parameters, JSON members and bearer headers in
+    ``text``, and every value given to :func:`remember_secret`; also Basic headers, the
+    password of a ``scheme://user:password@host`` URL and the params of a JSON auth action."""
+    masked = _SECRET_JSON.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
+    masked = _BEARER.sub(r"\1********", masked)
+    masked = _BASIC.sub(r"\1********", _URL_PASSWORD.sub(r"\1********\3", masked))
+    if '"' in masked:
+        masked = _JSON_AUTH_PARAMS.sub(r"\1********", masked)
+    for value in tuple(_SECRET_VALUES):
+        if value in masked:
+            masked = masked.replace(value, "********")
+    return masked
 
 
 def clip(text: object, limit: int = 500) -> str:

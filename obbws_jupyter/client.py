@@ -38,13 +38,7 @@ from websockets.asyncio.client import connect as _ws_connect
 
 from obbws_jupyter import runtime
 from obbws_jupyter._registry import get_provider
-from obbws_jupyter._util import (
-    DefaultPort,
-    mask_secrets,
-    ns_to_datetime,
-    register_secret,
-    unregister_secret,
-)
+from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remember_secret
 from obbws_jupyter._validate import (
     check_bool,
     check_limit,
@@ -150,6 +144,8 @@ class WebSocketClient:
         self.name = check_name(name) if name is not None else f"{self.provider}-{next(_names)}"
         auth_token = check_token(auth_token)
         params = self.spec.resolve(provider_params, os.environ)
+        for secret in self.spec.secret_params:  # masked in logs, e.g. in an auth frame
+            remember_secret(params.get(secret))
         session = self.spec.session_class(params)
         if not session.symbols:
             raise SymbolError(
@@ -199,10 +195,6 @@ class WebSocketClient:
         self._closed = False
         self._pending_record_file = record_file
         self._last_store_error: str | None = None
-        # credentials in use are masked in every log line and message, whatever the format
-        self._secrets = [params.get(p) for p in self.spec.secret_params if params.get(p)]
-        for secret in self._secrets:
-            register_secret(secret)
         _live.add(self)
 
     # -- properties --------------------------------------------------------------------------
@@ -605,8 +597,6 @@ class WebSocketClient:
         lost = self._store.close()
         if self.save_results:
             log.info("%s: results saved to %s", self.name, self._store.path)
-        for secret in self._secrets:
-            unregister_secret(secret)
         _live.discard(self)
         return lost
 

@@ -47,11 +47,9 @@ from obbws_jupyter.protocol import (
 __all__ = ["DEFAULT_CONNECT_KWARGS", "StreamDriver", "backoff"]
 
 log = logging.getLogger("obbws_jupyter.stream")
-WIRE_LOGGER = "obbws_jupyter.stream.websockets"  # websockets' own messages, secrets masked
-# A connection that lasted this long counts as a success for max_reconnects even if no data
-# came (a quiet market); shorter ones without data count as failures.
-HEALTHY_AFTER = 30.0
-MESSAGE_LIMIT = 500  # characters of a provider message kept in logs and status
+#: websockets' own messages about provider sockets (its DEBUG lines show the request line,
+#: where a token may travel): tokens masked
+WIRE_LOGGER = "obbws_jupyter.stream.websockets"
 
 # Generous keepalive: pings time out when the GIL is starved by heavy pandas work in the
 # kernel; the data-staleness watchdog catches truly dead streams.
@@ -64,6 +62,10 @@ DEFAULT_CONNECT_KWARGS: Mapping[str, Any] = {
 }
 
 STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", "finished")
+# A connection that lasted this long counts as a success for max_reconnects even if no data
+# came (a quiet market); shorter ones without data count as failures.
+HEALTHY_AFTER = 30.0
+MESSAGE_LIMIT = 500  # characters of a provider message kept in logs and status
 
 
 def backoff(
@@ -120,11 +122,7 @@ class StreamDriver:
         self.url = url
         self.on_records = on_records
         self.on_frame: Callable[[Frame], None] | None = None
-        self.connect_kwargs = {
-            **DEFAULT_CONNECT_KWARGS,
-            "logger": wire_logger(WIRE_LOGGER),
-            **session.connect_kwargs,
-        }
+        self.connect_kwargs = {**DEFAULT_CONNECT_KWARGS, **session.connect_kwargs}
         self.connect_kwargs.update(connect_kwargs or {})
         self.name = name
         self.max_reconnects = max_reconnects
@@ -350,7 +348,9 @@ class StreamDriver:
 
     async def _connect_once(self) -> None:
         try:
-            ws = await connect(self.url, **self.connect_kwargs)
+            ws = await connect(
+                self.url, **{"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
+            )
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise _Fatal(

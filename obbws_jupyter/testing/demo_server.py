@@ -48,7 +48,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from obbws_jupyter import runtime
-from obbws_jupyter._util import register_secret, wire_logger
+from obbws_jupyter._util import remember_secret, wire_logger
 from obbws_jupyter.testing.market import ASSET_TYPES, Channel, Market
 
 __all__ = ["DemoServer", "DemoServerHandle", "main", "serve", "start_demo_server"]
@@ -597,7 +597,7 @@ def start_demo_server(**kwargs: Any) -> DemoServerHandle:
 
 
 async def _serve_forever(args: argparse.Namespace, api_key: str | None) -> None:
-    register_secret(api_key)  # never in this process's logs
+    remember_secret(api_key)  # never in this process's logs
     server = DemoServer(
         host=args.host,
         port=args.port,

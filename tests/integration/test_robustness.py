@@ -389,3 +389,35 @@ def test_status_rows_in_table_is_filled(demo_server: Any) -> None:
     demo_server.set_rate(0)
     conn.get_client().store.flush(timeout=TIMEOUT)
     assert conn.status.rows_in_table == len(conn.get_results()) == 50
+
+
+def test_kill_says_how_many_rows_were_lost_when_the_store_fails(
+    demo_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the results file cannot be written, get_results returns the committed rows and
+    the status says 'retrying'; kill() then says (and warns) how many rows were lost."""
+    import duckdb
+
+    conn = obbws.create_connection(
+        provider="demo", name="lossy", symbol="btcusd", url=demo_server.url_for("crypto")
+    )
+    client = conn.get_client()
+    waiter = RecordWaiter(client)
+    assert waiter.wait(50)
+    client.store.flush(timeout=TIMEOUT)
+    committed = len(conn.get_results())
+
+    def broken(*args: Any) -> Any:
+        raise duckdb.IOException("No space left on device")
+
+    monkeypatch.setattr(client.store, "_insert", broken)
+    assert waiter.wait_more(50)
+    assert _poll(lambda: conn.status.store_state == "retrying")
+    assert "No space left" in (conn.status.last_error or "")
+    assert len(conn.get_results()) == committed  # the committed rows, without a timeout
+    demo_server.set_rate(0)
+    with pytest.warns(RuntimeWarning, match="could not be written"):
+        text = conn.kill()
+    assert text.startswith("Client lossy killed.") and "rows could not be written" in text
+    lost = int(text.split(". ")[1].split()[0])
+    assert lost >= 50
