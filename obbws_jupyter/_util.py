@@ -12,12 +12,9 @@ from typing import Any
 __all__ = [
     "DefaultPort",
     "RateLimitedLog",
-    "SecretFilter",
-    "clip",
     "mask_secrets",
     "ns_to_datetime",
     "remember_secret",
-    "wire_logger",
 ]
 
 _SECRET_QUERY = re.compile(
@@ -30,11 +27,6 @@ _SECRET_JSON = re.compile(
     r'(?i)("(?:auth_token|token|api_?key|apikey|key|secret|password|authorization)"\s*:\s*")'
     r'([^"]*)'
 )
-# Also: an HTTP Basic header (websockets sends one for ws://user:password@host), the password
-# of such a URL, and the "params" of a JSON auth action (Polygon's and the demo's login)
-_BASIC = re.compile(r"(?i)(basic\s+)(\S+)")
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@/\s]+)(@)")
-_JSON_AUTH_PARAMS = re.compile(r'(?i)("action"\s*:\s*"auth"\s*,\s*"params"\s*:\s*")([^"]*)')
 
 
 _SECRET_VALUES: set[str] = set()  # exact values to hide wherever they appear (API keys)
@@ -45,6 +37,13 @@ def remember_secret(value: object) -> None:
     sends inside an auth frame) in everything :func:`mask_secrets` masks from now on."""
     if isinstance(value, str) and len(value) >= 4:
         _SECRET_VALUES.add(value)
+
+
+# Also: an HTTP Basic header (websockets sends one for ws://user:password@host), the password
+# of such a URL, and the "params" of a JSON auth action (Polygon's and the demo's login)
+_BASIC = re.compile(r"(?i)(basic\s+)(\S+)")
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@/\s]+)(@)")
+_JSON_AUTH_PARAMS = re.compile(r'(?i)("action"\s*:\s*"auth"\s*,\s*"params"\s*:\s*")([^"]*)')
 
 
 def mask_secrets(text: str) -> str:
@@ -60,15 +59,6 @@ def mask_secrets(text: str) -> str:
         if value in masked:
             masked = masked.replace(value, "********")
     return masked
-
-
-def clip(text: object, limit: int = 500) -> str:
-    """``text`` as a string of at most about ``limit`` characters (a provider may send huge
-    messages: they are cut, with the original size said, before they reach logs or status)."""
-    value = str(text)
-    if len(value) <= limit:
-        return value
-    return f"{value[:limit]}... [{len(value)} characters, cut]"
 
 
 class SecretFilter(logging.Filter):
@@ -98,6 +88,15 @@ def _masked_arg(arg: Any) -> Any:
     if masked == text:
         return arg
     return str(dataclasses.replace(arg, data=masked.encode()))  # type: ignore[type-var]
+
+
+def clip(text: object, limit: int = 500) -> str:
+    """``text`` as a string of at most about ``limit`` characters (a provider may send huge
+    messages: they are cut, with the original size said, before they reach logs or status)."""
+    value = str(text)
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... [{len(value)} characters, cut]"
 
 
 def wire_logger(name: str) -> logging.Logger:

@@ -643,14 +643,14 @@ class WebSocketClient:
         )
 
 
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
 def _last_message_ns(driver: StreamDriver | None) -> int | None:
     if driver is None or not driver.messages:
         return None
     return driver.last_message_ns
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 async def _noop() -> None:
