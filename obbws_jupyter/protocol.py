@@ -326,7 +326,7 @@ def read_capture_header(path: str | os.PathLike[str]) -> dict[str, Any]:
             first = file.readline(1 << 20)
     except FileNotFoundError:
         raise InvalidParameterError(f"capture file {shown!r} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         raise _not_a_capture(shown, f"unreadable: {exc}") from None
     try:
         header = json.loads(first)

@@ -249,15 +249,20 @@ class DemoServer:
         :meth:`start` listens again on the same port."""
         await self.close()
 
+    def check_key(self, key: object) -> bool:
+        """Whether ``key`` is accepted: any key without ``api_key`` (constant-time compare
+        otherwise), none once :meth:`revoke_auth` was called."""
+        if self.auth_revoked:
+            return False
+        if self.api_key is None:
+            return True
+        return isinstance(key, str) and hmac.compare_digest(key.encode(), self.api_key.encode())
+
     async def revoke_auth(self) -> int:
-        """The key stops being accepted: every later login fails, and current sessions are
-        told so and closed (1008); returns how many were closed."""
+        """The key stops being accepted: current sessions are closed (1008, "authentication
+        revoked") and every later login fails; returns how many sessions were closed."""
         self.auth_revoked = True
         conns = list(self._clients)
-        frame = _frame(_status("auth_failed", "authentication revoked"))
-        for conn in conns:
-            with contextlib.suppress(ConnectionClosed):
-                await conn.send(frame)
         await asyncio.gather(
             *(conn.close(1008, "authentication revoked") for conn in conns),
             return_exceptions=True,
@@ -353,11 +358,7 @@ class DemoServer:
         if client.authenticated:
             await self._reply(client, _status("error", "already authenticated"))
             return
-        refused = self.auth_revoked or (
-            self.api_key is not None
-            and not hmac.compare_digest(key.encode(), self.api_key.encode())
-        )
-        if refused:
+        if not self.check_key(key):
             await self._reply(client, _status("auth_failed", "authentication failed"))
             await client.conn.close(1008, "authentication failed")
             return

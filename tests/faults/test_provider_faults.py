@@ -5,8 +5,9 @@ pings answered, a login closed at once, and auth revoked mid-session.
 Documented outcome of every recoverable fault: the stream reconnects with backoff,
 re-subscribes, and records flow again; every record received is stored exactly once (ids
 contiguous from 1); records the provider sent into a dying connection may be lost in transit
-(sent >= received). Auth revoked is fatal: state "failed" with a ProviderAuthError message and
-no further connection attempt (no reconnect storm).
+(sent >= received). Auth revoked (the session closed with 1008, the key refused from then on)
+is fatal at the first refused login: state "failed" with a ProviderAuthError message and no
+further attempt (no reconnect storm).
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ def test_auth_revoked_mid_session_is_fatal_without_a_reconnect_storm(
         status = conn.status
         assert "rejected the credentials" in (status.last_error or "")
         assert not status.is_running
-        assert server.connections_total == connections  # the run loop ended: no storm
+        # one attempt to log in again, refused: the run loop ended, no storm
+        assert server.connections_total <= connections + 1
         with pytest.raises(ProviderAuthError):
             conn.restart_connection()  # still revoked: refused at once
         server.server.auth_revoked = False

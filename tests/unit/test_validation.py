@@ -112,3 +112,9 @@ def test_bad_record_paths_name_the_parameter(path: str) -> None:
     """A NUL byte or an unknown ~user in record_file is an InvalidParameterError naming it."""
     with pytest.raises(InvalidParameterError, match="record_file"):
         WebSocketClient("demo", symbol="btcusd", record_file=path)
+
+
+def test_a_nul_in_the_replay_path_is_refused_naming_it() -> None:
+    """A NUL byte in the replay capture path is an InvalidParameterError, not a ValueError."""
+    with pytest.raises(InvalidParameterError, match="capture"):
+        WebSocketClient("replay", path="cap\x00.jsonl")
