@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import pathlib
@@ -48,6 +49,7 @@ class Sample:
     fds: int
     threads: int
     file_mb: float
+    py_blocks: int  # sys.getallocatedblocks(): Python objects alive, a cheap leak proxy
     stored: int
     heard: int
 
@@ -123,12 +125,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 s = run.samples[-1]
                 print(
                     f"t={s.t:7.0f}s rss={s.rss_mb:7.1f}MB fds={s.fds:4d} "
-                    f"threads={s.threads:3d} files={s.file_mb:6.1f}MB stored={s.stored:>10,} "
+                    f"threads={s.threads:3d} files={s.file_mb:6.1f}MB "
+                    f"blocks={s.py_blocks:>9,} stored={s.stored:>10,} "
                     f"heard={s.heard:>11,} drops={run.drops}",
                     flush=True,
                 )
                 next_sample += args.sample
-            time.sleep(min(next_drop, next_sample, deadline) - now)
+            time.sleep(max(0.0, min(next_drop, next_sample, deadline) - time.monotonic()))
         server.set_rate(0)
         return _summary(run, conns, listeners, server.events_sent)
     finally:
@@ -152,6 +155,7 @@ def _sample(
         fds=proc.num_fds(),
         threads=proc.num_threads(),
         file_mb=_file_mb(files),
+        py_blocks=sys.getallocatedblocks(),
         stored=sum(s.records_stored for s in statuses),
         heard=sum(listener.count for listener in listeners),
     )
@@ -165,6 +169,20 @@ def _quiesce(conns: list[Any]) -> None:
         time.sleep(0.5)
     for conn in conns:
         conn.get_client().store.flush(timeout=30)
+
+
+def _floors(steady: list[Sample]) -> dict[str, Any]:
+    """RSS and file size right after each DuckDB checkpoint (the file size falls when the WAL
+    is folded in): the floor of each sawtooth cycle, whose slope tells a leak from the cycle."""
+    floors = [b for a, b in itertools.pairwise(steady) if b.file_mb < a.file_mb]
+    xs = [s.t for s in floors]
+    return {
+        "checkpoints": len(floors),
+        "rss_floors_mb": [round(s.rss_mb) for s in floors],
+        "rss_floor_slope_mb_h": round(_slope_per_hour(xs, [s.rss_mb for s in floors]), 1),
+        "file_floors_mb": [round(s.file_mb, 1) for s in floors],
+        "file_floor_slope_mb_h": round(_slope_per_hour(xs, [s.file_mb for s in floors]), 2),
+    }
 
 
 def _summary(run: Run, conns: list[Any], listeners: list[Listener], sent: int) -> dict[str, Any]:
@@ -192,6 +210,9 @@ def _summary(run: Run, conns: list[Any], listeners: list[Listener], sent: int) -
         "threads_slope_h": round(_slope_per_hour(xs, [float(s.threads) for s in steady]), 2),
         "file_mb": [round(samples[0].file_mb, 1), round(max(s.file_mb for s in samples), 1)],
         "file_slope_mb_h": round(_slope_per_hour(xs, [s.file_mb for s in steady]), 2),
+        "blocks": [samples[0].py_blocks, max(s.py_blocks for s in samples)],
+        "blocks_slope_h": round(_slope_per_hour(xs, [float(s.py_blocks) for s in steady])),
+        **_floors(steady),
         "events_sent": sent,
         "stored_per_s": round(sum(s.records_stored for s in statuses) / elapsed),
         "received": sum(s.records_received for s in statuses),
@@ -221,6 +242,17 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"| threads | {s['threads'][0]} -> {s['threads'][1]} | {s['threads_slope_h']:+} /h |",
         f"| results files (3 x limit {summary.get('limit', '')}) | {s['file_mb'][0]} -> "
         f"{s['file_mb'][1]} MB | {s['file_slope_mb_h']:+} MB/h |",
+        f"| Python allocated blocks | {s['blocks'][0]:,} -> {s['blocks'][1]:,} | "
+        f"{s['blocks_slope_h']:+,} /h |",
+        f"| RSS right after each of {s['checkpoints']} checkpoints | "
+        f"{', '.join(map(str, s['rss_floors_mb']))} MB | {s['rss_floor_slope_mb_h']:+} MB/h |",
+        f"| files right after each checkpoint | "
+        f"{', '.join(map(str, s['file_floors_mb']))} MB | {s['file_floor_slope_mb_h']:+} MB/h |",
+        "",
+        "RSS and file size follow a sawtooth: the WAL grows to DuckDB's checkpoint threshold "
+        "(16 MB) and is then folded into the file, which frees the memory that held it. The "
+        "straight-line slope over a few teeth mostly measures where the run stopped in the "
+        "last tooth; the floors after each checkpoint are the better leak signal.",
         "",
         f"Records: {s['received']:,} received, {s['stored']:,} stored, {s['dropped']} dropped, "
         f"{s['reconnects']} reconnects (all drops survived), {s['listener_records']:,} "

@@ -671,7 +671,6 @@ class ResultsStore:
             return False
         rows, seq, superseded = self._backlog.take()
         if not rows:
-            self._wrote(0, 0, superseded, None)
             self._backlog.settle(seq)
             return True
         self._in_flight = len(rows)
@@ -696,16 +695,17 @@ class ResultsStore:
         self._backlog.settle(seq)
         return True
 
-    def _wrote(self, inserted: int, deleted: int, superseded: int, elapsed: float | None) -> None:
+    def _wrote(self, inserted: int, deleted: int, superseded: int, elapsed: float) -> None:
+        """A batch was committed: count it; a store that was retrying has recovered (only a
+        committed write proves it)."""
         with self._stats_lock:
             stats = self._stats
             recovered = stats["state"] == "retrying"
             stats["rows_written"] += inserted + superseded
             self._rows_in_table += inserted - deleted
             stats["rows_in_table"] = self._rows_in_table
-            if elapsed is not None:
-                stats["batches"] += 1
-                stats["last_flush_ms"] = elapsed
+            stats["batches"] += 1
+            stats["last_flush_ms"] = elapsed
             if recovered:
                 stats["state"] = "ok"
                 stats["last_error"] = None
