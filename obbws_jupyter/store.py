@@ -120,6 +120,7 @@ _CLOSE_TIMEOUT = 5.0  # how long close() lets the writer finish before counting 
 _FILE_CHECK_INTERVAL = 0.5  # seconds between checks that the results file is still there
 DEFAULT_MAX_PENDING = 250_000  # rows waiting for the writer (~150 MB of record dicts)
 DEFAULT_QUERY_TIMEOUT = 60.0
+MIRROR_IDLE = 60.0  # seconds without a query before query()'s copy of the table is dropped
 _INT64 = 2**63
 
 # Every DuckDB database this module opens is locked down: no file access beyond its own file,
@@ -435,6 +436,7 @@ class ResultsStore:
             "last_error": None,
             "last_flush_ms": None,
         }
+        self._mirror = _Mirror(self)
         self._writer = threading.Thread(target=self._run, name=f"obbws-store-{name}", daemon=True)
         self._writer.start()
         _OPEN_STORES.add(self)
@@ -648,6 +650,7 @@ class ResultsStore:
                 self._wake.clear()
                 stopping = self._stopping
                 ok = self._write_once()
+                self._mirror.drop_if_idle()
                 failures = 0 if ok else failures + 1
                 if stopping:
                     if ok and not self._backlog.rows:
@@ -978,12 +981,13 @@ class ResultsStore:
         """Run one read-only SELECT over this store's table (referenced by its name) and
         return a DataFrame, timestamps tz-aware in ``self.tz``.
 
-        The SQL runs in a private in-memory DuckDB that holds a snapshot of this table and
+        The SQL runs in a private in-memory DuckDB that holds a copy of this table and
         nothing else, with file access, extension loading and configuration changes off: it
-        cannot read files, other tables or the network. Anything but one SELECT is refused.
-        After ``timeout`` seconds the query is cancelled (ObbwsTimeoutError); Ctrl-C or a
-        kernel interrupt cancels it too. The snapshot copies the table: for very large tables
-        prefer :meth:`read` or :meth:`export`.
+        cannot read files, other tables or the network. Anything but one SELECT is refused,
+        and every query is rolled back. After ``timeout`` seconds the query is cancelled
+        (ObbwsTimeoutError); Ctrl-C or a kernel interrupt cancels it too. The copy is brought
+        up to date incrementally at each query (only new rows travel) and dropped after a
+        minute without queries, so its memory is held only while someone queries.
         """
         if not isinstance(sql, str):
             raise InvalidParameterError(f"query() takes SQL text, got {type(sql).__name__}.")
@@ -992,11 +996,6 @@ class ResultsStore:
         self._check_open()
         run = _SandboxQuery(self, sql, params)
         return self._to_pandas(run.wait(timeout))
-
-    def _snapshot(self, on_cursor: Callable[[duckdb.DuckDBPyConnection], None]) -> pa.Table:
-        with self._cursor() as cursor:
-            on_cursor(cursor)
-            return cursor.sql(f"SELECT * FROM {self._table}").to_arrow_table()
 
     def last_records(self, n: int, before_id: int | None = None) -> list[Record]:
         """The newest ``n`` rows (with ``id < before_id`` if given), oldest first, shaped like
@@ -1121,6 +1120,8 @@ class ResultsStore:
             remove = self._drop_own_table_if_shared()
         with self._con_lock, contextlib.suppress(duckdb.Error):
             self._con.close()
+        with self._mirror.lock:
+            self._mirror.close()
         with self._stats_lock:
             self._stats["state"] = "closed"
         if remove:
@@ -1288,9 +1289,74 @@ def _write_export(reader: pa.RecordBatchReader, part: pathlib.Path, kind: str, t
             writer.close()
 
 
+class _Mirror:
+    """The store's table copied into a private in-memory DuckDB (locked down like every
+    database here), where query() runs the user's SQL: nothing but this table is there.
+
+    Kept in step incrementally at each query: rows with ids above the last copied one are
+    appended, rows below the table's smallest id (capped or cleared) deleted. Ids only grow
+    and rows leave only oldest-first or all at once, so that is exact. Dropped after
+    ``MIRROR_IDLE`` seconds without a query (the writer thread checks), so the copy's memory
+    is only held while someone queries.
+    """
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.max_id = 0
+        self.last_used = 0.0
+
+    def cursor(self, on_source: Callable[[duckdb.DuckDBPyConnection | None], None]) -> Any:
+        """Bring the copy up to date and return a cursor on it (``on_source`` is told the
+        store cursor used meanwhile, so that it can be interrupted)."""
+        store = self.store
+        with self.lock:
+            if self.con is None:
+                self.con = duckdb.connect(":memory:", config=_LOCKED_DOWN)
+                store._create_table(self.con)
+                self.max_id = 0
+            with store._cursor() as source:
+                on_source(source)
+                low, high = source.execute(
+                    f"SELECT min(id), max(id) FROM {store._table}"
+                ).fetchall()[0]
+                new = None
+                if high is not None and high > self.max_id:
+                    new = source.sql(
+                        f"SELECT * FROM {store._table} WHERE id > ? ORDER BY id",
+                        params=[self.max_id],
+                    ).to_arrow_table()
+            on_source(None)
+            mirror = self.con
+            mirror.execute(f"DELETE FROM {store._table} WHERE id < ?", [low or _INT64 - 1])
+            if new is not None and new.num_rows:
+                mirror.register(_BATCH_VIEW, new)
+                mirror.execute(f"INSERT INTO {store._table} SELECT * FROM {_BATCH_VIEW}")
+                mirror.unregister(_BATCH_VIEW)
+                self.max_id = int(high)
+            self.last_used = time.monotonic()
+            return mirror.cursor()
+
+    def drop_if_idle(self) -> None:
+        if self.con is None or time.monotonic() - self.last_used < MIRROR_IDLE:
+            return
+        if self.lock.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.lock.release()
+
+    def close(self) -> None:
+        con, self.con = self.con, None
+        if con is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.close()
+
+
 class _SandboxQuery:
     """One query() run in a worker thread, so the caller can time out or be interrupted
-    (Ctrl-C) while DuckDB works: either way both DuckDB connections are interrupted."""
+    (Ctrl-C) while DuckDB works: either way the DuckDB connections in use are interrupted."""
 
     def __init__(
         self, store: ResultsStore, sql: str, params: Sequence[Any] | Mapping[str, Any] | None
@@ -1301,8 +1367,7 @@ class _SandboxQuery:
         self.done = threading.Event()
         self.result: pa.Table | None = None
         self.error: BaseException | None = None
-        self.sandbox: duckdb.DuckDBPyConnection | None = None
-        self.cursor: duckdb.DuckDBPyConnection | None = None
+        self.active: duckdb.DuckDBPyConnection | None = None  # the cursor working now
         self.cancelled = False
         self.thread = threading.Thread(target=self._work, name="obbws-query", daemon=True)
 
@@ -1327,10 +1392,10 @@ class _SandboxQuery:
 
     def _cancel(self) -> None:
         self.cancelled = True
-        for con in (self.sandbox, self.cursor):
-            if con is not None:
-                with contextlib.suppress(Exception):
-                    con.interrupt()
+        active = self.active
+        if active is not None:
+            with contextlib.suppress(Exception):
+                active.interrupt()
         self.done.wait(5.0)
 
     def _work(self) -> None:
@@ -1339,32 +1404,33 @@ class _SandboxQuery:
         except BaseException as exc:
             self.error = exc
         finally:
-            if self.sandbox is not None:
-                with contextlib.suppress(Exception):
-                    self.sandbox.close()
             self.done.set()
 
     def _run(self) -> pa.Table:
-        store = self.store
-        self.sandbox = sandbox = duckdb.connect(":memory:", config=_LOCKED_DOWN)
-        _check_select(sandbox, self.sql)
-        snapshot = store._snapshot(self._set_cursor)
-        self.cursor = None
-        if self.cancelled:
-            raise StoreError("query() was cancelled")
-        sandbox.register(_BATCH_VIEW, snapshot)
-        sandbox.execute(f"CREATE TABLE {store._table} AS SELECT * FROM {_BATCH_VIEW}")
-        sandbox.unregister(_BATCH_VIEW)
-        del snapshot
+        cursor = self.store._mirror.cursor(self._set_active)
         try:
-            return sandbox.sql(self.sql, params=self.params).to_arrow_table()
-        except duckdb.ProgrammingError as exc:
-            raise InvalidParameterError(f"query() failed: {clip(exc, 2000)}") from None
-        except duckdb.Error as exc:
-            raise StoreError(f"query() failed: {clip(exc, 2000)}") from None
+            self.active = cursor
+            _check_select(cursor, self.sql)
+            if self.cancelled:
+                raise StoreError("query() was cancelled")
+            # a data-modifying CTE would change the copy: every query is rolled back
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                return cursor.sql(self.sql, params=self.params).to_arrow_table()
+            except duckdb.ProgrammingError as exc:
+                raise InvalidParameterError(f"query() failed: {clip(exc, 2000)}") from None
+            except duckdb.Error as exc:
+                raise StoreError(f"query() failed: {clip(exc, 2000)}") from None
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute("ROLLBACK")
+        finally:
+            self.active = None
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
 
-    def _set_cursor(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        self.cursor = cursor
+    def _set_active(self, cursor: duckdb.DuckDBPyConnection | None) -> None:
+        self.active = cursor
 
 
 def _check_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:

@@ -357,3 +357,27 @@ def test_rows_in_table_follows_the_cap_clear_and_reopen(tmp_path: pathlib.Path) 
         assert s.stats["rows_in_table"] == 7
     with ResultsStore(FIELDS, results_file=path, limit=100) as s:
         assert s.stats["rows_in_table"] == 7
+
+
+def test_query_copy_follows_the_table(tmp_path: pathlib.Path) -> None:
+    """query()'s private copy tracks the table exactly through the cap, clear() and a
+    data-modifying CTE (which changes neither the table nor the copy)."""
+    with ResultsStore(FIELDS, results_file=tmp_path / "m.duckdb", limit=100) as s:
+
+        def summary() -> list[int]:
+            got = s.query("SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM records")
+            return [int(v) if v == v else -1 for v in got.iloc[0]]  # NaN (no rows) -> -1
+
+        s.put(records(1, 50))
+        s.flush()
+        assert summary() == [50, 1, 50]
+        s.put(records(51, 100))
+        s.flush()
+        assert summary() == [100, 51, 150]
+        s.query("WITH d AS (DELETE FROM records RETURNING *) SELECT count(*) FROM d")
+        assert summary() == [100, 51, 150]
+        s.clear()
+        assert summary()[0] == 0
+        s.put(records(151, 10))
+        s.flush()
+        assert summary() == [10, 151, 160]
