@@ -1,7 +1,8 @@
 """Soak: hours of streaming with drops, watching for leaks (RSS, fds, threads, file size).
 
 Run: ``python benchmarks/soak.py [--minutes 60] [--rate 5000] [--connections 3]
-[--listeners 10] [--drop-every 120] [--sample 10] [--limit 20000] [--write-readme]``
+[--listeners 10] [--drop-every 120] [--sample 10] [--limit 20000] [--window 180]
+[--write-readme]``
 
 Three demo connections share ``--rate`` events/s in total (one demo server in this process;
 each connection stores into its own DuckDB file capped at ``--limit`` rows and broadcasts),
@@ -10,9 +11,11 @@ ten background ``listen()`` listeners are spread over the broadcasts, and every
 survive by reconnecting. Every ``--sample`` seconds the process's RSS, open fds, threads and
 the results files' size are sampled. At the end it prints the slope of each after warm-up
 (the first fifth of the run, at least two minutes when the run allows it) by least squares,
-per hour, and checks that nothing was lost: per connection records received == stored, none
-dropped, and every listener still connected. ``--write-readme`` puts the summary in
-``benchmarks/README.md`` (between the ``soak`` markers). Not part of ``make test``.
+per hour, the lowest and highest values of each ``--window`` (the sawtooth of DuckDB's
+checkpoints makes those the better leak signal), and checks that nothing was lost: per
+connection records received == stored, none dropped, and every listener still connected.
+``--write-readme`` puts the summary in ``benchmarks/README.md`` (between the ``soak``
+markers). Not part of ``make test``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import itertools
 import json
 import os
 import pathlib
@@ -71,7 +73,7 @@ def _file_mb(paths: list[str]) -> float:
 
 
 def _slope_per_hour(xs: list[float], ys: list[float]) -> float:
-    if len(xs) < 3:
+    if len(xs) < 2:
         return float("nan")
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     var = sum((x - mx) ** 2 for x in xs)
@@ -161,6 +163,37 @@ def _sample(
     )
 
 
+def _windows(steady: list[Sample], window: float) -> dict[str, Any]:
+    """Lowest and highest RSS and file size in each ``window`` seconds after warm-up. Both
+    follow a sawtooth (a WAL grows to DuckDB's checkpoint threshold, then is folded into its
+    file, which frees the memory that held it; three files do it at different times), so a
+    straight line through the samples mostly says where the run stopped in a tooth: the
+    lows and highs of whole windows, and their slopes, are the better leak signal."""
+    groups: list[list[Sample]] = []
+    for sample in steady:
+        if not groups or sample.t - groups[-1][0].t >= window:
+            groups.append([])
+        groups[-1].append(sample)
+    if len(groups) > 1 and groups[-1][-1].t - groups[-1][0].t < window / 2:
+        groups.pop()  # a short last window would understate its range
+    xs = [g[0].t for g in groups]
+    rss_low = [min(s.rss_mb for s in g) for g in groups]
+    rss_high = [max(s.rss_mb for s in g) for g in groups]
+    file_low = [min(s.file_mb for s in g) for g in groups]
+    file_high = [max(s.file_mb for s in g) for g in groups]
+    return {
+        "window_s": window,
+        "rss_low_mb": [round(v) for v in rss_low],
+        "rss_high_mb": [round(v) for v in rss_high],
+        "rss_low_slope_mb_h": round(_slope_per_hour(xs, rss_low), 1),
+        "rss_high_slope_mb_h": round(_slope_per_hour(xs, rss_high), 1),
+        "file_low_mb": [round(v, 1) for v in file_low],
+        "file_high_mb": [round(v, 1) for v in file_high],
+        "file_low_slope_mb_h": round(_slope_per_hour(xs, file_low), 1),
+        "file_high_slope_mb_h": round(_slope_per_hour(xs, file_high), 1),
+    }
+
+
 def _quiesce(conns: list[Any]) -> None:
     """Wait until no more records arrive (the server's rate is 0), then flush the stores."""
     last = -1
@@ -169,20 +202,6 @@ def _quiesce(conns: list[Any]) -> None:
         time.sleep(0.5)
     for conn in conns:
         conn.get_client().store.flush(timeout=30)
-
-
-def _floors(steady: list[Sample]) -> dict[str, Any]:
-    """RSS and file size right after each DuckDB checkpoint (the file size falls when the WAL
-    is folded in): the floor of each sawtooth cycle, whose slope tells a leak from the cycle."""
-    floors = [b for a, b in itertools.pairwise(steady) if b.file_mb < a.file_mb]
-    xs = [s.t for s in floors]
-    return {
-        "checkpoints": len(floors),
-        "rss_floors_mb": [round(s.rss_mb) for s in floors],
-        "rss_floor_slope_mb_h": round(_slope_per_hour(xs, [s.rss_mb for s in floors]), 1),
-        "file_floors_mb": [round(s.file_mb, 1) for s in floors],
-        "file_floor_slope_mb_h": round(_slope_per_hour(xs, [s.file_mb for s in floors]), 2),
-    }
 
 
 def _summary(run: Run, conns: list[Any], listeners: list[Listener], sent: int) -> dict[str, Any]:
@@ -212,7 +231,7 @@ def _summary(run: Run, conns: list[Any], listeners: list[Listener], sent: int) -
         "file_slope_mb_h": round(_slope_per_hour(xs, [s.file_mb for s in steady]), 2),
         "blocks": [samples[0].py_blocks, max(s.py_blocks for s in samples)],
         "blocks_slope_h": round(_slope_per_hour(xs, [float(s.py_blocks) for s in steady])),
-        **_floors(steady),
+        **_windows(steady, run.args.window),
         "events_sent": sent,
         "stored_per_s": round(sum(s.records_stored for s in statuses) / elapsed),
         "received": sum(s.records_received for s in statuses),
@@ -244,15 +263,19 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{s['file_mb'][1]} MB | {s['file_slope_mb_h']:+} MB/h |",
         f"| Python allocated blocks | {s['blocks'][0]:,} -> {s['blocks'][1]:,} | "
         f"{s['blocks_slope_h']:+,} /h |",
-        f"| RSS right after each of {s['checkpoints']} checkpoints | "
-        f"{', '.join(map(str, s['rss_floors_mb']))} MB | {s['rss_floor_slope_mb_h']:+} MB/h |",
-        f"| files right after each checkpoint | "
-        f"{', '.join(map(str, s['file_floors_mb']))} MB | {s['file_floor_slope_mb_h']:+} MB/h |",
+        f"| RSS, lowest per {s['window_s']:.0f} s window | "
+        f"{', '.join(map(str, s['rss_low_mb']))} MB | {s['rss_low_slope_mb_h']:+} MB/h |",
+        f"| RSS, highest per window | {', '.join(map(str, s['rss_high_mb']))} MB | "
+        f"{s['rss_high_slope_mb_h']:+} MB/h |",
+        f"| files, lowest per window | {', '.join(map(str, s['file_low_mb']))} MB | "
+        f"{s['file_low_slope_mb_h']:+} MB/h |",
+        f"| files, highest per window | {', '.join(map(str, s['file_high_mb']))} MB | "
+        f"{s['file_high_slope_mb_h']:+} MB/h |",
         "",
-        "RSS and file size follow a sawtooth: the WAL grows to DuckDB's checkpoint threshold "
-        "(16 MB) and is then folded into the file, which frees the memory that held it. The "
-        "straight-line slope over a few teeth mostly measures where the run stopped in the "
-        "last tooth; the floors after each checkpoint are the better leak signal.",
+        "RSS and file size follow a sawtooth: each connection's WAL grows to DuckDB's "
+        "checkpoint threshold (16 MB) and is then folded into its file, which frees the memory "
+        "that held it. A straight line through a few teeth mostly says where the run stopped "
+        "in the last one; the lows and highs of whole windows are the better leak signal.",
         "",
         f"Records: {s['received']:,} received, {s['stored']:,} stored, {s['dropped']} dropped, "
         f"{s['reconnects']} reconnects (all drops survived), {s['listener_records']:,} "
@@ -283,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-every", type=float, default=120.0, help="seconds")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds")
     parser.add_argument("--limit", type=int, default=20_000, help="rows kept per connection")
+    parser.add_argument("--window", type=float, default=180.0, help="seconds, for lows/highs")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     summary = soak(args)
