@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -47,6 +48,17 @@ class RecordWaiter:
 
     def close(self) -> None:
         self._client.remove_record_hook(self._hook)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
+    """Poll a condition on state another thread owns (status counters) until it holds or
+    ``timeout`` passes; for state with an event or a waiter, wait on that instead."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def kill_all() -> None:

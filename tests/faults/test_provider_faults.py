@@ -12,8 +12,7 @@ further attempt (no reconnect storm).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,21 +21,12 @@ import obbws_jupyter as obbws
 from obbws_jupyter.connection import Connection
 from obbws_jupyter.exceptions import ProviderAuthError
 from obbws_jupyter.testing.demo_server import DemoServerHandle, start_demo_server
-from tests.conftest import TIMEOUT, RecordWaiter, kill_all
+from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
 from tests.faults.conftest import report
 
 pytestmark = pytest.mark.integration
 
 CYCLES = 3
-
-
-def _until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture
@@ -67,8 +57,8 @@ def _connect(server: DemoServerHandle, **kwargs: Any) -> tuple[Connection, Recor
 def _recovered(conn: Connection, waiter: RecordWaiter, reconnects: int) -> bool:
     """The stream reconnected (more than ``reconnects`` times so far) and records flow."""
     return (
-        _until(lambda: conn.status.reconnects > reconnects)
-        and _until(lambda: conn.status.state == "running")
+        wait_until(lambda: conn.status.reconnects > reconnects)
+        and wait_until(lambda: conn.status.state == "running")
         and waiter.wait_more(200)
     )
 
@@ -123,7 +113,7 @@ def test_server_gone_and_back_on_the_same_port(server: DemoServerHandle) -> None
     for _ in range(CYCLES):
         before = conn.status.reconnects
         server.stop_listening()
-        assert _until(lambda: conn.status.state == "reconnecting")
+        assert wait_until(lambda: conn.status.state == "reconnecting")
         server.start()
         assert _recovered(conn, waiter, before)
         survived += 1
@@ -138,7 +128,7 @@ def test_connection_refused_during_backoff(server: DemoServerHandle) -> None:
     for _ in range(CYCLES):
         before = conn.status
         server.stop_listening()
-        assert _until(lambda b=before: conn.status.errors >= b.errors + 3)  # 3 refused tries
+        assert wait_until(lambda b=before: conn.status.errors >= b.errors + 3)  # 3 refused tries
         assert conn.status.state == "reconnecting"
         server.start()
         assert _recovered(conn, waiter, before.reconnects)
@@ -146,36 +136,32 @@ def test_connection_refused_during_backoff(server: DemoServerHandle) -> None:
     _finish(conn, server, "connection refused during backoff", survived)
 
 
-def test_stall_with_pings_answered_is_caught_by_the_watchdog(server: DemoServerHandle) -> None:
-    """A provider that goes silent but answers pings is treated as dead after stale_timeout."""
-    conn, waiter = _connect(server, stale_timeout=0.6)
+STALLS = {
+    # silent, pings still answered: only the data watchdog (stale_timeout) can tell
+    "pause": ("stall, pings answered (watchdog)", {"stale_timeout": 0.6}),
+    # silent and deaf: the keepalive ping times out (the watchdog is set far off)
+    "freeze": (
+        "stall, pings unanswered (keepalive)",
+        {"stale_timeout": 60, "connect_kwargs": {"ping_interval": 0.3, "ping_timeout": 0.3}},
+    ),
+}
+
+
+@pytest.mark.parametrize("stall", ["pause", "freeze"])
+def test_stalls_are_caught(server: DemoServerHandle, stall: str) -> None:
+    """A provider that goes silent (pause: pings answered) is dropped by the watchdog; one
+    that stops reading (freeze: pings unanswered) by the keepalive; both reconnect."""
+    fault, options = STALLS[stall]
+    conn, waiter = _connect(server, **options)
     survived = 0
     for _ in range(CYCLES):
         before = conn.status.reconnects
-        server.pause()
-        assert _until(lambda b=before: conn.status.reconnects > b)
+        getattr(server, stall)()
+        assert wait_until(lambda b=before: conn.status.reconnects > b)
         server.resume()
         assert _recovered(conn, waiter, before)
         survived += 1
-    _finish(conn, server, "stall, pings answered (watchdog)", survived)
-
-
-def test_stall_without_pings_answered_is_caught_by_keepalive(server: DemoServerHandle) -> None:
-    """A provider that stops reading (pings unanswered) is dropped by the keepalive ping."""
-    conn, waiter = _connect(
-        server,
-        stale_timeout=60,  # the keepalive, not the watchdog, must catch it
-        connect_kwargs={"ping_interval": 0.3, "ping_timeout": 0.3},
-    )
-    survived = 0
-    for _ in range(CYCLES):
-        before = conn.status.reconnects
-        server.freeze()
-        assert _until(lambda b=before: conn.status.reconnects > b)
-        server.resume()
-        assert _recovered(conn, waiter, before)
-        survived += 1
-    _finish(conn, server, "stall, pings unanswered (keepalive)", survived)
+    _finish(conn, server, fault, survived)
 
 
 def test_login_closed_at_once_gives_up_after_max_reconnects(server: DemoServerHandle) -> None:

@@ -11,28 +11,17 @@ import os
 import pathlib
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 
 import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter.testing.demo_server import start_demo_server
-from tests.conftest import TIMEOUT, RecordWaiter
+from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 from tests.faults.conftest import StoreWorker, report, rows_in
 
 pytestmark = pytest.mark.integration
 
 CYCLES = 3
-
-
-def _until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class _Disk:
@@ -174,9 +163,9 @@ def test_results_file_removed_under_a_running_connection(tmp_path: pathlib.Path)
             assert waiter.wait_more(500)
             client.store.flush(timeout=TIMEOUT)
             path.unlink()
-            assert _until(lambda: path.exists())
+            assert wait_until(lambda: path.exists())
             assert waiter.wait_more(500)
-            assert _until(lambda n=i + 1: conn.status.errors >= n)
+            assert wait_until(lambda n=i + 1: conn.status.errors >= n)
             assert conn.status.is_running
             survived += 1
         client.store.flush(timeout=TIMEOUT)

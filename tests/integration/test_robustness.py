@@ -24,19 +24,10 @@ import obbws_jupyter as obbws
 from obbws_jupyter import api, runtime
 from obbws_jupyter.exceptions import ObbwsError, ObbwsTimeoutError
 from obbws_jupyter.listen import listen
-from tests.conftest import TIMEOUT, RecordWaiter, kill_all
+from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
 from tests.integration.test_broadcast import publish, record, refused_status
 
 pytestmark = pytest.mark.integration
-
-
-def _poll(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _listening_ports() -> set[int]:
@@ -116,11 +107,11 @@ def test_kill_from_a_record_hook_tears_the_connection_down() -> None:
                 results.append(exc)
 
     client.add_record_hook(hook)
-    assert _poll(lambda: bool(results))
+    assert wait_until(lambda: bool(results))
     assert isinstance(results[0], str) and "hooked" in results[0], results[0]
-    assert _poll(lambda: client.closed and not client.is_running)
+    assert wait_until(lambda: client.closed and not client.is_running)
     assert api._names() == []
-    assert _poll(lambda: _listening_ports() <= before)
+    assert wait_until(lambda: _listening_ports() <= before)
 
 
 def test_kill_from_a_listen_callback_tears_the_connection_down() -> None:
@@ -138,9 +129,9 @@ def test_kill_from_a_listen_callback_tears_the_connection_down() -> None:
                 results.append(exc)
 
     listener = listen(address, callback=callback, block=False)
-    assert _poll(lambda: bool(results))
+    assert wait_until(lambda: bool(results))
     assert isinstance(results[0], str), results[0]
-    assert _poll(lambda: client.closed and not client.is_running and not client.is_broadcasting)
+    assert wait_until(lambda: client.closed and not (client.is_running or client.is_broadcasting))
     listener.stop()
 
 
@@ -195,8 +186,8 @@ def test_endpoints_from_many_threads_leave_nothing_behind() -> None:
     kill_all()
     assert raw == []
     assert calls["n"] > 50
-    assert _poll(lambda: _listening_ports() <= ports_before), _listening_ports() - ports_before
-    assert _poll(lambda: _store_threads() == []), _store_threads()
+    assert wait_until(lambda: _listening_ports() <= ports_before), _listening_ports() - ports_before
+    assert wait_until(lambda: _store_threads() == []), _store_threads()
     assert _my_temp_dirs() == []
 
 
@@ -234,7 +225,7 @@ def test_huge_provider_error_message_is_clipped_in_logs_and_status(
     )
     huge = "E" * 200_000
     demo_server.inject(json.dumps([{"ev": "status", "status": "error", "message": huge}]))
-    assert _poll(lambda: conn.status.errors >= 1)
+    assert wait_until(lambda: conn.status.errors >= 1)
     last_error = conn.status.last_error or ""
     assert "EEEE" in last_error and len(last_error) < 2_000
     longest = max(len(r.getMessage()) for r in caplog.records)
@@ -263,7 +254,7 @@ def test_rows_the_store_rejects_are_not_broadcast(demo_server: Any) -> None:
     def injected() -> list[float]:
         return [r["price"] for r in list(listener.records) if r["symbol"] == "INJ"]
 
-    assert _poll(lambda: len(injected()) >= 3)
+    assert wait_until(lambda: len(injected()) >= 3)
     df = conn.get_results()
     assert df[df["symbol"] == "INJ"]["price"].tolist() == [1.5, 2.5, 3.5]
     # the stream is ordered: had the bad record been sent, it would be among these
@@ -412,7 +403,7 @@ def test_kill_says_how_many_rows_were_lost_when_the_store_fails(
 
     monkeypatch.setattr(client.store, "_insert", broken)
     assert waiter.wait_more(50)
-    assert _poll(lambda: conn.status.store_state == "retrying")
+    assert wait_until(lambda: conn.status.store_state == "retrying")
     assert "No space left" in (conn.status.last_error or "")
     assert len(conn.get_results()) == committed  # the committed rows, without a timeout
     demo_server.set_rate(0)
