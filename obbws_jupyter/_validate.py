@@ -112,9 +112,10 @@ MAX_TOKEN_LENGTH = 1024
 MAX_NAME_LENGTH = 200
 
 
-def _check_text(what: str, value: Any, max_length: int) -> str:
-    """Text that is safe to compare, log, put in a header or a file name: not empty, not huge,
-    no control characters (NUL, CR, LF...) and no lone surrogates (they cannot be encoded)."""
+def _check_text(what: str, value: Any, max_length: int, controls: bool = False) -> str:
+    """Text that is safe to compare, log and encode: not empty, not huge, no NUL, no lone
+    surrogates (they cannot be encoded), and no other control character unless ``controls``
+    (a name may hold one: whoever puts it in a header or a file name sanitizes it)."""
     if not isinstance(value, str):
         raise InvalidParameterError(f"{what} must be a string, got {type(value).__name__}.")
     if not value.strip():
@@ -125,7 +126,7 @@ def _check_text(what: str, value: Any, max_length: int) -> str:
         )
     if "\x00" in value:
         raise InvalidParameterError(f"{what} contains a NUL character; remove it.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not controls and any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidParameterError(f"{what} contains a control character; remove it.")
     try:
         value.encode("utf-8")
@@ -146,8 +147,8 @@ def check_token(value: Any, what: str = "auth_token") -> str | None:
 
 
 def check_name(value: Any, what: str = "name") -> str:
-    """A connection name: 1-200 characters, no control characters or lone surrogates."""
-    return _check_text(what, value, MAX_NAME_LENGTH)
+    """A connection name: 1-200 characters, no NUL and no lone surrogates."""
+    return _check_text(what, value, MAX_NAME_LENGTH, controls=True)
 
 
 def check_path(what: str, value: Any) -> pathlib.Path:
