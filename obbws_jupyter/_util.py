@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = [
     "DefaultPort",
@@ -37,11 +39,22 @@ def remember_secret(value: object) -> None:
         _SECRET_VALUES.add(value)
 
 
+# Also: an HTTP Basic header (websockets sends one for ws://user:password@host), the password
+# of such a URL, and the "params" of a JSON auth action (Polygon's and the demo's login)
+_BASIC = re.compile(r"(?i)(basic\s+)(\S+)")
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@/\s]+)(@)")
+_JSON_AUTH_PARAMS = re.compile(r'(?i)("action"\s*:\s*"auth"\s*,\s*"params"\s*:\s*")([^"]*)')
+
+
 def mask_secrets(text: str) -> str:
     """Hide the values of token-like query parameters, JSON members and bearer headers in
-    ``text``, and every value given to :func:`remember_secret`."""
+    ``text``, and every value given to :func:`remember_secret`; also Basic headers, the
+    password of a ``scheme://user:password@host`` URL and the params of a JSON auth action."""
     masked = _SECRET_JSON.sub(r"\1********", _SECRET_QUERY.sub(r"\1********", text))
     masked = _BEARER.sub(r"\1********", masked)
+    masked = _BASIC.sub(r"\1********", _URL_PASSWORD.sub(r"\1********\3", masked))
+    if '"' in masked:
+        masked = _JSON_AUTH_PARAMS.sub(r"\1********", masked)
     for value in tuple(_SECRET_VALUES):
         if value in masked:
             masked = masked.replace(value, "********")
@@ -49,10 +62,14 @@ def mask_secrets(text: str) -> str:
 
 
 class SecretFilter(logging.Filter):
-    """Masks tokens in records logged by websockets (its debug log shows requests/headers)."""
+    """Masks secrets in records logged by websockets (its DEBUG log shows the request line,
+    headers and every frame). A frame is masked on its whole payload before websockets
+    shortens it for the log, so a truncated secret cannot slip through either."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
+            if isinstance(record.args, tuple) and record.args:
+                record.args = tuple(_masked_arg(arg) for arg in record.args)
             message = record.getMessage()
         except Exception:
             return True
@@ -62,8 +79,28 @@ class SecretFilter(logging.Filter):
         return True
 
 
+def _masked_arg(arg: Any) -> Any:
+    data = getattr(arg, "data", None)
+    if not isinstance(data, (bytes, bytearray)) or not dataclasses.is_dataclass(arg):
+        return arg  # not a websockets Frame
+    text = bytes(data).decode("utf-8", "replace")
+    masked = mask_secrets(text)
+    if masked == text:
+        return arg
+    return str(dataclasses.replace(arg, data=masked.encode()))  # type: ignore[type-var]
+
+
+def clip(text: object, limit: int = 500) -> str:
+    """``text`` as a string of at most about ``limit`` characters (a provider may send huge
+    messages: they are cut, with the original size said, before they reach logs or status)."""
+    value = str(text)
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... [{len(value)} characters, cut]"
+
+
 def wire_logger(name: str) -> logging.Logger:
-    """The logger handed to websockets: tokens masked, quiet (WARNING) unless set otherwise."""
+    """The logger handed to websockets: secrets masked, quiet (WARNING) unless set otherwise."""
     logger = logging.getLogger(name)
     if not any(isinstance(f, SecretFilter) for f in logger.filters):
         logger.addFilter(SecretFilter())

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from obbws_jupyter import runtime
 from obbws_jupyter._registry import get_provider
-from obbws_jupyter._validate import check_bool, check_port
+from obbws_jupyter._validate import check_bool, check_name, check_port, check_token
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
@@ -74,12 +75,6 @@ def _lookup(name: str, auth_token: str | None) -> WebSocketClient:
     return client
 
 
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidParameterError(f"name must be a non-empty string, got {name!r}.")
-    return name
-
-
 def create_connection(
     provider: str,
     name: str,
@@ -108,7 +103,8 @@ def create_connection(
     """
     from obbws_jupyter.connection import Connection
 
-    name = _check_name(name)
+    name = check_name(name)
+    auth_token = check_token(auth_token)
     if if_exists not in IF_EXISTS:
         raise InvalidParameterError(
             f"if_exists={if_exists!r} is invalid; use one of {', '.join(map(repr, IF_EXISTS))}."
@@ -307,22 +303,35 @@ def stop_broadcasting(name: str, auth_token: str | None = None) -> WebSocketConn
 
 
 def kill(name: str, auth_token: str | None = None) -> str:
-    """Stop everything of a connection, delete its temporary results file, forget the name."""
+    """Stop everything of a connection, delete its temporary results file, forget the name.
+
+    Returns ``"Client NAME killed."``; if received rows could not be written (the results
+    file was failing), the text says how many were lost (a RuntimeWarning says it too).
+    Called from a record hook or a ``listen()`` callback (the loop thread), the name is
+    forgotten at once and the teardown finishes in the background."""
     with _lock:
         empty = not _clients
     if empty:
         raise UnknownConnectionError("No connections to kill.")
     client = _lookup(name, auth_token)
-    _remove(name, client)
+    if runtime.in_loop_thread():
+        _remove(name, client)
+        return f"Client {name} killed (the teardown finishes in the background)."
+    lost = _remove(name, client)
+    if lost:
+        return (
+            f"Client {name} killed. {lost} received rows could not be written to "
+            f"{client.results_file} and are lost."
+        )
     return f"Client {name} killed."
 
 
-def _remove(name: str, client: WebSocketClient) -> None:
+def _remove(name: str, client: WebSocketClient) -> int:
     with _lock:
         if _clients.get(name) is client:
             del _clients[name]
             _signatures.pop(name, None)
-    client.close()
+    return client.close()
 
 
 def _names() -> list[str]:

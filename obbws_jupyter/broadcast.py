@@ -16,13 +16,23 @@ Wire protocol (DESIGN §7)::
 - a listener gets the records published after it joined; ``?replay=N`` (1..100000) first sends
   the last N stored records (from ``replay_source``), then the live ones, without gap or
   duplicate, ids strictly increasing;
-- a missing token is refused with HTTP 401, a wrong one with HTTP 403, a browser ``Origin``
-  other than localhost (and not in ``allowed_origins``) with HTTP 403, a bad ``replay`` with
-  HTTP 400: all at the handshake, before any data;
+- a missing token is refused with HTTP 401, a wrong one with HTTP 403, more than one token in
+  one handshake (several ``auth_token`` values, or a query token and a header) with HTTP 400,
+  a browser ``Origin`` other than localhost (and not in ``allowed_origins``) with HTTP 403, a
+  bad ``replay`` with HTTP 400: all at the handshake, before any data. After
+  ``max_auth_failures`` wrong or missing tokens from one address within
+  ``auth_failure_window`` seconds, that address is refused with HTTP 429 until the window
+  has passed (token guessing is slow);
+- without a token the server binds only to loopback addresses unless ``allow_insecure=True``;
 - a record is encoded once for all listeners and written without awaiting (websockets'
   ``broadcast``, see its ``docs/topics/broadcast.rst``: no backpressure, so slow listeners are
   our job). A listener whose transport buffer grows past ``max_buffer`` bytes is dropped with
-  close code 1013 "listener too slow" instead of slowing the others or growing memory;
+  close code 1013 "listener too slow" instead of slowing the others or growing memory; when
+  all listeners together hold more than ``max_total_buffer`` bytes, the fullest are cut off
+  until they fit, so many non-reading listeners cannot add up either;
+- replays load and encode in a worker thread, at most ``max_replays`` at a time (more wait,
+  up to ``max_waiting_replays``; beyond that HTTP 503), and are written in framed chunks that
+  wait for the listener to drain: they neither stall the stream nor pile up in memory;
 - ``stop()`` closes listeners with 1001 "server shutting down" and frees the port.
 """
 
@@ -34,10 +44,14 @@ import errno
 import hmac
 import http
 import inspect
+import ipaddress
 import json
 import logging
 import math
 import struct
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,12 +60,12 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from obbws_jupyter._util import wire_logger
+from obbws_jupyter._validate import check_token
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
 from obbws_jupyter.protocol import Field, FieldType
 
@@ -71,6 +85,9 @@ DEFAULT_PORT = 6666
 MAX_REPLAY = 100_000
 PORT_FALLBACK_RANGE = 100
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+REPLAY_CHUNK_BYTES = 256 * 1024  # replay frames written per drain
+MAX_TRACKED_ADDRESSES = 10_000  # failed-auth bookkeeping is bounded too
 
 CLOSE_TOO_SLOW = 1013  # "try again later"
 CLOSE_GOING_AWAY = 1001
@@ -247,6 +264,12 @@ class BroadcastServer:
         allowed_origins: Sequence[str] = (),
         replay_source: ReplaySource | None = None,
         max_buffer: int = 4 * 2**20,
+        max_total_buffer: int = 32 * 2**20,
+        max_replays: int = 2,
+        max_waiting_replays: int = 8,
+        max_auth_failures: int = 10,
+        auth_failure_window: float = 60.0,
+        allow_insecure: bool = False,
         name: str = "",
         **server_kwargs: Any,
     ) -> None:
@@ -256,10 +279,33 @@ class BroadcastServer:
             raise InvalidParameterError(
                 f"port must be an int between 0 and 65535 (0 picks a free port), got {port!r}."
             )
-        if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
-            raise InvalidParameterError("auth_token must be a non-empty string or None.")
-        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise InvalidParameterError(f"max_buffer must be a positive int, got {max_buffer!r}.")
+        auth_token = check_token(auth_token)
+        for option, value in (
+            ("max_buffer", max_buffer),
+            ("max_total_buffer", max_total_buffer),
+            ("max_replays", max_replays),
+            ("max_auth_failures", max_auth_failures),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidParameterError(f"{option} must be a positive int, got {value!r}.")
+        if (
+            isinstance(max_waiting_replays, bool)
+            or not isinstance(max_waiting_replays, int)
+            or max_waiting_replays < 0
+        ):
+            raise InvalidParameterError(
+                f"max_waiting_replays must be an int >= 0, got {max_waiting_replays!r}."
+            )
+        if not isinstance(auth_failure_window, (int, float)) or not auth_failure_window > 0:
+            raise InvalidParameterError(
+                f"auth_failure_window must be a number of seconds > 0, got {auth_failure_window!r}."
+            )
+        if auth_token is None and not allow_insecure and not _is_loopback(host.strip()):
+            raise InvalidParameterError(
+                f"Broadcasting on {host!r} without an auth_token would let anyone who can reach "
+                "this machine read the stream. Create the connection with auth_token=..., use "
+                "host='127.0.0.1', or pass allow_insecure=True if that is intended."
+            )
         if isinstance(allowed_origins, str):
             allowed_origins = [allowed_origins]
         unknown = sorted(set(server_kwargs) - _allowed_option_names())
@@ -275,6 +321,11 @@ class BroadcastServer:
         self.allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
         self.replay_source = replay_source
         self.max_buffer = max_buffer
+        self.max_total_buffer = max_total_buffer
+        self.max_replays = max_replays
+        self.max_waiting_replays = max_waiting_replays
+        self.max_auth_failures = max_auth_failures
+        self.auth_failure_window = float(auth_failure_window)
         self.encoder = RecordEncoder(fields, tz)
         self._token = auth_token.encode() if auth_token is not None else None
         self._options = {**_SERVER_DEFAULTS, **server_kwargs}
@@ -282,11 +333,16 @@ class BroadcastServer:
         self._port: int | None = None
         self._live: dict[ServerConnection, _Listener] = {}
         self._catching_up: dict[ServerConnection, _Listener] = {}
+        self._closing: dict[ServerConnection, _Listener] = {}  # dropped, close pending
         self._tasks: set[asyncio.Task[None]] = set()
+        self._replays: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._replay_slots: asyncio.Semaphore | None = None
+        self._auth_failures: dict[str, deque[float]] = {}
         self.stats: dict[str, int] = {
             "sent": 0,
             "listeners_total": 0,
             "refused": 0,
+            "rate_limited": 0,
             "dropped_slow": 0,
             "replayed": 0,
         }
@@ -317,6 +373,16 @@ class BroadcastServer:
         """Listeners currently connected (live or catching up)."""
         return len(self._live) + len(self._catching_up)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes waiting for listeners: transport buffers (live and dropped-but-closing
+        listeners) plus the backlogs of listeners catching up on a replay."""
+        total = sum(listener.backlog_bytes for listener in self._catching_up.values())
+        for connection in (*self._live, *self._closing):
+            with contextlib.suppress(Exception):
+                total += connection.transport.get_write_buffer_size()
+        return total
+
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         state = self.address or "stopped"
@@ -328,6 +394,7 @@ class BroadcastServer:
         """Bind and start serving; raises PortInUseError / BroadcastError. Idempotent."""
         if self._server is not None:
             return
+        self._replay_slots = asyncio.Semaphore(self.max_replays)
         first = self.requested_port
         if self.port_fallback and first != 0:
             candidates = list(range(first, min(first + PORT_FALLBACK_RANGE, 65535) + 1))
@@ -389,6 +456,7 @@ class BroadcastServer:
             task.cancel()
         self._live.clear()
         self._catching_up.clear()
+        self._closing.clear()
         log.info("%sstopped broadcasting on port %s", self._prefix, self._port)
 
     @property
@@ -398,8 +466,11 @@ class BroadcastServer:
     # -- handshake -------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        refusal = self._check_request(request)
+        address = _host_of(connection)
+        refusal = self._check_request(request, address)
         if refusal is None:
+            if _replay_count(request.path):
+                self._replays.add(connection)
             return None
         status, text = refusal
         self.stats["refused"] += 1
@@ -412,25 +483,64 @@ class BroadcastServer:
         )
         return connection.respond(status, text + "\n")
 
-    def _check_request(self, request: Request) -> tuple[int, str] | None:
+    def _check_request(self, request: Request, address: str) -> tuple[int, str] | None:
         origin = request.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin):
             return http.HTTPStatus.FORBIDDEN, "Origin not allowed."
         if self._token is not None:
-            given = _tokens(request)
-            if not given:
-                return http.HTTPStatus.UNAUTHORIZED, "Missing auth token."
-            # Compare every candidate (constant time each), then decide.
-            matches = [hmac.compare_digest(t.encode(), self._token) for t in given]
-            if not any(matches):
-                return http.HTTPStatus.FORBIDDEN, "Invalid auth token."
+            refusal = self._check_token(request, address)
+            if refusal is not None:
+                return refusal
         try:
             replay = _replay_count(request.path)
         except ValueError as exc:
             return http.HTTPStatus.BAD_REQUEST, str(exc)
         if replay and self.replay_source is None:
             return http.HTTPStatus.BAD_REQUEST, "This broadcast keeps no history to replay."
+        if replay and len(self._replays) >= self.max_replays + self.max_waiting_replays:
+            return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many replays in progress; retry later."
         return None
+
+    def _check_token(self, request: Request, address: str) -> tuple[int, str] | None:
+        """Exactly one token per handshake, compared in constant time; repeated failures
+        from one address are refused for a while without looking at the token at all."""
+        assert self._token is not None
+        if self._rate_limited(address):
+            self.stats["rate_limited"] += 1
+            return http.HTTPStatus.TOO_MANY_REQUESTS, "Too many failed attempts; retry later."
+        given = _tokens(request)
+        if len(given) > 1:
+            self._auth_failed(address)
+            return (
+                http.HTTPStatus.BAD_REQUEST,
+                "Send exactly one auth token (one ?auth_token= or one Authorization header).",
+            )
+        if not given or not given[0]:
+            self._auth_failed(address)
+            return http.HTTPStatus.UNAUTHORIZED, "Missing auth token."
+        candidate = given[0].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(candidate, self._token):
+            self._auth_failed(address)
+            return http.HTTPStatus.FORBIDDEN, "Invalid auth token."
+        return None
+
+    def _rate_limited(self, address: str) -> bool:
+        recent = self._auth_failures.get(address)
+        if not recent:
+            return False
+        horizon = time.monotonic() - self.auth_failure_window
+        while recent and recent[0] < horizon:
+            recent.popleft()
+        if not recent:
+            del self._auth_failures[address]
+            return False
+        return len(recent) >= self.max_auth_failures
+
+    def _auth_failed(self, address: str) -> None:
+        if address not in self._auth_failures and len(self._auth_failures) >= MAX_TRACKED_ADDRESSES:
+            self._auth_failures.pop(next(iter(self._auth_failures)))  # forget the oldest
+        recent = self._auth_failures.setdefault(address, deque(maxlen=self.max_auth_failures))
+        recent.append(time.monotonic())
 
     def _origin_allowed(self, origin: str) -> bool:
         normalized = origin.strip().rstrip("/").lower()
@@ -467,6 +577,8 @@ class BroadcastServer:
         finally:
             self._live.pop(connection, None)
             self._catching_up.pop(connection, None)
+            self._closing.pop(connection, None)
+            self._replays.discard(connection)
             log.info(
                 "%slistener %s disconnected (code %s; %d listening)",
                 self._prefix,
@@ -476,43 +588,79 @@ class BroadcastServer:
             )
 
     async def _catch_up(self, listener: _Listener, n: int) -> None:
-        """Send the last ``n`` stored records, then the backlog, then go live."""
-        source = self.replay_source
-        assert source is not None  # checked in _process_request
-        encode = self.encoder.encode
-        try:
-            before = listener.backlog[0][0] if listener.backlog else None
-            rows = await asyncio.to_thread(_load_replay, source, encode, n, before)
-            rows = self._trim_replay(listener, rows)
-            if len(rows) < n and listener.backlog and before != listener.backlog[0][0]:
-                # Live records arrived (and may have been stored) while loading: ask again
-                # for the records strictly before the first one the backlog holds.
-                before = listener.backlog[0][0]
-                rows = self._trim_replay(
-                    listener, await asyncio.to_thread(_load_replay, source, encode, n, before)
-                )
-        except Exception as exc:
-            log.error("%sreplay for %s failed: %s", self._prefix, listener.remote, exc)
-            self._catching_up.pop(listener.connection, None)
-            await listener.connection.close(CLOSE_INTERNAL_ERROR, "replay failed")
-            return
-        connection = listener.connection
-        for _, payload in rows[-n:]:
+        """Send the last ``n`` stored records, then the backlog, then go live. At most
+        ``max_replays`` run at once; the others wait for a slot (their live records wait in
+        their backlog, bounded by ``max_buffer``)."""
+        assert self._replay_slots is not None
+        async with self._replay_slots:
             if listener.dropped:
                 return
-            await connection.send(payload)
-            self.stats["replayed"] += 1
+            try:
+                rows = await self._load(listener, n)
+            except Exception as exc:
+                log.error("%sreplay for %s failed: %s", self._prefix, listener.remote, exc)
+                self._catching_up.pop(listener.connection, None)
+                await listener.connection.close(CLOSE_INTERNAL_ERROR, "replay failed")
+                return
+            self._replays.discard(listener.connection)  # loaded: make room for the next
+            if not await self._send_chunks(listener, [p for _, p in rows[-n:]], "replayed"):
+                return
+        connection = listener.connection
         while listener.backlog and not listener.dropped:
             pending, listener.backlog, listener.backlog_bytes = listener.backlog, [], 0
-            for _, payload in pending:
-                await connection.send(payload)
-                self.stats["sent"] += 1
+            if not await self._send_chunks(listener, [p for _, p in pending], "sent"):
+                return
         if listener.dropped:
             return
         # No await between the emptiness check above and this switch: no record is lost.
         self._catching_up.pop(connection, None)
         listener.live = True
         self._live[connection] = listener
+
+    async def _load(self, listener: _Listener, n: int) -> list[tuple[int, str]]:
+        """Fetch and encode (in a worker thread) the records to replay: the last ``n`` stored
+        before the first record the listener's backlog holds."""
+        source = self.replay_source
+        assert source is not None  # checked in _process_request
+        encode = self.encoder.encode
+        before = listener.backlog[0][0] if listener.backlog else None
+        rows = await asyncio.to_thread(_load_replay, source, encode, n, before)
+        rows = self._trim_replay(listener, rows)
+        if len(rows) < n and listener.backlog and before != listener.backlog[0][0]:
+            # Live records arrived (and may have been stored) while loading: ask again
+            # for the records strictly before the first one the backlog holds.
+            before = listener.backlog[0][0]
+            rows = self._trim_replay(
+                listener, await asyncio.to_thread(_load_replay, source, encode, n, before)
+            )
+        return rows
+
+    async def _send_chunks(self, listener: _Listener, payloads: list[str], counter: str) -> bool:
+        """Write ``payloads`` as pre-framed chunks of about REPLAY_CHUNK_BYTES, waiting for
+        the listener to drain after each; False if the listener went away."""
+        connection = listener.connection
+        start = 0
+        while start < len(payloads):
+            if listener.dropped or connection.protocol.state is not State.OPEN:
+                return False
+            chunk: list[bytes] = []
+            size = 0
+            while start < len(payloads) and size < REPLAY_CHUNK_BYTES:
+                frame = _text_frame(payloads[start].encode())
+                chunk.append(frame)
+                size += len(frame)
+                start += 1
+            if connection.protocol.extensions:  # compression negotiated: let websockets frame
+                for frame_payload in payloads[start - len(chunk) : start]:
+                    await connection.send(frame_payload)
+            else:
+                connection.transport.write(b"".join(chunk))
+                try:
+                    await connection.drain()
+                except Exception:
+                    return False
+            self.stats[counter] += len(chunk)
+        return not listener.dropped
 
     @staticmethod
     def _trim_replay(listener: _Listener, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -547,11 +695,15 @@ class BroadcastServer:
         if self._live:
             self._fan_out(payloads)
             self._drop_slow_listeners()
-        for listener in list(self._catching_up.values()):
-            listener.backlog.extend(payloads)
-            listener.backlog_bytes += sum(len(p) for _, p in payloads)
-            if listener.backlog_bytes > self.max_buffer:
-                self._drop(listener)
+        if self._catching_up:
+            size = sum(len(p) for _, p in payloads)
+            for listener in list(self._catching_up.values()):
+                listener.backlog.extend(payloads)
+                listener.backlog_bytes += size
+                if listener.backlog_bytes > self.max_buffer:
+                    self._drop(listener)
+            if not self._live:
+                self._enforce_total()
 
     def _fan_out(self, payloads: list[tuple[int, str]]) -> None:
         """Write the frames to every live listener.
@@ -590,22 +742,53 @@ class BroadcastServer:
                 slow.append(listener)
         for listener in slow:
             self._drop(listener)
+        self._enforce_total()
 
-    def _drop(self, listener: _Listener) -> None:
-        """Stop sending to a listener that fell behind and close it with 1013."""
+    def _enforce_total(self) -> None:
+        """Keep all listeners together under ``max_total_buffer``: first cut off listeners
+        already dropped whose close is still queued, then the fullest of the others."""
+        total = self.buffered_bytes
+        if total <= self.max_total_buffer:
+            return
+        for connection in list(self._closing):
+            self._closing.pop(connection, None)
+            connection.transport.abort()
+        total = self.buffered_bytes
+        candidates: list[tuple[int, _Listener]] = []
+        for listener in (*self._live.values(), *self._catching_up.values()):
+            size = listener.backlog_bytes
+            with contextlib.suppress(Exception):
+                size += listener.connection.transport.get_write_buffer_size()
+            candidates.append((size, listener))
+        candidates.sort(key=lambda item: item[0], reverse=True)
+        for size, listener in candidates:
+            if total <= self.max_total_buffer or size == 0:
+                break
+            self._drop(listener, abort=True)
+            total -= size
+
+    def _drop(self, listener: _Listener, abort: bool = False) -> None:
+        """Stop sending to a listener that fell behind and close it with 1013 (or, when the
+        memory budget of all listeners is exceeded, cut the connection at once)."""
         if listener.dropped:
             return
         listener.dropped = True
         listener.backlog.clear()
+        listener.backlog_bytes = 0
         self._live.pop(listener.connection, None)
         self._catching_up.pop(listener.connection, None)
         self.stats["dropped_slow"] += 1
         log.warning(
-            "%sdropped listener %s: it fell more than %d bytes behind",
+            "%sdropped listener %s: it fell more than %d bytes behind%s",
             self._prefix,
             listener.remote,
             self.max_buffer,
+            " (all listeners together over max_total_buffer)" if abort else "",
         )
+        if abort:
+            listener.connection.transport.abort()
+            return
+        self._closing[listener.connection] = listener
         task = asyncio.get_running_loop().create_task(
             listener.connection.close(CLOSE_TOO_SLOW, "listener too slow")
         )
@@ -634,20 +817,30 @@ def _load_replay(
 
 
 def _tokens(request: Request) -> list[str]:
-    """Tokens a listener presented: ``?auth_token=`` values and an ``Authorization: Bearer``."""
+    """Every token a listener presented: each ``?auth_token=`` value and each
+    ``Authorization`` header (a non-Bearer one counts as an empty token)."""
     query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
-    tokens = [t for t in query.get("auth_token", []) if t]
-    tokens += _bearer(request.headers)
+    tokens = list(query.get("auth_token", []))
+    for value in request.headers.get_all("Authorization"):
+        scheme, _, token = value.strip().partition(" ")
+        tokens.append(token.strip() if scheme.lower() == "bearer" else "")
     return tokens
 
 
-def _bearer(headers: Headers) -> list[str]:
-    out = []
-    for value in headers.get_all("Authorization"):
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            out.append(token.strip())
-    return out
+def _host_of(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _replay_count(path: str) -> int:

@@ -17,6 +17,8 @@ methods here are synchronous, return promptly and raise on timeout instead of ha
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hmac
 import importlib
 import inspect
 import itertools
@@ -25,8 +27,9 @@ import logging
 import os
 import threading
 import time
+import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,12 @@ from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remem
 from obbws_jupyter._validate import (
     check_bool,
     check_limit,
+    check_name,
+    check_path,
     check_port,
     check_positive,
     check_retries,
+    check_token,
     check_tz,
 )
 from obbws_jupyter.broadcast import DEFAULT_PORT, BroadcastServer
@@ -50,7 +56,9 @@ from obbws_jupyter.exceptions import (
     InvalidParameterError,
     NotBroadcastingError,
     NotRunningError,
+    ObbwsTimeoutError,
     SymbolError,
+    WrongThreadError,
 )
 from obbws_jupyter.models import WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
@@ -134,9 +142,8 @@ class WebSocketClient:
     ) -> None:
         self.spec: ProviderSpec = get_provider(provider)
         self.provider = self.spec.name
-        self.name = str(name) if name is not None else f"{self.provider}-{next(_names)}"
-        if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
-            raise InvalidParameterError("auth_token must be a non-empty string or None.")
+        self.name = check_name(name) if name is not None else f"{self.provider}-{next(_names)}"
+        auth_token = check_token(auth_token)
         params = self.spec.resolve(provider_params, os.environ)
         for secret in self.spec.secret_params:  # masked in logs, e.g. in an auth frame
             remember_secret(params.get(secret))
@@ -189,6 +196,7 @@ class WebSocketClient:
         self._lock = threading.RLock()
         self._closed = False
         self._pending_record_file = record_file
+        self._last_store_error: str | None = None
         _live.add(self)
 
     # -- properties --------------------------------------------------------------------------
@@ -242,22 +250,21 @@ class WebSocketClient:
         return self._store
 
     def check_token(self, token: str | None) -> bool:
-        """Constant-time check of ``token`` against this client's auth_token."""
-        import hmac
-
+        """Constant-time check of ``token`` against this client's auth_token (a token that is
+        not text, or not encodable, is simply wrong)."""
         if self._auth_token is None:
             return True
         if not isinstance(token, str):
             return False
-        return hmac.compare_digest(token.encode(), self._auth_token.encode())
+        given = token.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given, self._auth_token.encode())
 
     # -- provider stream ---------------------------------------------------------------------
 
     def connect(self) -> None:
         """Connect, authenticate and subscribe; returns once the provider accepted the
         credentials. Raises ProviderAuthError / ProviderConnectionError / ObbwsTimeoutError."""
-        self._check_open()
-        with self._lock:
+        with self._serialized():
             if self.is_running:
                 log.info("%s: provider connection already running.", self.name)
                 return
@@ -291,13 +298,13 @@ class WebSocketClient:
 
     def disconnect(self) -> None:
         """Stop the provider stream (the broadcast server and the stored rows stay)."""
-        self._check_open()
-        if not self.is_running:
-            log.info("%s: provider connection is not running.", self.name)
-        driver = self._driver
-        if driver is not None:
-            runtime.run(driver.stop())
-            log.info("%s: disconnected from the provider.", self.name)
+        with self._serialized():
+            if not self.is_running:
+                log.info("%s: provider connection is not running.", self.name)
+            driver = self._driver
+            if driver is not None:
+                runtime.run(driver.stop())
+                log.info("%s: disconnected from the provider.", self.name)
 
     def wait_stopped(self, timeout: float | None = None) -> str:
         """Block until the stream ends by itself (a replay finished, or reconnecting gave up)
@@ -310,27 +317,27 @@ class WebSocketClient:
 
     def subscribe(self, symbol: str | Iterable[str]) -> list[str]:
         """Subscribe to more symbols; returns the ones that were new."""
-        self._check_open()
-        driver = self._require_running()
-        wanted = self._session.normalize(symbol)
-        if not wanted:
-            raise SymbolError("subscribe() needs at least one symbol.")
-        new = [s for s in wanted if s not in self._session.symbols]
-        if not new:
-            raise SymbolError(f"Client {self.name} already subscribed to {','.join(wanted)}.")
-        return runtime.run(driver.subscribe(new))
+        with self._serialized():
+            driver = self._require_running()
+            wanted = self._session.normalize(symbol)
+            if not wanted:
+                raise SymbolError("subscribe() needs at least one symbol.")
+            new = [s for s in wanted if s not in self._session.symbols]
+            if not new:
+                raise SymbolError(f"Client {self.name} already subscribed to {','.join(wanted)}.")
+            return runtime.run(driver.subscribe(new))
 
     def unsubscribe(self, symbol: str | Iterable[str]) -> list[str]:
         """Unsubscribe from symbols; returns the ones that were subscribed."""
-        self._check_open()
-        driver = self._require_running()
-        wanted = self._session.normalize(symbol)
-        gone = [s for s in wanted if s in self._session.symbols]
-        if not gone:
-            raise SymbolError(
-                f"Client {self.name} not subscribed to {','.join(wanted) or symbol!r}."
-            )
-        return runtime.run(driver.unsubscribe(gone))
+        with self._serialized():
+            driver = self._require_running()
+            wanted = self._session.normalize(symbol)
+            gone = [s for s in wanted if s in self._session.symbols]
+            if not gone:
+                raise SymbolError(
+                    f"Client {self.name} not subscribed to {','.join(wanted) or symbol!r}."
+                )
+            return runtime.run(driver.unsubscribe(gone))
 
     def _require_running(self) -> StreamDriver:
         driver = self._driver
@@ -341,7 +348,14 @@ class WebSocketClient:
         return driver
 
     def _on_records(self, records: list[Record]) -> None:
-        # On the loop thread, once per frame: ids, then store, broadcast and hooks.
+        # On the loop thread, once per frame: ids, then store, broadcast and hooks. What the
+        # store would reject must reach no listener or hook, so with any of them it is sorted
+        # out first (0.4 us per record); without them the writer rejects it by itself.
+        broadcast = self._broadcast
+        if broadcast is not None or self._record_hooks:
+            records = self._store.accept(records)
+            if not records:
+                return
         next_id = self._next_id
         now = time.time_ns()
         for record in records:
@@ -350,7 +364,6 @@ class WebSocketClient:
             next_id += 1
         self._next_id = next_id
         self._store.put(records)
-        broadcast = self._broadcast
         if broadcast is not None:
             broadcast.publish(records)
         for hook in self._record_hooks:
@@ -371,7 +384,10 @@ class WebSocketClient:
 
     def record(self, path: str | os.PathLike[str]) -> Path:
         """Write every raw provider frame from now on to a capture file for the replay provider."""
-        self._check_open()
+        with self._serialized():
+            return self._record(path)
+
+    def _record(self, path: str | os.PathLike[str]) -> Path:
         if self._capture is not None:
             raise InvalidParameterError(
                 f"{self.name} is already recording to {self._capture.path}; stop_recording() first."
@@ -388,7 +404,7 @@ class WebSocketClient:
             raise InvalidParameterError(
                 "A replay connection cannot be recorded: its capture file already is the recording."
             )
-        target = Path(path)
+        target = check_path("record_file", path)
         if target.exists():
             raise InvalidParameterError(
                 f"record file {os.fspath(path)!r} already exists; choose a new file name."
@@ -411,6 +427,10 @@ class WebSocketClient:
         return writer
 
     def stop_recording(self) -> Path | None:
+        with self._serialized(check_open=False):
+            return self._stop_recording()
+
+    def _stop_recording(self) -> Path | None:
         capture, self._capture = self._capture, None
         if capture is None:
             return None
@@ -427,11 +447,10 @@ class WebSocketClient:
     ) -> str:
         """Serve the records on ``ws://host:port``; returns the address. A busy default port
         moves to the next free one (with a warning); a busy explicit port is an error."""
-        self._check_open()
         if not isinstance(host, str) or not host:
             raise InvalidParameterError(f"host must be a host name or address, got {host!r}.")
         port = check_port(port)
-        with self._lock:
+        with self._serialized():
             if self._broadcast is not None and self._broadcast.is_serving:
                 log.info("%s: broadcast already running on %s", self.name, self._broadcast.address)
                 return self._broadcast.address or ""
@@ -452,8 +471,7 @@ class WebSocketClient:
             return server.address or ""
 
     def stop_broadcasting(self) -> None:
-        self._check_open()
-        with self._lock:
+        with self._serialized():
             server, self._broadcast = self._broadcast, None
             if server is None or not server.is_serving:
                 raise NotBroadcastingError(f"Client {self.name} not broadcasting.")
@@ -466,10 +484,21 @@ class WebSocketClient:
     # -- results -----------------------------------------------------------------------------
 
     def get_results(self, last: int | None = None) -> pd.DataFrame:
-        """Stored records, oldest first, as a typed DataFrame (dates tz-aware in ``tz``)."""
+        """Stored records, oldest first, as a typed DataFrame (dates tz-aware in ``tz``).
+        While the store cannot write (status ``store_state == "retrying"``), the rows
+        committed so far are returned after a short wait, with a warning in the log."""
         self._check_open()
-        self._store.flush()
+        self._flush_for_read()
         return self._store.read(last)
+
+    def _flush_for_read(self) -> None:
+        retrying = self._store.stats["state"] == "retrying"
+        try:
+            self._store.flush(timeout=1.0 if retrying else 10.0)
+        except ObbwsTimeoutError as exc:
+            if self._store.stats["state"] != "retrying":
+                raise
+            log.warning("%s: reading the committed rows only: %s", self.name, exc)
 
     @property
     def results(self) -> pd.DataFrame:
@@ -482,11 +511,15 @@ class WebSocketClient:
         log.info("%s: %d results cleared from table %s", self.name, count, self.table_name)
         return count
 
-    def query(self, sql: str, params: Iterable[Any] | None = None) -> pd.DataFrame:
-        """Run one read-only SELECT over the results table (named ``table_name``)."""
+    def query(
+        self, sql: str, params: Iterable[Any] | None = None, timeout: float | None = 60.0
+    ) -> pd.DataFrame:
+        """Run one read-only SELECT over the results table (named ``table_name``), cancelled
+        after ``timeout`` seconds or by Ctrl-C / a kernel interrupt."""
         self._check_open()
-        self._store.flush()
-        return self._store.query(sql, list(params) if params is not None else None)
+        self._flush_for_read()
+        values = list(params) if params is not None else None
+        return self._store.query(sql, values, timeout=timeout)
 
     def ohlc(
         self,
@@ -518,7 +551,12 @@ class WebSocketClient:
         driver = self._driver
         broadcast = self._broadcast if self.is_broadcasting else None
         pid = os.getpid()
-        stats = self._store.stats if not self._store.closed else {}
+        stats = self._store.stats if not self._store.closed else {"state": "closed"}
+        store_state = str(stats.get("state", "ok"))
+        store_error = stats.get("last_error")
+        driver_error = driver.last_error if driver else None
+        # a store that cannot write is the more urgent news
+        last_error = store_error if store_state == "retrying" else driver_error or store_error
         return WebSocketConnectionStatus(
             name=self.name,
             auth_required=self.auth_required,
@@ -538,6 +576,7 @@ class WebSocketClient:
             messages_received=driver.messages if driver else 0,
             records_received=self._next_id - self._store.next_id,
             records_stored=int(stats.get("rows_written", 0)),
+            rows_in_table=_int_or_none(stats.get("rows_in_table")),
             malformed_frames=driver.malformed if driver else 0,
             heartbeats=driver.heartbeats if driver else 0,
             sequence_gaps=driver.gaps if driver else 0,
@@ -545,32 +584,56 @@ class WebSocketClient:
             reconnects=driver.reconnects if driver else 0,
             last_message_at=ns_to_datetime(_last_message_ns(driver)),
             connected_at=ns_to_datetime(driver.connected_ns) if driver else None,
-            last_error=(driver.last_error if driver else None) or stats.get("last_error"),
+            last_error=last_error,
             listeners=broadcast.listeners if broadcast else 0,
             dropped_records=int(stats.get("dropped", 0)),
             recording_file=str(self._capture.path) if self._capture else None,
             limit=self.limit,
+            store_state=store_state,
+            rejected_records=int(stats.get("rejected", 0)),
         )
 
-    def close(self) -> None:
+    def close(self) -> int:
         """Stop everything, and delete the results file unless it is kept (``save_results``
-        or a file that existed before). Idempotent; also run at interpreter exit."""
+        or a file that existed before). Returns how many received rows could not be written
+        (lost: also said in a RuntimeWarning and the log); 0 normally. Idempotent; also run at
+        interpreter exit. Called on the loop thread (from a record hook or a ``listen()``
+        callback) it hands the teardown to a helper thread and returns 0 at once."""
+        if runtime.in_loop_thread():
+            # waiting here for the loop would deadlock it: tear down from another thread
+            threading.Thread(
+                target=self.close, name=f"obbws-close-{self.name}", daemon=True
+            ).start()
+            return 0
         with self._lock:
             if self._closed:
-                return
+                return 0
             self._closed = True
-        try:
-            if runtime.in_loop_thread():
-                raise RuntimeError("WebSocketClient.close() cannot run on the obbws loop thread")
-            runtime.run(self._aclose(), timeout=15)
-        finally:
-            if self._capture is not None:
-                self._capture.close()
-                self._capture = None
-            self._store.close()
-            if self.save_results:
-                log.info("%s: results saved to %s", self.name, self._store.path)
-            _live.discard(self)
+            try:
+                runtime.run(self._aclose(), timeout=15)
+            except Exception as exc:  # go on: the store and its rows matter most
+                log.error("%s: stopping the stream and broadcast failed: %s", self.name, exc)
+            finally:
+                lost = self._release()
+        if lost:
+            warnings.warn(
+                f"{self.name}: {lost} received rows could not be written to "
+                f"{self._store.path} and are lost (last error: {self._last_store_error}).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return lost
+
+    def _release(self) -> int:
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        self._last_store_error = self._store.stats["last_error"]
+        lost = self._store.close()
+        if self.save_results:
+            log.info("%s: results saved to %s", self.name, self._store.path)
+        _live.discard(self)
+        return lost
 
     async def _aclose(self) -> None:
         if self._driver is not None:
@@ -585,6 +648,20 @@ class WebSocketClient:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @contextlib.contextmanager
+    def _serialized(self, check_open: bool = True) -> Iterator[None]:
+        """One state-changing call at a time (a kill racing a start_broadcasting must not
+        leave a server behind); never on the loop thread, where waiting would deadlock."""
+        if runtime.in_loop_thread():
+            raise WrongThreadError(
+                f"{self.name}: this call waits for the obbws loop, so it cannot run on it "
+                "(inside a record hook or a listen() callback); call it from another thread."
+            )
+        with self._lock:
+            if check_open:
+                self._check_open()
+            yield
 
     def _check_open(self) -> None:
         if self._closed:
@@ -616,6 +693,10 @@ def _last_message_ns(driver: StreamDriver | None) -> int | None:
     if driver is None or not driver.messages:
         return None
     return driver.last_message_ns
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 async def _noop() -> None:

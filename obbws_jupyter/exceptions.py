@@ -21,7 +21,8 @@ The tree::
     │   └── NotBroadcastingError              stop_broadcasting on a connection that is not
     ├── StoreError                            the DuckDB results file
     │   └── SchemaMismatchError               an existing table does not match the provider
-    └── ObbwsTimeoutError (TimeoutError)      a call did not finish in time
+    ├── ObbwsTimeoutError (TimeoutError)      a call did not finish in time
+    └── WrongThreadError (RuntimeError)       a blocking call made on the obbws loop thread
 
 Messages say what was wrong and what to do about it. They never contain secrets.
 
@@ -60,6 +61,7 @@ __all__ = [
     "UnauthorizedError",
     "UnknownConnectionError",
     "UnknownProviderError",
+    "WrongThreadError",
 ]
 
 
@@ -198,3 +200,8 @@ class SchemaMismatchError(StoreError):
 
 class ObbwsTimeoutError(ObbwsError, TimeoutError):
     """An operation on the background loop did not finish in time."""
+
+
+class WrongThreadError(ObbwsError, RuntimeError):
+    """A blocking call was made on the obbws loop thread (inside a record hook or a background
+    ``listen()`` callback), where waiting for the loop would deadlock it."""

@@ -49,6 +49,7 @@ from websockets.uri import parse_uri
 
 from obbws_jupyter import runtime
 from obbws_jupyter._util import mask_secrets, wire_logger
+from obbws_jupyter._validate import check_token
 from obbws_jupyter.broadcast import MAX_REPLAY
 from obbws_jupyter.exceptions import (
     BroadcastError,
@@ -116,6 +117,18 @@ def normalize_url(url: str, replay: int | None = None) -> str:
     return text
 
 
+def _one_token(url: str, auth_token: str | None) -> str:
+    """``url`` without its ``auth_token=`` query value when ``auth_token`` is given: the token
+    then travels in the header only (a broadcast accepts exactly one token per handshake)."""
+    if auth_token is None:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(
+        p for p in parts.query.split("&") if p and not p.lower().startswith("auth_token=")
+    )
+    return urlunsplit(parts._replace(query=query))
+
+
 def _connect_options(url: str, auth_token: str | None, given: dict[str, Any]) -> dict[str, Any]:
     allowed = _connect_option_names()
     unknown = sorted(set(given) - allowed)
@@ -125,9 +138,7 @@ def _connect_options(url: str, auth_token: str | None, given: dict[str, Any]) ->
             "websockets.asyncio.client.connect (e.g. open_timeout, max_size)."
         )
     options = {**_CLIENT_DEFAULTS, "logger": wire_logger(WIRE_LOGGER), **given}
-    if auth_token is not None:
-        if not isinstance(auth_token, str) or not auth_token:
-            raise InvalidParameterError("auth_token must be a non-empty string or None.")
+    if check_token(auth_token) is not None:
         headers = options.get("additional_headers") or []
         items = list(headers.items()) if hasattr(headers, "items") else list(headers)
         items.append(("Authorization", f"Bearer {auth_token}"))
@@ -256,7 +267,7 @@ async def alisten(
     Ends when the server closes the stream; raises UnauthorizedError, BroadcastError or
     InvalidParameterError like :func:`listen`.
     """
-    target = normalize_url(url, replay)
+    target = _one_token(normalize_url(url, replay), auth_token)
     options = _connect_options(target, auth_token, connect_kwargs)
     async with contextlib.aclosing(_records(target, mask_secrets(target), options)) as stream:
         async for record in stream:
@@ -450,7 +461,7 @@ def listen(
         raise InvalidParameterError(f"max_records must be a positive int, got {max_records!r}.")
     if callback is not None and not callable(callback):
         raise InvalidParameterError("callback must be callable (it receives each record).")
-    target = normalize_url(url, replay)
+    target = _one_token(normalize_url(url, replay), auth_token)
     options = _connect_options(target, auth_token, connect_kwargs)
     has_loop = _running_loop() is not None
     if block is None:

@@ -12,7 +12,9 @@ __all__ = ["StatusList", "WebSocketConnectionStatus"]
 
 class WebSocketConnectionStatus(BaseModel):
     """Status of one named connection. The first eleven keys are OpenBB's, in OpenBB's order;
-    the rest describe the stream's health."""
+    the rest describe the stream's health. ``store_state`` is "ok", "retrying" (writes to
+    the results file fail; rows are kept and retried, ``last_error`` says why) or "closed";
+    ``rows_in_table`` is the table's row count after the last committed batch."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -48,6 +50,8 @@ class WebSocketConnectionStatus(BaseModel):
     dropped_records: int = 0
     recording_file: str | None = None
     limit: int | None = None
+    store_state: str = "ok"
+    rejected_records: int = 0
 
 
 class StatusList(list[WebSocketConnectionStatus]):

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from obbws_jupyter.exceptions import ObbwsTimeoutError
+from obbws_jupyter.exceptions import ObbwsTimeoutError, WrongThreadError
 
 __all__ = ["DEFAULT_TIMEOUT", "get_loop", "in_loop_thread", "run", "shutdown", "submit"]
 
@@ -78,25 +78,29 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -
     """Run ``coro`` on the background loop and wait for its result.
 
     Raises :class:`ObbwsTimeoutError` (after cancelling the coroutine) when it takes longer than
-    ``timeout`` seconds. A KeyboardInterrupt while waiting — even one that lands while the
-    coroutine is being handed to the loop — cancels the coroutine and waits for its clean-up,
-    so an interrupted cell never leaves a half-finished operation running.
+    ``timeout`` seconds; a coroutine's own error (its own, more precise timeout included) is
+    raised as it is. Called on the loop thread it raises :class:`WrongThreadError` at once
+    (waiting there would deadlock). A KeyboardInterrupt while waiting — even one that lands
+    while the coroutine is being handed to the loop — cancels the coroutine and waits for its
+    clean-up, so an interrupted cell never leaves a half-finished operation running.
     """
     if in_loop_thread():
         coro.close()
-        raise RuntimeError(
-            "obbws_jupyter.runtime.run() was called from the obbws-loop thread; "
-            "await the coroutine instead."
+        raise WrongThreadError(
+            "obbws_jupyter.runtime.run() was called from the obbws-loop thread (a record hook "
+            "or a listen() callback); await the coroutine instead, or call from another thread."
         )
     call = _Call(coro, get_loop())
     try:
         call.start()
         return call.future.result(timeout)
     except concurrent.futures.TimeoutError:
+        if call.future.done():  # the coroutine's own TimeoutError: keep its message
+            raise
         call.cancel_and_wait()
         name = getattr(coro, "__qualname__", "operation")
         raise ObbwsTimeoutError(
-            f"{name} did not finish within {timeout} s; it was cancelled. "
+            f"{name} did not finish within {timeout:g} s; it was cancelled. "
             "Check the provider/network, or pass a larger timeout."
         ) from None
     except KeyboardInterrupt:

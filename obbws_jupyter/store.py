@@ -4,28 +4,42 @@ This is the only module that imports :mod:`duckdb`. One :class:`ResultsStore` ow
 connection to one file and one table::
 
     store = ResultsStore(session.fields, limit=1000)
-    store.put(records)        # from the asyncio loop: O(1), never touches DuckDB
-    store.read()              # pandas DataFrame, oldest first, timestamps tz-aware in store.tz
-    store.close()             # flush, stop the writer, delete the temp file unless saved
+    records = store.accept(records)  # from the asyncio loop: rows the store would reject go
+    store.put(records)               # O(1), never touches DuckDB
+    store.read()                     # pandas DataFrame, oldest first, tz-aware in store.tz
+    lost = store.close()             # flush, stop the writer, delete the temp file unless saved
 
-Threads. ``put`` appends to a pending queue under a lock and returns; a daemon writer thread
-(``obbws-store-<name>``) swaps the queue out every ``flush_interval`` seconds (sooner when
-``batch_rows`` are waiting or someone calls :meth:`ResultsStore.flush`) and writes it as one
-Arrow table with ``INSERT ... SELECT``, followed in the same transaction by the ``limit`` cap
-(``DELETE ... WHERE id <= max_id - limit``), so a committed table never holds more than
-``limit`` rows. Every other method (the reader side) runs on a fresh cursor of the store's
+Threads. ``put`` appends to a bounded backlog (:class:`_Backlog`) and returns; a daemon writer
+thread (``obbws-store-<name>``) takes the whole backlog every ``flush_interval`` seconds
+(sooner when ``batch_rows`` are waiting or someone calls :meth:`ResultsStore.flush`) and
+writes it as one Arrow table with ``INSERT ... SELECT``, followed in the same transaction by
+the ``limit`` cap (``DELETE ... WHERE id <= max_id - limit``), so a committed table never
+holds more than ``limit`` rows. The reader side runs on fresh cursors of the store's
 connection: one DuckDB connection cannot be used from two threads at once.
+
+Failures. A failed write keeps its rows (first in line) and is retried with exponential
+backoff; the store's ``state`` is then ``"retrying"`` and ``last_error`` says why. A fatal
+DuckDB error ("database has been invalidated", e.g. after a checkpoint that found the disk
+full) closes and reopens the database before the next try; DuckDB's WAL brings back every
+committed row. A results file deleted from outside is noticed within a second and re-created
+from the rows the open connection still reads. Once a write succeeds again, ``state`` is
+``"ok"`` and ``last_error`` is cleared. While writes fail the backlog stays bounded: with a
+``limit`` only the newest ``limit`` rows wait (older ones would be capped anyway: not a loss);
+beyond ``max_pending`` rows the oldest are dropped and counted in ``stats["dropped"]``.
+:meth:`ResultsStore.close` returns (and logs) how many rows it could not write.
+
+Safety. The connection is opened with DuckDB's external access off, extension autoinstall and
+autoload off and its configuration locked, so nothing run through it reads or writes other
+files, installs code or reaches the network. :meth:`ResultsStore.query` runs the user's SQL in
+a separate in-memory DuckDB with the same lock-down, holding a snapshot of this store's table
+only: another table of the same file is not readable. It has a timeout and Ctrl-C (a kernel
+interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV with pyarrow's writers.
+Files are written in the storage format of DuckDB v1.2, which every DuckDB >= 1.2 opens.
 
 Records are the dicts a provider session produces, plus ``id`` (monotonic, assigned by the
 caller from :attr:`ResultsStore.next_id`) and ``received_at``; timestamps are ``int``
 nanoseconds since the epoch, UTC. DuckDB's ``TIMESTAMPTZ`` keeps microseconds: nanosecond
 digits are rounded away on insert.
-
-Nothing put is lost except by the documented ``limit`` cap, :meth:`ResultsStore.clear`, or
-when the writer cannot keep up and more than ``max_pending`` rows wait (the oldest are dropped
-and counted in ``stats["dropped"]``). A failed write keeps its rows for the next try; a record
-whose values cannot be converted to the column types is rejected, logged and counted in
-``stats["rejected"]`` instead of blocking the rows behind it.
 """
 
 from __future__ import annotations
@@ -42,15 +56,18 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
-from obbws_jupyter._validate import check_limit, check_positive, check_tz
+from obbws_jupyter._util import clip
+from obbws_jupyter._validate import check_limit, check_path, check_positive, check_tz
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     ObbwsTimeoutError,
@@ -59,7 +76,7 @@ from obbws_jupyter.exceptions import (
 )
 from obbws_jupyter.protocol import Field, FieldType, Record
 
-__all__ = ["ResultsStore"]
+__all__ = ["ResultsStore", "sweep_orphan_temp_dirs"]
 
 logger = logging.getLogger("obbws_jupyter.store")
 
@@ -99,9 +116,31 @@ _BASE_COLUMNS: tuple[tuple[str, FieldType], ...] = (
 _BATCH_VIEW = "__obbws_batch"
 _EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv"}
 _MAX_RETRY_DELAY = 5.0
-_JOIN_TIMEOUT = 30.0
+_CLOSE_TIMEOUT = 5.0  # how long close() lets the writer finish before counting the rest lost
+_FILE_CHECK_INTERVAL = 0.5  # seconds between checks that the results file is still there
+DEFAULT_MAX_PENDING = 250_000  # rows waiting for the writer (~150 MB of record dicts)
+DEFAULT_QUERY_TIMEOUT = 60.0
+MIRROR_IDLE = 60.0  # seconds without a query before query()'s copy of the table is dropped
+_INT64 = 2**63
+
+# Every DuckDB database this module opens is locked down: no file access beyond its own file,
+# no extension installed or loaded behind our back, no Python object scanned by name, and
+# nothing of this can be switched back on by SQL.
+_Config = dict[str, str | bool | int | float | list[str]]
+_LOCKED_DOWN: _Config = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
+# Files readable by DuckDB 1.2 and later (DuckDB 2.x would write storage version 69, which no
+# 1.x release opens).
+STORAGE_COMPATIBILITY = "v1.2.0"
+_FILE_CONFIG: _Config = {**_LOCKED_DOWN, "storage_compatibility_version": STORAGE_COMPATIBILITY}
 
 _OPEN_STORES: weakref.WeakSet[ResultsStore] = weakref.WeakSet()
+_RECOVERY_LOCK = threading.Lock()  # one re-creation/reopen of a shared file at a time
 
 
 def quote_identifier(name: str) -> str:
@@ -109,9 +148,11 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_string(text: str) -> str:
-    """``text`` as a single-quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
+def _is_fatal(exc: BaseException) -> bool:
+    """A DuckDB error after which this connection is useless until the database is reopened."""
+    if isinstance(exc, (duckdb.FatalException, duckdb.ConnectionException)):
+        return True
+    return "invalidated" in str(exc) or "connection closed" in str(exc).lower()
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -146,6 +187,172 @@ def _check_count(name: str, value: object) -> int:
     return value
 
 
+# What a column accepts. Stricter than pyarrow where pyarrow would silently change a value
+# (1.5 into an INT column is truncated): a value accepted here always converts.
+def _fits_int(v: Any) -> bool:
+    if type(v) is int:
+        return -_INT64 <= v < _INT64
+    return type(v) is float and v.is_integer() and -_INT64 <= v < _INT64
+
+
+def _fits_float(v: Any) -> bool:
+    return type(v) is float or (type(v) is int and -_INT64 <= v < _INT64)
+
+
+def _fits_string(v: Any) -> bool:
+    if type(v) is not str:
+        return False
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800" escapes produce them)
+        return False
+    return True
+
+
+def _fits_timestamp(v: Any) -> bool:
+    if type(v) is int:
+        return -_INT64 <= v < _INT64
+    from datetime import datetime
+
+    return isinstance(v, datetime) or (type(v) is float and -_INT64 < v < _INT64)
+
+
+def _fits_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+_FITS: dict[FieldType, Callable[[Any], bool]] = {
+    FieldType.INT: _fits_int,
+    FieldType.FLOAT: _fits_float,
+    FieldType.STRING: _fits_string,
+    FieldType.TIMESTAMP: _fits_timestamp,
+    FieldType.BOOL: _fits_bool,
+}
+# The common case of each type, checked inline before calling the full rule.
+_FAST_EXPR: dict[FieldType, str] = {
+    FieldType.INT: "(type(v) is int and -M <= v < M)",
+    FieldType.FLOAT: "type(v) is float",
+    FieldType.STRING: "(type(v) is str and v.isascii())",
+    FieldType.TIMESTAMP: "(type(v) is int and -M <= v < M)",
+    FieldType.BOOL: "type(v) is bool",
+}
+
+
+def _compile_fit_check(fields: Sequence[Field]) -> Callable[[list[Record]], bool]:
+    """``all_fit(records)``: True when every value of every record fits its column.
+
+    Generated once per schema, like dataclasses generates ``__init__``: one straight line per
+    field instead of a loop over (name, rule) pairs makes this hot-path check about three times
+    faster (0.4 us per demo record). Field names are validated identifiers."""
+    lines = ["def all_fit(records):", "    for r in records:", "        g = r.get"]
+    scope: dict[str, Any] = {"M": _INT64}
+    for i, f in enumerate(fields):
+        scope[f"fits{i}"] = _FITS[f.type]
+        lines.append(
+            f"        if not ((v := g({f.name!r})) is None or {_FAST_EXPR[f.type]} "
+            f"or fits{i}(v)): return False"
+        )
+    lines.append("    return True")
+    exec("\n".join(lines), scope)
+    checker: Callable[[list[Record]], bool] = scope["all_fit"]
+    return checker
+
+
+# -- the backlog ------------------------------------------------------------------------------
+
+
+class _Backlog:
+    """Rows waiting for the writer: FIFO chunks, bounded, with sequence numbers for flush().
+
+    ``keep`` (the limit) is how many of the newest rows are worth writing at all; older ones
+    are *superseded* (the cap would delete them) and leave without being a loss. Beyond
+    ``max_rows`` the oldest are *dropped*: a loss, counted. Thread-safe.
+    """
+
+    def __init__(self, keep: int | None, max_rows: int) -> None:
+        self.keep = keep
+        self.max_rows = max_rows
+        self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.chunks: deque[list[Record]] = deque()
+        self.rows = 0
+        self.put_seq = 0  # rows ever put
+        self.done_seq = 0  # rows ever put whose fate is settled
+        self.dropped = 0
+        self.superseded = 0  # not yet reported as written
+
+    def add(self, records: list[Record]) -> int:
+        """Queue ``records``; returns how many old rows were dropped to make room."""
+        with self.lock:
+            self.chunks.append(records)
+            self.rows += len(records)
+            self.put_seq += len(records)
+            return self._trim()
+
+    def requeue(self, rows: list[Record]) -> int:
+        """Put back rows a failed write took, first in line; returns rows dropped."""
+        with self.lock:
+            if rows:
+                self.chunks.appendleft(rows)
+                self.rows += len(rows)
+            return self._trim()
+
+    def _trim(self) -> int:
+        if self.keep is not None and self.rows > self.keep:
+            self.superseded += self._cut(self.rows - self.keep)
+        dropped = self._cut(self.rows - self.max_rows) if self.rows > self.max_rows else 0
+        self.dropped += dropped
+        return dropped
+
+    def _cut(self, excess: int) -> int:
+        cut_total = 0
+        while excess > 0 and self.chunks:
+            oldest = self.chunks[0]
+            if len(oldest) <= excess:
+                self.chunks.popleft()
+                cut = len(oldest)
+            else:
+                self.chunks[0] = oldest[excess:]
+                cut = excess
+            excess -= cut
+            cut_total += cut
+        self.rows -= cut_total
+        return cut_total
+
+    def take(self) -> tuple[list[Record], int, int]:
+        """Everything waiting (as one list), the put sequence it covers, and the rows
+        superseded since the last take."""
+        with self.lock:
+            chunks, self.chunks = self.chunks, deque()
+            self.rows = 0
+            seq, superseded, self.superseded = self.put_seq, self.superseded, 0
+        if len(chunks) == 1:
+            return chunks[0], seq, superseded
+        rows: list[Record] = []
+        for chunk in chunks:
+            rows.extend(chunk)
+        return rows, seq, superseded
+
+    def settle(self, seq: int) -> None:
+        with self.done:
+            if seq > self.done_seq:
+                self.done_seq = seq
+            self.done.notify_all()
+
+    def wait(self, target: int, deadline: float, alive: Callable[[], bool]) -> bool:
+        """Wait until rows up to ``target`` are settled; False at ``deadline`` or if the
+        writer died."""
+        with self.done:
+            while self.done_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not alive():
+                    return False
+                self.done.wait(min(remaining, 0.5))
+        return True
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -153,10 +360,15 @@ class ResultsStore:
     """One DuckDB table of records, written by a background thread, capped at ``limit`` rows.
 
     ``results_file=None`` keeps the data in a private temporary directory that :meth:`close`
-    removes (unless ``save_results``). A given file is created when missing (and then deleted
-    on close unless ``save_results``) or reused when it exists: an existing table must have
-    exactly the expected columns, otherwise :class:`SchemaMismatchError`; nothing existing is
-    ever overwritten or dropped, and a pre-existing file is never deleted by default.
+    removes (unless ``save_results``: a saved temporary directory is named
+    ``obbws-saved-<pid>-*`` and no later process ever sweeps it). A given file is created
+    when missing (and then deleted on close unless ``save_results``) or reused when it
+    exists: an existing table must have exactly the expected columns, otherwise
+    :class:`SchemaMismatchError`, and must not hold more rows than ``limit`` (the cap would
+    delete the oldest: :class:`InvalidParameterError`, pass ``limit=None`` or a larger one).
+    Nothing existing is ever overwritten, trimmed or dropped, and a pre-existing file is never
+    deleted. Closing a store that created a file which also holds other tables (another
+    connection's) removes only its own table.
     """
 
     def __init__(
@@ -170,7 +382,7 @@ class ResultsStore:
         save_results: bool = False,
         flush_interval: float = 0.1,
         batch_rows: int = 20_000,
-        max_pending: int = 2_000_000,
+        max_pending: int = DEFAULT_MAX_PENDING,
         name: str = "",
     ) -> None:
         self.table_name = _check_table_name(table_name)
@@ -187,38 +399,44 @@ class ResultsStore:
         self._columns = [(n, t) for n, t in _BASE_COLUMNS] + [(f.name, f.type) for f in self.fields]
         self._arrow_schema = pa.schema([(n, _ARROW_TYPES[t]) for n, t in self._columns])
         self._arrow_struct = pa.struct(list(self._arrow_schema))
+        self._all_fit = _compile_fit_check(self.fields)
+        self._checks = tuple((f.name, _FITS[f.type], f.type.value) for f in self.fields)
 
         self._temp_dir: pathlib.Path | None = None
         self.path, self.created = self._resolve_path(results_file)
         self._con = self._open()
         try:
-            self.next_id: int = self._prepare_table()
+            self.next_id, self._rows_in_table = self._prepare_table()
         except BaseException:
             self._con.close()
             self._discard_if_created()
             raise
+        self._file_id = _file_id(self.path)
 
-        self._lock = threading.Lock()
-        self._done = threading.Condition(self._lock)
+        self._backlog = _Backlog(self.limit, self.max_pending)
         self._wake = threading.Event()
-        self._write_lock = threading.Lock()  # writer transactions vs clear()
-        self._con_lock = threading.Lock()  # cursor creation vs close()
-        self._pending: deque[list[Record]] = deque()
-        self._pending_rows = 0
-        self._put_seq = 0  # rows ever put (dropped ones included)
-        self._done_seq = 0  # rows ever put whose fate is settled (committed/dropped/rejected)
+        self._write_lock = threading.Lock()  # writer transactions vs clear() and recovery
+        self._con_lock = threading.Lock()  # cursor creation vs close() and reopening
+        self._cursors_done = threading.Condition(self._con_lock)
+        self._open_cursors = 0
+        self._stats_lock = threading.Lock()
         self._stopping = False
         self._closed = False
+        self._needs_reopen = False
+        self._in_flight = 0  # rows the writer holds right now
+        self._next_file_check = 0.0
         self._last_log: dict[str, float] = {}
         self._stats: dict[str, Any] = {
+            "state": "ok",
             "rows_written": 0,
+            "rows_in_table": self._rows_in_table,
             "batches": 0,
-            "dropped": 0,
             "rejected": 0,
             "errors": 0,
             "last_error": None,
             "last_flush_ms": None,
         }
+        self._mirror = _Mirror(self)
         self._writer = threading.Thread(target=self._run, name=f"obbws-store-{name}", daemon=True)
         self._writer.start()
         _OPEN_STORES.add(self)
@@ -230,9 +448,13 @@ class ResultsStore:
     ) -> tuple[pathlib.Path, bool]:
         if results_file is None:
             sweep_orphan_temp_dirs()
-            self._temp_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"obbws-{os.getpid()}-"))
+            kind = "obbws-saved" if self.save_results else "obbws"
+            self._temp_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-"))
             return self._temp_dir / "results.duckdb", True
-        path = pathlib.Path(results_file).expanduser().absolute()
+        try:
+            path = check_path("results_file", results_file)
+        except InvalidParameterError as exc:
+            raise StoreError(str(exc)) from None
         if path.is_dir():
             raise StoreError(f"results_file {str(path)!r} is a directory: give a file path.")
         if not path.parent.is_dir():
@@ -250,57 +472,76 @@ class ResultsStore:
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         try:
-            return duckdb.connect(str(self.path))
+            return duckdb.connect(str(self.path), config=_FILE_CONFIG)
         except duckdb.Error as exc:
             self._discard_if_created()
-            holder = re.search(r"Conflicting lock is held in .*?\(PID (\d+)\)", str(exc))
-            if holder:
-                raise StoreError(
-                    f"results_file {str(self.path)!r} is open in another process (PID "
-                    f"{holder.group(1)}); a live results file belongs to one process. Use "
-                    "another results_file, or read that process's data through its broadcast "
-                    "or an export (conn.export('x.parquet'))."
-                ) from None
-            if self.created:
-                raise StoreError(
-                    f"cannot create the results file {str(self.path)!r}: {exc}"
-                ) from None
-            raise StoreError(
-                f"cannot open results_file {str(self.path)!r} as a DuckDB database: {exc}. "
-                "It was not modified; choose another results_file (a DuckDB file or a new path)."
-            ) from None
+            raise self._open_error(exc) from None
 
-    def _prepare_table(self) -> int:
-        """Create the table, or check the existing one; return the next id to assign."""
-        existing = self._existing_columns()
+    def _open_error(self, exc: duckdb.Error) -> StoreError:
+        holder = re.search(r"Conflicting lock is held in .*?\(PID (\d+)\)", str(exc))
+        if holder:
+            return StoreError(
+                f"results_file {str(self.path)!r} is open in another process (PID "
+                f"{holder.group(1)}); a live results file belongs to one process. Use "
+                "another results_file, or read that process's data through its broadcast "
+                "or an export (conn.export('x.parquet'))."
+            )
+        if "different configuration" in str(exc):
+            return StoreError(
+                f"results_file {str(self.path)!r} is already open in this process through "
+                "another DuckDB connection (duckdb.connect); close that connection first."
+            )
+        if self.created:
+            return StoreError(f"cannot create the results file {str(self.path)!r}: {exc}")
+        return StoreError(
+            f"cannot open results_file {str(self.path)!r} as a DuckDB database: {exc}. "
+            "It was not modified; choose another results_file (a DuckDB file or a new path)."
+        )
+
+    def _prepare_table(self) -> tuple[int, int]:
+        """Create the table, or check the existing one; return (next id, rows in the table)."""
+        existing = self._existing_columns(self._con)
         expected = [(n, _REPORTED_TYPES[_SQL_TYPES[t]]) for n, t in self._columns]
         if existing is None:
-            columns = ", ".join(f"{quote_identifier(n)} {_SQL_TYPES[t]}" for n, t in self._columns)
             try:
-                self._con.execute(f"CREATE TABLE {self._table} ({columns})")
+                self._create_table(self._con)
             except duckdb.Error as exc:
                 raise StoreError(
                     f"cannot create table {self.table_name!r} in {str(self.path)!r}: {exc}"
                 ) from None
-            return 1
+            return 1, 0
         if existing != expected:
             raise SchemaMismatchError(
                 f"table {self.table_name!r} in {str(self.path)!r} has columns "
                 f"{_describe(existing)}, but this stream needs {_describe(expected)}. "
                 "Nothing was changed: pass another table_name or results_file."
             )
-        row = self._con.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {self._table}").fetchall()
-        return int(row[0][0])
+        row = self._con.execute(
+            f"SELECT coalesce(max(id), 0) + 1, count(*) FROM {self._table}"
+        ).fetchall()
+        next_id, rows = int(row[0][0]), int(row[0][1])
+        if self.limit is not None and rows > self.limit:
+            raise InvalidParameterError(
+                f"limit={self.limit} is smaller than the {rows} rows already in table "
+                f"{self.table_name!r} of {str(self.path)!r}: the cap would delete the oldest "
+                f"{rows - self.limit}. Nothing was changed. Pass limit=None to keep every row "
+                f"(or limit>={rows}), or another results_file/table_name."
+            )
+        return next_id, rows
 
-    def _existing_columns(self) -> list[tuple[str, str]] | None:
-        tables = self._con.execute(
+    def _create_table(self, con: duckdb.DuckDBPyConnection) -> None:
+        columns = ", ".join(f"{quote_identifier(n)} {_SQL_TYPES[t]}" for n, t in self._columns)
+        con.execute(f"CREATE TABLE {self._table} ({columns})")
+
+    def _existing_columns(self, con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]] | None:
+        tables = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND lower(table_name) = lower(?)",
             [self.table_name],
         ).fetchall()
         if not tables:
             return None
-        rows = self._con.execute(
+        rows = con.execute(
             "SELECT column_name, data_type FROM duckdb_columns() "
             "WHERE database_name = current_database() AND schema_name = 'main' "
             "AND table_name = ? ORDER BY column_index",
@@ -317,13 +558,17 @@ class ResultsStore:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """A snapshot: rows_written (records committed; with a limit, older rows of a batch
-        may be trimmed at once), batches, dropped (max_pending overflow), rejected (values not
-        convertible to the column types), errors (failed writes, retried), last_error,
-        last_flush_ms (duration of the last batch write), pending (rows waiting)."""
-        with self._lock:
+        """A snapshot: state ("ok", "retrying" while writes fail, "closed"), rows_written
+        (records committed; with a limit, rows superseded by newer ones count as written: the
+        cap would have deleted them), rows_in_table (kept up to date by the writer, no query),
+        batches, dropped (backlog overflow: lost), rejected (values that do not fit the
+        columns), errors (failed writes and file incidents), last_error (cleared once writes
+        succeed again), last_flush_ms (duration of the last batch write), pending (rows
+        waiting)."""
+        with self._stats_lock:
             snapshot = dict(self._stats)
-            snapshot["pending"] = self._pending_rows
+        snapshot["pending"] = self._backlog.rows
+        snapshot["dropped"] = self._backlog.dropped
         return snapshot
 
     def __repr__(self) -> str:
@@ -341,43 +586,40 @@ class ResultsStore:
 
     # -- the writer side ---------------------------------------------------------------------
 
+    def accept(self, records: list[Record]) -> list[Record]:
+        """The records whose values fit the columns, in order (the same list when all do).
+        The others are rejected: counted in ``stats["rejected"]`` and logged, never stored.
+        Call it before handing records to anyone else, so that nothing the store rejects is
+        broadcast either. Cheap: type checks only."""
+        if self._all_fit(records):
+            return records
+        bad: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            get = record.get
+            for name, fits, kind in self._checks:
+                value = get(name)
+                if value is None or fits(value):
+                    continue
+                bad.append((i, f"{name}={value!r:.80} is not a valid {kind}"))
+                break
+        if not bad:
+            return records
+        skip = {i for i, _ in bad}
+        self._note_rejected(len(bad), f"{bad[0][1]} in {records[bad[0][0]]!r:.200}")
+        return [r for i, r in enumerate(records) if i not in skip]
+
     def put(self, records: list[Record]) -> None:
         """Queue records for the writer thread. Cheap and non-blocking; takes ownership of the
-        list (do not mutate it afterwards). Beyond ``max_pending`` waiting rows the oldest are
-        dropped and counted in ``stats["dropped"]``."""
+        list (do not mutate it afterwards). See the module docstring for the backlog bound."""
         if self._closed:
             raise StoreError("store is closed")
         if not records:
             return
-        with self._lock:
-            self._pending.append(records)
-            self._pending_rows += len(records)
-            self._put_seq += len(records)
-            dropped = self._trim_pending()
-            waiting = self._pending_rows
-        if waiting >= self.batch_rows:
+        dropped = self._backlog.add(records)
+        if self._backlog.rows >= self.batch_rows:
             self._wake.set()
         if dropped:
             self._warn_dropped(dropped)
-
-    def _trim_pending(self) -> int:
-        """Drop the oldest pending rows beyond max_pending (caller holds the lock)."""
-        excess = self._pending_rows - self.max_pending
-        dropped = 0
-        while excess > 0:
-            oldest = self._pending[0]
-            if len(oldest) <= excess:
-                self._pending.popleft()
-                cut = len(oldest)
-            else:
-                self._pending[0] = oldest[excess:]
-                cut = excess
-            excess -= cut
-            dropped += cut
-        if dropped:
-            self._pending_rows -= dropped
-            self._stats["dropped"] += dropped
-        return dropped
 
     def _warn_dropped(self, dropped: int) -> None:
         if self._should_log("dropped"):
@@ -386,7 +628,7 @@ class ResultsStore:
                 "(%d in total) to stay under max_pending=%d",
                 self.name,
                 dropped,
-                self._stats["dropped"],
+                self._backlog.dropped,
                 self.max_pending,
             )
 
@@ -398,8 +640,8 @@ class ResultsStore:
         return True
 
     def _run(self) -> None:
-        cursor = self._con.cursor()
         failures = 0
+        final_tries = 0
         try:
             while True:
                 # after a failed write, retry with exponential backoff (flush() wakes it)
@@ -407,107 +649,132 @@ class ResultsStore:
                 self._wake.wait(delay)
                 self._wake.clear()
                 stopping = self._stopping
-                ok = self._write_pending(cursor)
+                ok = self._write_once()
+                self._mirror.drop_if_idle()
                 failures = 0 if ok else failures + 1
                 if stopping:
-                    if not ok:
-                        logger.error(
-                            "store %r: closed with %d rows that could not be written",
-                            self.name,
-                            self._pending_rows,
-                        )
-                    return
+                    if ok and not self._backlog.rows:
+                        return
+                    final_tries += 1
+                    if final_tries >= 2:  # one more try (after a reopen) and then give up
+                        return
+                    self._wake.set()
         except Exception:  # a bug, not a write error: report it, never die silently
             logger.exception("store %r: the writer thread failed", self.name)
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                cursor.close()
 
-    def _take(self) -> tuple[list[Record], int]:
-        with self._lock:
-            chunks, self._pending = self._pending, deque()
-            self._pending_rows = 0
-            seq = self._put_seq
-        if len(chunks) == 1:
-            return chunks[0], seq
-        rows: list[Record] = []
-        for chunk in chunks:
-            rows.extend(chunk)
-        return rows, seq
-
-    def _write_pending(self, cursor: duckdb.DuckDBPyConnection) -> bool:
-        """Write everything pending as one batch; False if the write failed (rows kept)."""
-        rows, seq = self._take()
-        if not rows:
-            self._settle(seq)
-            return True
-        total = len(rows)
-        if self.limit is not None and total > self.limit:
-            rows = rows[-self.limit :]  # older rows would be trimmed by the cap anyway
-        table, rejected = self._to_arrow(rows)
-        started = time.perf_counter()
+    def _write_once(self) -> bool:
+        """Check the file, reopen if needed, then write everything pending as one batch.
+        False if that failed (the rows are kept)."""
         try:
-            if table.num_rows:
-                self._insert(cursor, table)
+            self._check_file()
+            if self._needs_reopen:
+                self._reopen()
         except Exception as exc:
-            self._write_failed(rows, rejected, exc)
+            self._write_failed([], exc)
             return False
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        with self._lock:
-            self._stats["rows_written"] += total - len(rejected)
-            self._stats["batches"] += 1
-            self._stats["last_flush_ms"] = round(elapsed_ms, 3)
-        self._settle(seq)
+        rows, seq, superseded = self._backlog.take()
+        if not rows:
+            self._backlog.settle(seq)
+            return True
+        self._in_flight = len(rows)
+        try:
+            if self.limit is not None and len(rows) > self.limit:
+                superseded += len(rows) - self.limit
+                rows = rows[-self.limit :]  # older rows would be trimmed by the cap anyway
+            table, rejected = self._to_arrow(rows)
+            started = time.perf_counter()
+            try:
+                deleted = 0
+                if table.num_rows:
+                    with self._write_lock, self._cursor(translate=False) as cursor:
+                        deleted = self._insert(cursor, table) or 0
+            except Exception as exc:
+                self._write_failed(_without(rows, rejected), exc)
+                return False
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            self._wrote(table.num_rows, deleted, superseded, elapsed_ms)
+        finally:
+            self._in_flight = 0
+        self._backlog.settle(seq)
         return True
 
-    def _insert(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    def _wrote(self, inserted: int, deleted: int, superseded: int, elapsed: float) -> None:
+        """A batch was committed: count it; a store that was retrying has recovered (only a
+        committed write proves it)."""
+        with self._stats_lock:
+            stats = self._stats
+            recovered = stats["state"] == "retrying"
+            stats["rows_written"] += inserted + superseded
+            self._rows_in_table += inserted - deleted
+            stats["rows_in_table"] = self._rows_in_table
+            stats["batches"] += 1
+            stats["last_flush_ms"] = elapsed
+            if recovered:
+                stats["state"] = "ok"
+                stats["last_error"] = None
+        if recovered:
+            logger.warning("store %r: writing to %s works again", self.name, self.path)
+
+    def _insert(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
+        """Insert ``table`` and apply the cap in one transaction; returns the rows the cap
+        deleted. The caller holds the write lock."""
         names = ", ".join(quote_identifier(n) for n, _ in self._columns)
-        with self._write_lock:
-            cursor.register(_BATCH_VIEW, table)
+        cursor.register(_BATCH_VIEW, table)
+        try:
+            cursor.execute("BEGIN TRANSACTION")
             try:
-                cursor.execute("BEGIN TRANSACTION")
-                try:
-                    cursor.execute(
-                        f"INSERT INTO {self._table} ({names}) SELECT {names} FROM {_BATCH_VIEW}"
-                    )
-                    if self.limit is not None:
-                        max_id = pc.max(table.column("id")).as_py()
-                        cursor.execute(
-                            f"DELETE FROM {self._table} WHERE id <= ?", [max_id - self.limit]
-                        ).fetchall()
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(duckdb.Error):
-                        cursor.execute("ROLLBACK")
-                    raise
-            finally:
+                cursor.execute(
+                    f"INSERT INTO {self._table} ({names}) SELECT {names} FROM {_BATCH_VIEW}"
+                )
+                deleted = 0
+                if self.limit is not None:
+                    max_id = pc.max(table.column("id")).as_py()
+                    deleted = cursor.execute(
+                        f"DELETE FROM {self._table} WHERE id <= ?", [max_id - self.limit]
+                    ).fetchall()[0][0]
+                cursor.execute("COMMIT")
+                return int(deleted)
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute("ROLLBACK")
+                raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
                 cursor.unregister(_BATCH_VIEW)
 
-    def _write_failed(self, rows: list[Record], rejected: list[int], exc: Exception) -> None:
-        skip = set(rejected)
-        keep = [r for i, r in enumerate(rows) if i not in skip] if skip else rows
-        with self._lock:
-            self._pending.appendleft(keep)
-            self._pending_rows += len(keep)
+    def _write_failed(self, keep: list[Record], exc: Exception) -> None:
+        dropped = self._backlog.requeue(keep)
+        fatal = _is_fatal(exc)
+        if fatal:
+            self._needs_reopen = True
+        text = clip(f"{type(exc).__name__}: {exc}", 1000)
+        with self._stats_lock:
             self._stats["errors"] += 1
-            self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
-            dropped = self._trim_pending()
+            self._stats["last_error"] = text
+            self._stats["state"] = "retrying"
         if self._should_log("write-error"):
             logger.error(
-                "store %r: writing %d rows to %s failed (kept for the next try): %s",
+                "store %r: writing %d rows to %s failed (kept for the next try%s): %s",
                 self.name,
                 len(keep),
                 self.path,
-                exc,
+                "; reopening the database" if fatal else "",
+                clip(exc, 1000),
             )
         if dropped:
             self._warn_dropped(dropped)
 
-    def _settle(self, seq: int) -> None:
-        with self._done:
-            if seq > self._done_seq:
-                self._done_seq = seq
-            self._done.notify_all()
+    def _note_rejected(self, count: int, first_error: str) -> None:
+        with self._stats_lock:
+            self._stats["rejected"] += count
+            self._stats["last_error"] = f"rejected {count} record(s): {first_error}"
+        if self._should_log("rejected"):
+            logger.error(
+                "store %r: rejected %d record(s) whose values do not fit the columns: %s",
+                self.name,
+                count,
+                first_error,
+            )
 
     def _rows_to_table(self, rows: list[Record]) -> pa.Table:
         # One C++ pass over the dicts into a struct array, split into columns without a copy:
@@ -519,7 +786,8 @@ class ResultsStore:
         return pa.Table.from_batches([batch], schema=self._arrow_schema)
 
     def _to_arrow(self, rows: list[Record]) -> tuple[pa.Table, list[int]]:
-        """Rows -> Arrow table; rows whose values do not fit the columns are rejected."""
+        """Rows -> Arrow table; rows whose values do not fit the columns are rejected (rows
+        given straight to :meth:`put` without :meth:`accept`)."""
         try:
             return self._rows_to_table(rows), []
         except Exception:  # find the culprits below
@@ -535,17 +803,83 @@ class ResultsStore:
                 first_error = first_error or f"{type(exc).__name__}: {exc} in {row!r:.200}"
             else:
                 good.append(row)
-        with self._lock:
-            self._stats["rejected"] += len(rejected)
-            self._stats["last_error"] = f"rejected {len(rejected)} record(s): {first_error}"
-        if self._should_log("rejected"):
-            logger.error(
-                "store %r: rejected %d record(s) whose values do not fit the columns: %s",
-                self.name,
-                len(rejected),
-                first_error,
-            )
+        self._note_rejected(len(rejected), first_error)
         return self._rows_to_table(good), rejected
+
+    # -- failures: the file, reopening -------------------------------------------------------
+
+    def _check_file(self) -> None:
+        """Notice a results file deleted (or replaced) from outside, at most twice a second."""
+        now = time.monotonic()
+        if now < self._next_file_check:
+            return
+        self._next_file_check = now + _FILE_CHECK_INTERVAL
+        current = _file_id(self.path)
+        if current == self._file_id:
+            return
+        with _RECOVERY_LOCK:
+            if self._file_id == _file_id(self.path):  # a sibling store recovered it meanwhile
+                return
+            if current is not None:
+                self._file_replaced()
+                return
+            _recreate_file(self)
+
+    def _file_replaced(self) -> None:
+        if self._should_log("replaced", 60.0):
+            logger.error(
+                "store %r: %s was replaced by another file from outside; rows go on being "
+                "written to the original (no longer reachable by name) until close",
+                self.name,
+                self.path,
+            )
+        with self._stats_lock:
+            self._stats["errors"] += 1
+            self._stats["last_error"] = f"results file {self.path} was replaced from outside"
+        self._file_id = _file_id(self.path)
+
+    def _reopen(self) -> None:
+        """Close and reopen the database after a fatal error (committed rows come back from
+        the WAL). Every store on the same file must let go of the broken database first."""
+        with _RECOVERY_LOCK:
+            if not self._needs_reopen:
+                return
+            siblings = _stores_on(self.path)
+            for store in siblings:
+                store._drop_connection()
+            try:
+                for store in siblings:
+                    store._connect_again()
+            except Exception:
+                for store in siblings:
+                    store._needs_reopen = True
+                raise
+            logger.warning("store %r: reopened %s after a fatal error", self.name, self.path)
+
+    def _drop_connection(self, write_locked: bool = False) -> None:
+        """Close the connection once the cursors in use are closed (a cursor keeps DuckDB's
+        database instance alive, and a reopen must get a fresh one)."""
+        with contextlib.ExitStack() as stack:
+            if not write_locked:
+                stack.enter_context(self._write_lock)
+            with self._con_lock:
+                self._cursors_done.wait_for(lambda: self._open_cursors == 0, _CLOSE_TIMEOUT)
+                with contextlib.suppress(duckdb.Error):
+                    self._con.close()
+
+    def _connect_again(self) -> None:
+        if self._temp_dir is not None:
+            self._temp_dir.mkdir(exist_ok=True)
+        with self._con_lock:
+            self._con = duckdb.connect(str(self.path), config=_FILE_CONFIG)
+            rows = self._con.execute(f"SELECT count(*) FROM {self._table}").fetchall()
+        self._file_id = _file_id(self.path)
+        self._needs_reopen = False
+        with self._stats_lock:
+            self._rows_in_table = int(rows[0][0])
+            self._stats["rows_in_table"] = self._rows_in_table
+
+    # -- flushing ------------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until every record put before this call is committed (or dropped/rejected);
@@ -555,22 +889,18 @@ class ResultsStore:
 
     def _flush(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with self._done:
-            target = self._put_seq
-            if self._done_seq >= target:
-                return
+        target = self._backlog.put_seq
+        if self._backlog.done_seq >= target:
+            return
+        self._next_file_check = 0.0  # rows a flush waits for land in the file, not a ghost
         self._wake.set()
-        with self._done:
-            while self._done_seq < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._writer.is_alive():
-                    error = self._stats["last_error"]
-                    hint = f"; last write error: {error}" if error else ""
-                    raise ObbwsTimeoutError(
-                        f"store {self.name!r}: records were not written within "
-                        f"{timeout:g} s ({self._pending_rows} pending){hint}."
-                    )
-                self._done.wait(remaining)
+        if not self._backlog.wait(target, deadline, self._writer.is_alive):
+            error = self.stats["last_error"]
+            hint = f"; last write error: {error}" if error else ""
+            raise ObbwsTimeoutError(
+                f"store {self.name!r}: records were not written within "
+                f"{timeout:g} s ({self._backlog.rows} pending){hint}."
+            )
 
     # -- the reader side ---------------------------------------------------------------------
 
@@ -579,30 +909,46 @@ class ResultsStore:
             raise StoreError("store is closed")
 
     @contextlib.contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A fresh cursor of the store's connection, closed afterwards."""
+    def _cursor(self, translate: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A fresh cursor of the store's connection, closed afterwards. With ``translate``,
+        DuckDB errors leave as StoreError (readers never see a raw duckdb exception)."""
         with self._con_lock:
-            self._check_open()
-            cursor = self._con.cursor()
+            if translate:
+                self._check_open()
+            try:
+                cursor = self._con.cursor()
+            except duckdb.Error as exc:
+                if not translate:
+                    raise
+                raise self._read_error(exc) from None
+            self._open_cursors += 1
         try:
             yield cursor
-        except duckdb.ConnectionException:
-            if self._closed:
-                raise StoreError("store is closed") from None
-            raise
+        except duckdb.Error as exc:
+            if not translate:
+                raise
+            raise self._read_error(exc) from None
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
+            with self._con_lock:
+                self._open_cursors -= 1
+                self._cursors_done.notify_all()
+
+    def _read_error(self, exc: duckdb.Error) -> StoreError:
+        if self._closed:
+            return StoreError("store is closed")
+        if _is_fatal(exc):
+            self._needs_reopen = True
+            self._wake.set()
+            return StoreError(
+                f"store {self.name!r}: the results database is being reopened after an error "
+                f"({clip(exc, 300)}); try again in a moment."
+            )
+        return StoreError(f"store {self.name!r}: reading {self.path} failed: {clip(exc, 500)}")
 
     def _to_pandas(self, table: pa.Table) -> pd.DataFrame:
-        """Arrow -> pandas with every tz-aware timestamp column in ``self.tz``."""
-        fields = [
-            f.with_type(pa.timestamp(f.type.unit, tz=self.tz))
-            if pa.types.is_timestamp(f.type) and f.type.tz is not None
-            else f
-            for f in table.schema
-        ]
-        return table.cast(pa.schema(fields)).to_pandas()
+        return _in_zone(table, self.tz).to_pandas()
 
     def read(self, last: int | None = None) -> pd.DataFrame:
         """All committed rows (or the newest ``last``), oldest first: columns id, received_at,
@@ -622,43 +968,34 @@ class ResultsStore:
         return self._to_pandas(table)
 
     def count(self) -> int:
-        """Number of committed rows."""
+        """Number of committed rows (a query; ``stats["rows_in_table"]`` is free)."""
         with self._cursor() as cursor:
             return int(cursor.execute(f"SELECT count(*) FROM {self._table}").fetchall()[0][0])
 
     def query(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        timeout: float | None = DEFAULT_QUERY_TIMEOUT,
     ) -> pd.DataFrame:
-        """Run one read-only SELECT (the table is referenced by its name) and return a
-        DataFrame, timestamps tz-aware in ``self.tz``. Any other statement is refused; the
-        query runs in a transaction that is always rolled back, so even a data-modifying CTE
-        changes nothing."""
+        """Run one read-only SELECT over this store's table (referenced by its name) and
+        return a DataFrame, timestamps tz-aware in ``self.tz``.
+
+        The SQL runs in a private in-memory DuckDB that holds a copy of this table and
+        nothing else, with file access, extension loading and configuration changes off: it
+        cannot read files, other tables or the network. Anything but one SELECT is refused,
+        and every query is rolled back. After ``timeout`` seconds the query is cancelled
+        (ObbwsTimeoutError); Ctrl-C or a kernel interrupt cancels it too. The copy is brought
+        up to date incrementally at each query (only new rows travel) and dropped after a
+        minute without queries, so its memory is held only while someone queries.
+        """
         if not isinstance(sql, str):
             raise InvalidParameterError(f"query() takes SQL text, got {type(sql).__name__}.")
-        with self._cursor() as cursor:
-            self._check_select(cursor, sql)
-            cursor.execute("BEGIN TRANSACTION")
-            try:
-                table = cursor.sql(sql, params=params).to_arrow_table()
-            except duckdb.ProgrammingError as exc:
-                raise InvalidParameterError(f"query() failed: {exc}") from None
-            except duckdb.Error as exc:
-                raise StoreError(f"query() failed: {exc}") from None
-            finally:
-                with contextlib.suppress(duckdb.Error):
-                    cursor.execute("ROLLBACK")
-        return self._to_pandas(table)
-
-    @staticmethod
-    def _check_select(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
-        try:
-            statements = cursor.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise InvalidParameterError(f"query() could not parse the SQL: {exc}") from None
-        kinds = [s.type.name for s in statements]
-        if kinds != ["SELECT"]:
-            got = ", ".join(kinds) if kinds else "no statement"
-            raise InvalidParameterError(f"query() runs one read-only SELECT statement; got {got}.")
+        if timeout is not None:
+            timeout = check_positive("timeout", timeout)
+        self._check_open()
+        run = _SandboxQuery(self, sql, params)
+        return self._to_pandas(run.wait(timeout))
 
     def last_records(self, n: int, before_id: int | None = None) -> list[Record]:
         """The newest ``n`` rows (with ``id < before_id`` if given), oldest first, shaped like
@@ -690,32 +1027,44 @@ class ResultsStore:
         """Flush, then delete every row; return how many were deleted. Ids keep growing."""
         self.flush()
         with self._write_lock, self._cursor() as cursor:
-            return int(cursor.execute(f"DELETE FROM {self._table}").fetchall()[0][0])
+            count = int(cursor.execute(f"DELETE FROM {self._table}").fetchall()[0][0])
+            with self._stats_lock:
+                self._rows_in_table = 0
+                self._stats["rows_in_table"] = 0
+            return count
 
     def export(self, path: str | os.PathLike[str], format: str | None = None) -> pathlib.Path:
-        """Flush, then write the table (oldest first) to Parquet or CSV with DuckDB ``COPY``.
-        The format comes from ``format`` or the suffix (.parquet / .csv); an existing target
-        is overwritten (never the results file itself). Returns the absolute path."""
+        """Flush, then write the table (oldest first) to Parquet or CSV with pyarrow's writers
+        (the database itself has no file access). The format comes from ``format`` or the
+        suffix (.parquet / .csv); timestamps are in ``self.tz``. An existing regular file is
+        replaced atomically (never the results file itself; a FIFO or device is refused).
+        Returns the absolute path."""
         self._check_open()
-        target = pathlib.Path(path).expanduser().absolute()
+        target = check_path("export path", path)
         kind = self._export_format(target, format)
         if target == self.path or target == self.path.with_name(self.path.name + ".wal"):
             raise InvalidParameterError(
                 f"export() would overwrite the results file {str(target)!r}."
             )
-        if not target.parent.is_dir():
+        if target.is_dir() or not target.parent.is_dir():
             raise InvalidParameterError(
-                f"export(): the directory {str(target.parent)!r} does not exist."
+                f"export(): {str(target)!r} is a directory, or its directory does not exist."
             )
         self.flush()
-        options = "FORMAT parquet" if kind == "parquet" else "FORMAT csv, HEADER true"
-        source = f"SELECT * FROM {self._table} ORDER BY id"
-        sql = f"COPY ({source}) TO {_sql_string(str(target))} ({options})"
-        with self._cursor() as cursor:
-            try:
-                cursor.execute(sql).fetchall()
-            except duckdb.Error as exc:
-                raise StoreError(f"export to {str(target)!r} failed: {exc}") from None
+        part = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with self._cursor() as cursor:
+                relation = cursor.sql(f"SELECT * FROM {self._table} ORDER BY id")
+                # DuckDB 2 names it to_arrow_reader (fetch_arrow_reader is deprecated); 1.2 has
+                # only fetch_arrow_reader
+                reader = getattr(relation, "to_arrow_reader", relation.fetch_arrow_reader)(65_536)
+                _write_export(reader, part, kind, self.tz)
+            os.replace(part, target)
+        except OSError as exc:
+            raise StoreError(f"export to {str(target)!r} failed: {exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                part.unlink()
         return target
 
     @staticmethod
@@ -735,32 +1084,69 @@ class ResultsStore:
             )
         return kind_or_none
 
-    def close(self, delete: bool | None = None) -> None:
-        """Flush, stop the writer, close the connection, then delete the results (the temp
-        directory, or a file this store created) unless ``save_results``. ``delete=True`` or
-        ``False`` overrides that choice. Idempotent."""
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, delete: bool | None = None) -> int:
+        """Write what is pending, stop the writer, close the database, then delete the results
+        (the temp directory, or a file this store created; only this store's table when the
+        file holds others) unless ``save_results``. ``delete=True`` or ``False`` overrides
+        that choice. Returns the number of rows that could not be written (lost; also logged
+        as an error): 0 unless writes were failing. Does not block for long (about
+        ``_CLOSE_TIMEOUT`` seconds at most). Idempotent (later calls return 0)."""
         with self._con_lock:
             if self._closed:
-                return
+                return 0
             self._closed = True
         _OPEN_STORES.discard(self)
-        try:
-            self._flush(timeout=10.0)
-        except ObbwsTimeoutError as exc:
-            logger.error("store %r: closing with unwritten rows: %s", self.name, exc)
         self._stopping = True
         self._wake.set()
-        self._writer.join(timeout=_JOIN_TIMEOUT)
-        if self._writer.is_alive():
-            logger.error("store %r: the writer thread did not stop in time", self.name)
+        self._writer.join(_CLOSE_TIMEOUT)
+        if self._writer.is_alive():  # stuck inside DuckDB (a slow disk): interrupt it
+            with contextlib.suppress(duckdb.Error):
+                self._con.interrupt()
+            self._writer.join(1.0)
+        lost = self._backlog.rows + self._in_flight
+        if lost:
+            logger.error(
+                "store %r: closed with %d rows that could not be written to %s (last error: "
+                "%s); they are lost",
+                self.name,
+                lost,
+                self.path,
+                self._stats["last_error"],
+            )
+        remove = delete if delete is not None else (self.created and not self.save_results)
+        if remove and self._temp_dir is None:
+            remove = self._drop_own_table_if_shared()
         with self._con_lock, contextlib.suppress(duckdb.Error):
             self._con.close()
-        if not (delete if delete is not None else (self.created and not self.save_results)):
-            return
-        if any(other.path == self.path for other in list(_OPEN_STORES)):
-            logger.info("store %r: %s kept, another open store uses it", self.name, self.path)
-            return
-        self._remove_files()
+        with self._mirror.lock:
+            self._mirror.close()
+        with self._stats_lock:
+            self._stats["state"] = "closed"
+        if remove:
+            self._remove_files()
+        return lost
+
+    def _drop_own_table_if_shared(self) -> bool:
+        """True when the whole file may go; otherwise (another table lives in it, or another
+        open store uses it) drop only this store's table and keep the file."""
+        shared = any(other.path == self.path for other in list(_OPEN_STORES))
+        try:
+            with self._con_lock:
+                tables = self._con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                    "current_database()"
+                ).fetchall()
+                others = [t for (t,) in tables if t.lower() != self.table_name.lower()]
+                if not (shared or others):
+                    return True
+                self._con.execute(f"DROP TABLE IF EXISTS {self._table}")
+                self._con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            logger.warning("store %r: could not drop table %s: %s", self.name, self._table, exc)
+        logger.info("store %r: %s kept: other tables live in it", self.name, self.path)
+        return False
 
     def _discard_if_created(self) -> None:
         if self.created:
@@ -775,14 +1161,298 @@ class ResultsStore:
                 path.unlink()
 
 
+def _without(rows: list[Record], skip: list[int]) -> list[Record]:
+    if not skip:
+        return rows
+    drop = set(skip)
+    return [r for i, r in enumerate(rows) if i not in drop]
+
+
+def _file_id(path: pathlib.Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _stores_on(path: pathlib.Path) -> list[ResultsStore]:
+    return [s for s in list(_OPEN_STORES) if s.path == path]
+
+
+def _recreate_file(finder: ResultsStore) -> None:
+    """The results file was deleted from outside while open. DuckDB still reads the deleted
+    file through the open connection: with every store on that file paused, copy each table
+    into a new file next to it, let go of the old database, move the new file into place and
+    reconnect. Caller holds _RECOVERY_LOCK."""
+    stores = _stores_on(finder.path)
+    if finder not in stores:
+        stores.append(finder)
+    fresh = finder.path.with_name(f".{finder.path.name}.{os.getpid()}.recovering")
+    if finder._temp_dir is not None:
+        finder._temp_dir.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as paused:
+        for store in stores:
+            paused.enter_context(store._write_lock)
+        with finder._cursor(translate=False) as cursor:
+            tables = cursor.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+            copies = {
+                t: cursor.sql(f"SELECT * FROM {quote_identifier(t)}").to_arrow_table()
+                for (t,) in tables
+            }
+        _write_database(fresh, copies, {s.table_name.lower(): s for s in stores})
+        for store in stores:
+            store._drop_connection(write_locked=True)
+        wal = finder.path.with_name(finder.path.name + ".wal")
+        with contextlib.suppress(FileNotFoundError):
+            wal.unlink()  # the old database's log: its rows are in the copies
+        os.replace(fresh, finder.path)
+        for store in stores:
+            store._needs_reopen = True  # reconnect below; on failure the writer retries
+        for store in stores:
+            store._connect_again()
+    rows = sum(t.num_rows for t in copies.values())
+    for store in stores:
+        with store._stats_lock:
+            store._stats["errors"] += 1
+            store._stats["last_error"] = (
+                f"results file {store.path} was deleted from outside; re-created it"
+            )
+    logger.warning(
+        "store %r: %s was deleted from outside; re-created it with the %d rows the open "
+        "database still held",
+        finder.name,
+        finder.path,
+        rows,
+    )
+
+
+def _write_database(
+    path: pathlib.Path, copies: Mapping[str, pa.Table], owners: Mapping[str, ResultsStore]
+) -> None:
+    """A new DuckDB file at ``path`` holding ``copies`` (our tables with their declared
+    types, any other table as it came)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    con = duckdb.connect(str(path), config=_FILE_CONFIG)
+    try:
+        for table, data in copies.items():
+            owner = owners.get(table.lower())
+            con.register(_BATCH_VIEW, data)
+            if owner is not None:
+                owner._create_table(con)
+                con.execute(f"INSERT INTO {quote_identifier(table)} SELECT * FROM {_BATCH_VIEW}")
+            else:
+                con.execute(
+                    f"CREATE TABLE {quote_identifier(table)} AS SELECT * FROM {_BATCH_VIEW}"
+                )
+            con.unregister(_BATCH_VIEW)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _in_zone(table: pa.Table, tz: str) -> pa.Table:
+    """``table`` with every tz-aware timestamp column in ``tz``."""
+    fields = [
+        f.with_type(pa.timestamp(f.type.unit, tz=tz))
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+def _write_export(reader: pa.RecordBatchReader, part: pathlib.Path, kind: str, tz: str) -> None:
+    writer: Any = None
+    try:
+        for batch in reader:
+            table = _in_zone(pa.Table.from_batches([batch]), tz)
+            if writer is None:
+                writer = (
+                    pq.ParquetWriter(part, table.schema)
+                    if kind == "parquet"
+                    else pa_csv.CSVWriter(part, table.schema)
+                )
+            writer.write_table(table)
+        if writer is None:  # an empty table still gets its columns
+            empty = _in_zone(reader.schema.empty_table(), tz)
+            writer = (
+                pq.ParquetWriter(part, empty.schema)
+                if kind == "parquet"
+                else pa_csv.CSVWriter(part, empty.schema)
+            )
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+class _Mirror:
+    """The store's table copied into a private in-memory DuckDB (locked down like every
+    database here), where query() runs the user's SQL: nothing but this table is there.
+
+    Kept in step incrementally at each query: rows with ids above the last copied one are
+    appended, rows below the table's smallest id (capped or cleared) deleted. Ids only grow
+    and rows leave only oldest-first or all at once, so that is exact. Dropped after
+    ``MIRROR_IDLE`` seconds without a query (the writer thread checks), so the copy's memory
+    is only held while someone queries.
+    """
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.max_id = 0
+        self.last_used = 0.0
+
+    def cursor(self, on_source: Callable[[duckdb.DuckDBPyConnection | None], None]) -> Any:
+        """Bring the copy up to date and return a cursor on it (``on_source`` is told the
+        store cursor used meanwhile, so that it can be interrupted)."""
+        store = self.store
+        with self.lock:
+            if self.con is None:
+                self.con = duckdb.connect(":memory:", config=_LOCKED_DOWN)
+                store._create_table(self.con)
+                self.max_id = 0
+            with store._cursor() as source:
+                on_source(source)
+                low, high = source.execute(
+                    f"SELECT min(id), max(id) FROM {store._table}"
+                ).fetchall()[0]
+                new = None
+                if high is not None and high > self.max_id:
+                    new = source.sql(
+                        f"SELECT * FROM {store._table} WHERE id > ? ORDER BY id",
+                        params=[self.max_id],
+                    ).to_arrow_table()
+            on_source(None)
+            mirror = self.con
+            mirror.execute(f"DELETE FROM {store._table} WHERE id < ?", [low or _INT64 - 1])
+            if new is not None and new.num_rows:
+                mirror.register(_BATCH_VIEW, new)
+                mirror.execute(f"INSERT INTO {store._table} SELECT * FROM {_BATCH_VIEW}")
+                mirror.unregister(_BATCH_VIEW)
+                self.max_id = int(high)
+            self.last_used = time.monotonic()
+            return mirror.cursor()
+
+    def drop_if_idle(self) -> None:
+        if self.con is None or time.monotonic() - self.last_used < MIRROR_IDLE:
+            return
+        if self.lock.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.lock.release()
+
+    def close(self) -> None:
+        con, self.con = self.con, None
+        if con is not None:
+            with contextlib.suppress(duckdb.Error):
+                con.close()
+
+
+class _SandboxQuery:
+    """One query() run in a worker thread, so the caller can time out or be interrupted
+    (Ctrl-C) while DuckDB works: either way the DuckDB connections in use are interrupted."""
+
+    def __init__(
+        self, store: ResultsStore, sql: str, params: Sequence[Any] | Mapping[str, Any] | None
+    ) -> None:
+        self.store = store
+        self.sql = sql
+        self.params = params
+        self.done = threading.Event()
+        self.result: pa.Table | None = None
+        self.error: BaseException | None = None
+        self.active: duckdb.DuckDBPyConnection | None = None  # the cursor working now
+        self.cancelled = False
+        self.thread = threading.Thread(target=self._work, name="obbws-query", daemon=True)
+
+    def wait(self, timeout: float | None) -> pa.Table:
+        self.thread.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self.done.wait(0.05):
+                if deadline is not None and time.monotonic() > deadline:
+                    self._cancel()
+                    raise ObbwsTimeoutError(
+                        f"query() did not finish within {timeout:g} s; it was cancelled. "
+                        "Narrow the query, or pass a larger timeout=."
+                    )
+        except KeyboardInterrupt:
+            self._cancel()
+            raise
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def _cancel(self) -> None:
+        self.cancelled = True
+        active = self.active
+        if active is not None:
+            with contextlib.suppress(Exception):
+                active.interrupt()
+        self.done.wait(5.0)
+
+    def _work(self) -> None:
+        try:
+            self.result = self._run()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _run(self) -> pa.Table:
+        cursor = self.store._mirror.cursor(self._set_active)
+        try:
+            self.active = cursor
+            _check_select(cursor, self.sql)
+            if self.cancelled:
+                raise StoreError("query() was cancelled")
+            # a data-modifying CTE would change the copy: every query is rolled back
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                return cursor.sql(self.sql, params=self.params).to_arrow_table()
+            except duckdb.ProgrammingError as exc:
+                raise InvalidParameterError(f"query() failed: {clip(exc, 2000)}") from None
+            except duckdb.Error as exc:
+                raise StoreError(f"query() failed: {clip(exc, 2000)}") from None
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute("ROLLBACK")
+        finally:
+            self.active = None
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+
+    def _set_active(self, cursor: duckdb.DuckDBPyConnection | None) -> None:
+        self.active = cursor
+
+
+def _check_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InvalidParameterError(f"query() could not parse the SQL: {exc}") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        got = ", ".join(kinds) if kinds else "no statement"
+        raise InvalidParameterError(f"query() runs one read-only SELECT statement; got {got}.")
+
+
 _TEMP_DIR = re.compile(r"^obbws-(\d+)-[A-Za-z0-9_]+$")
 _swept = False
 
 
 def sweep_orphan_temp_dirs(root: str | None = None) -> list[pathlib.Path]:
     """Delete temp result dirs left by processes that died without cleaning up (SIGKILL,
-    a crashed kernel). Only ``obbws-<pid>-*`` dirs whose process is gone are touched; runs once
-    per process unless ``root`` is given (tests)."""
+    a crashed kernel). Only ``obbws-<pid>-*`` dirs whose process is gone are touched (saved
+    ones are ``obbws-saved-<pid>-*`` and never); runs once per process unless ``root`` is
+    given (tests)."""
     global _swept
     if root is None:
         if _swept:

@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from obbws_jupyter._util import RateLimitedLog, mask_secrets, wire_logger
+from obbws_jupyter._util import RateLimitedLog, clip, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
     NotRunningError,
     ObbwsTimeoutError,
@@ -95,6 +95,10 @@ def _urllib_fetch(request: HttpRequest) -> HttpResponse:
 
 
 STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", "finished")
+# A connection that lasted this long counts as a success for max_reconnects even if no data
+# came (a quiet market); shorter ones without data count as failures.
+HEALTHY_AFTER = 30.0
+MESSAGE_LIMIT = 500  # characters of a provider message kept in logs and status
 
 
 def backoff(
@@ -127,7 +131,10 @@ class StreamDriver:
 
     ``on_records`` receives the records of each frame (on the loop thread), ``on_frame`` every raw
     frame (the capture recorder). ``max_reconnects`` consecutive failed attempts end the stream
-    with state "failed" and the reason in ``last_error``; ``None`` retries forever.
+    with state "failed" and the reason in ``last_error``; ``None`` retries forever. A
+    connection that authenticated but ended before any record arrived (and within
+    ``HEALTHY_AFTER`` seconds) is a failed attempt too: a provider that closes after every
+    login cannot make the stream reconnect forever.
     """
 
     def __init__(
@@ -175,6 +182,8 @@ class StreamDriver:
         self._stopping = False
         self._last_frame = 0.0
         self._authed = False
+        self._authed_at = 0.0
+        self._records_at_auth = 0
         self._acks: dict[str, asyncio.Future[str | None]] = {}
         self._malformed_log = RateLimitedLog()
         self._gap_log = RateLimitedLog()
@@ -213,8 +222,9 @@ class StreamDriver:
         except TimeoutError:
             await self.stop()
             raise ObbwsTimeoutError(
-                f"{self.name}: no authenticated connection to {self._log_url} within {timeout} s; "
-                "check the URL and credentials, or pass a larger connect_timeout."
+                f"{self.name}: no authenticated connection to {self._log_url} within "
+                f"{timeout:g} s; check the URL and credentials, or pass a larger "
+                "connect_timeout."
             ) from None
         except BaseException:
             await self.stop(final_state="failed" if self.state == "failed" else "stopped")
@@ -328,10 +338,10 @@ class StreamDriver:
             except Exception as exc:  # any drop: reconnect (after the first success)
                 if self._stopping:  # our own close ended the read loop
                     return
-                # a connection that got as far as authentication starts the count afresh
-                failures = 1 if self._authed else failures + 1
+                # only a connection that proved useful starts the count afresh
+                failures = 1 if self._was_useful() else failures + 1
                 self.errors += 1
-                self.last_error = mask_secrets(f"{type(exc).__name__}: {exc}")
+                self.last_error = clip(mask_secrets(f"{type(exc).__name__}: {exc}"), 1000)
                 if self._ready is not None and not self._ready.done():
                     self._fail(_connect_error(exc, self._log_url))
                     return
@@ -356,9 +366,19 @@ class StreamDriver:
             )
             await asyncio.sleep(delay)
 
+    def _was_useful(self) -> bool:
+        """The connection that just ended authenticated and then delivered records or lived
+        long enough; a login that the provider closes at once is not."""
+        if not self._authed:
+            return False
+        return (
+            self.records > self._records_at_auth
+            or time.monotonic() - self._authed_at >= HEALTHY_AFTER
+        )
+
     def _fail(self, error: BaseException) -> None:
         self.state = "failed"
-        self.last_error = str(error)
+        self.last_error = clip(mask_secrets(str(error)), 1000)
         log.error("%s: %s", self.name, error)
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
@@ -469,8 +489,13 @@ class StreamDriver:
         frames = self.session.data_to_send()
         if ws is None:
             return
-        for frame in frames:
-            await ws.send(frame)
+        try:
+            for frame in frames:
+                await ws.send(frame)
+        except ConnectionClosed:
+            # the read loop sees the close and reconnects; the session then sends its
+            # subscriptions again, these included
+            log.debug("%s: connection closed while sending; resent after reconnecting", self.name)
 
     # -- session events -----------------------------------------------------------------------
 
@@ -485,8 +510,8 @@ class StreamDriver:
                         "%s: skipped a malformed frame (%d so far): %s; frame starts %r",
                         self.name,
                         self.malformed,
-                        event.reason,
-                        event.excerpt[:80],
+                        _shown(event.reason),
+                        mask_secrets(event.excerpt[:80]),
                     )
             elif isinstance(event, SequenceGap):
                 self.gaps += event.missed
@@ -507,46 +532,55 @@ class StreamDriver:
                 log.info("%s: unsubscribed from %s", self.name, ",".join(event.symbols))
             elif isinstance(event, SubscriptionFailed):
                 self.errors += 1
-                self.last_error = event.message
-                log.warning("%s: subscription refused: %s", self.name, event.message)
-                self._resolve_ack(event.symbols, event.message)
+                self.last_error = _shown(event.message)
+                log.warning("%s: subscription refused: %s", self.name, self.last_error)
+                self._resolve_ack(event.symbols, self.last_error)
             elif isinstance(event, ProviderMessage):
                 self._on_message(event)
             elif isinstance(event, AuthFailed):
                 raise _Fatal(
                     ProviderAuthError(
-                        f"{self.name}: the provider rejected the credentials: {event.message}. "
-                        "Check the API key."
+                        f"{self.name}: the provider rejected the credentials: "
+                        f"{_shown(event.message)}. Check the API key."
                     )
                 )
             elif isinstance(event, ProviderFailed):
                 self.errors += 1
-                self.last_error = event.message
+                self.last_error = _shown(event.message)
                 if not event.retry:
-                    raise _Fatal(ProviderConnectionError(f"{self.name}: {event.message}"))
-                raise ConnectionError(event.message)
+                    raise _Fatal(ProviderConnectionError(f"{self.name}: {self.last_error}"))
+                raise ConnectionError(self.last_error)
             elif isinstance(event, StreamEnded):
                 self.last_error = None
-                log.info("%s: %s", self.name, event.message or "stream ended")
-                raise _Finished(event.message)
+                log.info("%s: %s", self.name, _shown(event.message or "stream ended"))
+                raise _Finished(_shown(event.message))
 
     def _on_authenticated(self, event: Authenticated) -> None:
         self.state = "running"
         self._authed = True
+        self._authed_at = time.monotonic()
+        self._records_at_auth = self.records
         self.connected_ns = time.time_ns()
         log.info("%s: connected to %s and authenticated", self.name, self._log_url)
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
 
     def _on_message(self, event: ProviderMessage) -> None:
+        text = _shown(event.message)
         if event.level == "error":
             self.errors += 1
-            self.last_error = event.message
-            log.error("%s: provider error: %s", self.name, event.message)
+            self.last_error = text
+            log.error("%s: provider error: %s", self.name, text)
         elif event.level == "warning":
-            log.warning("%s: %s", self.name, event.message)
+            log.warning("%s: %s", self.name, text)
         else:
-            log.info("%s: %s", self.name, event.message)
+            log.info("%s: %s", self.name, text)
+
+
+def _shown(message: str) -> str:
+    """A provider's text as we log and show it: secrets masked, at most MESSAGE_LIMIT
+    characters (a provider may send megabytes)."""
+    return clip(mask_secrets(message), MESSAGE_LIMIT)
 
 
 def _close_text(exc: ConnectionClosed) -> str:

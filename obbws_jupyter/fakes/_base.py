@@ -38,6 +38,8 @@ import hmac
 import logging
 import os
 import signal
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -52,7 +54,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from obbws_jupyter import runtime
-from obbws_jupyter._util import wire_logger
+from obbws_jupyter._util import remember_secret, wire_logger
 from obbws_jupyter.offline.market import Market
 
 __all__ = [
@@ -175,6 +177,8 @@ class FakeServer:
         self.events_sent = 0
         self.frames_sent = 0
         self.received: deque[Frame] = deque(maxlen=RECEIVED_KEPT)
+        self.auth_revoked = False  # fault: refuse every key from now on (revoke_auth)
+        self._frozen = False
         self._clients: dict[ServerConnection, FakeClient] = {}
         self._server: Server | None = None
         self._running: asyncio.Event | None = None  # set = output flowing, clear = paused
@@ -247,9 +251,23 @@ class FakeServer:
             self._running.clear()
 
     def resume(self) -> None:
-        """Restart output after :meth:`pause`."""
+        """Restart output after :meth:`pause` (and reading after :meth:`freeze`)."""
+        if self._frozen:
+            self._frozen = False
+            for conn in self._clients:
+                with contextlib.suppress(Exception):
+                    conn.transport.resume_reading()
         if self._running is not None:
             self._running.set()
+
+    def freeze(self) -> None:
+        """Go silent and deaf: no output and nothing read (so pings go unanswered) while
+        connections stay open. :meth:`resume` ends it."""
+        self.pause()
+        for conn in self._clients:
+            with contextlib.suppress(Exception):
+                conn.transport.pause_reading()
+        self._frozen = True
 
     def set_rate(self, rate: float) -> None:
         """Change the events/s of every connection (0: no data)."""
@@ -266,6 +284,34 @@ class FakeServer:
             await asyncio.gather(
                 *(conn.close(code, reason) for conn in conns), return_exceptions=True
             )
+        return len(conns)
+
+    async def reset_connections(self) -> int:
+        """Abort every open connection with a TCP RST (SO_LINGER 0), as a crashed peer or a
+        middlebox does; returns how many."""
+        conns = list(self._clients)
+        for conn in conns:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.transport.abort()
+        return len(conns)
+
+    async def stop_listening(self) -> None:
+        """The server goes away: connections dropped (1001) and the port closed, until
+        :meth:`start` listens again on the same port."""
+        await self.close()
+
+    async def revoke_auth(self) -> int:
+        """The key stops being accepted: current sessions are closed (1008, "authentication
+        revoked") and every later login fails; returns how many sessions were closed."""
+        self.auth_revoked = True
+        conns = list(self._clients)
+        await asyncio.gather(
+            *(conn.close(1008, "authentication revoked") for conn in conns),
+            return_exceptions=True,
+        )
         return len(conns)
 
     async def inject(self, frame: Frame) -> int:
@@ -317,8 +363,11 @@ class FakeServer:
         return None
 
     def check_key(self, key: object) -> bool:
-        """Whether ``key`` is accepted (any key when the server has none), in constant time."""
+        """Whether ``key`` is accepted (any key when the server has none, in constant time
+        otherwise; none once :meth:`revoke_auth` was called)."""
         self.auth_attempts += 1
+        if self.auth_revoked:
+            return False
         if self.api_key is None:
             return True
         return isinstance(key, str) and hmac.compare_digest(key.encode(), self.api_key.encode())
@@ -492,6 +541,22 @@ class ServerHandle:
     def inject(self, frame: Frame) -> int:
         return runtime.run(self.server.inject(frame), self.timeout)
 
+    def reset_connections(self) -> int:
+        return runtime.run(self.server.reset_connections(), self.timeout)
+
+    def freeze(self) -> None:
+        runtime.run(_call(self.server.freeze), self.timeout)
+
+    def stop_listening(self) -> None:
+        runtime.run(self.server.stop_listening(), self.timeout)
+
+    def start(self) -> None:
+        """Listen again (on the same port) after :meth:`stop_listening`."""
+        runtime.run(self.server.start(), self.timeout)
+
+    def revoke_auth(self) -> int:
+        return runtime.run(self.server.revoke_auth(), self.timeout)
+
     def pause(self) -> None:
         runtime.run(_call(self.server.pause), self.timeout)
 
@@ -577,6 +642,7 @@ def run_cli(
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
         parser.error(f"environment variable {args.api_key_env} is empty or not set")
+    remember_secret(api_key)  # never in this process's logs
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(build(args, api_key)))
 

@@ -18,7 +18,10 @@ Three ways to use it:
 It is a :class:`~obbws_jupyter.fakes.FakeServer` like every fake provider server, with the same
 test controls: ``drop_connections`` (a provider-side drop, or a TCP reset), ``inject`` (raw,
 possibly malformed frames), ``pause`` / ``resume`` (a connection that stays open but goes
-silent: watchdog tests), ``wait_for`` / ``wait_connections``.
+silent: watchdog tests), ``freeze`` (silent and deaf: not even pings are answered),
+``reset_connections`` (a TCP reset), ``stop_listening`` / ``start`` (the server goes away and
+comes back on the same port), ``revoke_auth`` (the key stops being accepted), plus its own
+``close_after_auth`` (every login is closed at once), ``wait_for`` / ``wait_connections``.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class DemoServer(FakeServer):
         )
         self.subscribe_requests: list[str] = []
         self.unsubscribe_requests: list[str] = []
+        self.close_after_auth = False  # fault: close every session right after its login
 
     @property
     def url(self) -> str:
@@ -193,6 +197,8 @@ class DemoServer(FakeServer):
             return
         client.authenticated = True
         await self._reply(client, _status("auth_success", "authenticated"))
+        if self.close_after_auth:
+            await client.conn.close(1000, "demo: closing after login")
 
     async def _subscription(self, client: FakeClient, action: str, params: str) -> None:
         (self.subscribe_requests if action == "subscribe" else self.unsubscribe_requests).append(
@@ -273,6 +279,10 @@ class DemoServerHandle(ServerHandle):
     @property
     def subscribe_requests(self) -> list[str]:
         return list(self.server.subscribe_requests)
+
+    def set_close_after_auth(self, on: bool) -> None:
+        """Fault: close every session right after its login (``True``) or stop doing so."""
+        self.server.close_after_auth = on
 
 
 def start_demo_server(**kwargs: Any) -> DemoServerHandle:

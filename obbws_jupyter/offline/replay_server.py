@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
+from obbws_jupyter._util import wire_logger
 from obbws_jupyter.capture import read_capture, read_header
 from obbws_jupyter.exceptions import InvalidParameterError
 
@@ -74,6 +75,7 @@ class ReplayServer:
                 compression=None,
                 ping_interval=None,
                 max_size=2**16,
+                logger=wire_logger("obbws_jupyter.offline.replay_server.websockets"),
             )
             self.port = self._server.sockets[0].getsockname()[1]
             log.info("replay server for %s listening on %s", self.path, self.url)

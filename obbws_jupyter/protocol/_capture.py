@@ -19,12 +19,14 @@ def read_capture_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     {...}}``. Here (stdlib only) so both the core and the replay provider read it one way.
     Raises InvalidParameterError naming the path and what was expected."""
     shown = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block open() forever
+        raise _not_a_capture(shown, "not a regular file")
     try:
         with open(path, encoding="utf-8") as file:
             first = file.readline(1 << 20)
     except FileNotFoundError:
         raise InvalidParameterError(f"capture file {shown!r} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         raise _not_a_capture(shown, f"unreadable: {exc}") from None
     try:
         header = json.loads(first)

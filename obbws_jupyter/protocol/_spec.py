@@ -69,7 +69,7 @@ class Param:
             return None
         try:
             converted = _convert(self.type, value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             shown = "<hidden>" if self.secret else repr(value)
             raise InvalidParameterError(
                 f"{provider}: parameter {self.name!r} must be {self.type.__name__}, got {shown}."
