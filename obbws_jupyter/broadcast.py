@@ -45,19 +45,15 @@ import hmac
 import http
 import inspect
 import ipaddress
-import json
 import logging
-import math
 import struct
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
@@ -67,7 +63,8 @@ from websockets.protocol import State
 from obbws_jupyter._util import wire_logger
 from obbws_jupyter._validate import check_token
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
-from obbws_jupyter.protocol import Field, FieldType
+from obbws_jupyter.protocol import Field
+from obbws_jupyter.wire import DEFAULT_PORT, MAX_REPLAY, RecordEncoder, encode_record
 
 __all__ = [
     "DEFAULT_PORT",
@@ -81,8 +78,6 @@ __all__ = [
 log = logging.getLogger("obbws_jupyter.broadcast")
 WIRE_LOGGER = "obbws_jupyter.broadcast.websockets"  # websockets' own messages, tokens masked
 
-DEFAULT_PORT = 6666
-MAX_REPLAY = 100_000
 PORT_FALLBACK_RANGE = 100
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -104,96 +99,6 @@ _SERVER_DEFAULTS: dict[str, Any] = {
     "ping_timeout": 60,  # generous: the loop may be starved by heavy work in the kernel
     "close_timeout": 5,
 }
-
-
-# -- encoding --------------------------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _iso(value: Any, tz: ZoneInfo) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):  # ns since epoch, UTC
-        stamp = _EPOCH + timedelta(microseconds=value // 1000)
-        return stamp.astimezone(tz).isoformat(timespec="microseconds")
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(tz).isoformat(timespec="microseconds")
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    item = getattr(value, "item", None)  # numpy / pandas scalars
-    if callable(item):
-        with contextlib.suppress(Exception):
-            return _finite(item())
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def encode_record(record: Mapping[str, Any], timestamp_fields: Iterable[str], tz: ZoneInfo) -> str:
-    """Encode one record as the JSON object of one broadcast frame.
-
-    Keys keep the record's order. Values of ``timestamp_fields`` (int ns since the epoch, UTC,
-    or datetimes) become ISO 8601 strings in ``tz`` with offset and microseconds; ``None``
-    stays ``null``; NaN and infinities become ``null`` so the frame is valid JSON.
-    """
-    stamps = timestamp_fields if isinstance(timestamp_fields, frozenset) else set(timestamp_fields)
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if value is None:
-            out[key] = None
-        elif key in stamps:
-            out[key] = _iso(value, tz)
-        elif isinstance(value, float):
-            out[key] = value if math.isfinite(value) else None
-        else:
-            out[key] = value
-    return json.dumps(
-        out, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-    )
-
-
-def _zone(tz: str | ZoneInfo) -> ZoneInfo:
-    if isinstance(tz, ZoneInfo):
-        return tz
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise InvalidParameterError(
-            f"Unknown time zone {tz!r}; use an IANA name such as 'America/New_York' or 'UTC'."
-        ) from None
-
-
-class RecordEncoder:
-    """Encodes records of one schema to broadcast frames (built once per connection).
-
-    The key set is stable: ``id``, ``received_at``, then every field of the schema in order,
-    ``null`` where a record lacks the field. Keys outside the schema are left out.
-    """
-
-    def __init__(self, fields: Sequence[Field], tz: str | ZoneInfo = "America/New_York") -> None:
-        self.tz = _zone(tz)
-        names = ["id", "received_at"]
-        names += [f.name for f in fields if f.name not in ("id", "received_at")]
-        self.keys: tuple[str, ...] = tuple(dict.fromkeys(names))
-        self.timestamp_fields = frozenset(
-            {"received_at"} | {f.name for f in fields if f.type == FieldType.TIMESTAMP}
-        )
-
-    def encode(self, record: Mapping[str, Any]) -> str:
-        """One record -> the JSON text of its frame."""
-        get = record.get
-        return encode_record({k: get(k) for k in self.keys}, self.timestamp_fields, self.tz)
 
 
 # -- the server ------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from obbws_jupyter._validate import (
     check_token,
     check_tz,
 )
-from obbws_jupyter.broadcast import DEFAULT_PORT, BroadcastServer
+from obbws_jupyter.broadcast import BroadcastServer
 from obbws_jupyter.capture import CaptureWriter
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
@@ -64,6 +64,7 @@ from obbws_jupyter.models import WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
 from obbws_jupyter.store import ResultsStore
 from obbws_jupyter.stream import StreamDriver
+from obbws_jupyter.wire import DEFAULT_PORT
 
 __all__ = ["DEFAULT_BROADCAST_PORT", "WebSocketClient", "parse_connect_kwargs"]
 

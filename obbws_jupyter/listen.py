@@ -50,13 +50,13 @@ from websockets.uri import parse_uri
 from obbws_jupyter import runtime
 from obbws_jupyter._util import mask_secrets, wire_logger
 from obbws_jupyter._validate import check_token
-from obbws_jupyter.broadcast import MAX_REPLAY
 from obbws_jupyter.exceptions import (
     BroadcastError,
     InvalidParameterError,
     ObbwsError,
     UnauthorizedError,
 )
+from obbws_jupyter.wire import MAX_REPLAY
 
 __all__ = ["MAX_RECORDS_KEPT", "Listener", "alisten", "listen"]
 

@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from obbws_jupyter.broadcast import RecordEncoder
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.store import quote_identifier
+from obbws_jupyter.wire import RecordEncoder
 
 if TYPE_CHECKING:
     from obbws_jupyter.client import WebSocketClient

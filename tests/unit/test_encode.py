@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from obbws_jupyter._util import mask_secrets
-from obbws_jupyter.broadcast import RecordEncoder, encode_record
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.protocol import Field, FieldType
+from obbws_jupyter.wire import RecordEncoder, encode_record
 
 NY = ZoneInfo("America/New_York")
 FIELDS = (

@@ -1,0 +1,120 @@
+"""The wire form of a record: one JSON object, the same everywhere a record leaves the process.
+
+The broadcast server (one text frame per record), ``listen``, the HTTP API (JSON results and
+server-sent events) and every sink that writes JSON (NATS, Redis) encode records here, so a
+record reads the same on every path (DESIGN §7):
+
+- keys ``id``, ``received_at``, then the provider's fields in schema order (``null`` where a
+  record lacks one; keys outside the schema are left out);
+- timestamps (int ns since the epoch, UTC, or datetimes) as ISO 8601 strings in the
+  connection's time zone, with offset and microseconds, e.g. ``"2026-11-25T08:12:33.123456-05:00"``;
+- NaN and infinities as ``null``, so the text is valid JSON.
+
+Also the two constants listeners need: the default broadcast port and the largest replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.protocol import Field, FieldType
+
+__all__ = ["DEFAULT_PORT", "MAX_REPLAY", "RecordEncoder", "encode_record", "zone"]
+
+DEFAULT_PORT = 6666  # the broadcast's default port (OpenBB's)
+MAX_REPLAY = 100_000  # the most stored records a listener may ask to replay (?replay=N)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso(value: Any, tz: ZoneInfo) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # ns since epoch, UTC
+        stamp = _EPOCH + timedelta(microseconds=value // 1000)
+        return stamp.astimezone(tz).isoformat(timespec="microseconds")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(tz).isoformat(timespec="microseconds")
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy / pandas scalars
+    if callable(item):
+        with contextlib.suppress(Exception):
+            return _finite(item())
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def encode_record(record: Mapping[str, Any], timestamp_fields: Iterable[str], tz: ZoneInfo) -> str:
+    """Encode one record as the JSON object of one broadcast frame.
+
+    Keys keep the record's order. Values of ``timestamp_fields`` (int ns since the epoch, UTC,
+    or datetimes) become ISO 8601 strings in ``tz`` with offset and microseconds; ``None``
+    stays ``null``; NaN and infinities become ``null`` so the frame is valid JSON.
+    """
+    stamps = timestamp_fields if isinstance(timestamp_fields, frozenset) else set(timestamp_fields)
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None:
+            out[key] = None
+        elif key in stamps:
+            out[key] = _iso(value, tz)
+        elif isinstance(value, float):
+            out[key] = value if math.isfinite(value) else None
+        else:
+            out[key] = value
+    return json.dumps(
+        out, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+    )
+
+
+def zone(tz: str | ZoneInfo) -> ZoneInfo:
+    if isinstance(tz, ZoneInfo):
+        return tz
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidParameterError(
+            f"Unknown time zone {tz!r}; use an IANA name such as 'America/New_York' or 'UTC'."
+        ) from None
+
+
+class RecordEncoder:
+    """Encodes records of one schema to broadcast frames (built once per connection).
+
+    The key set is stable: ``id``, ``received_at``, then every field of the schema in order,
+    ``null`` where a record lacks the field. Keys outside the schema are left out.
+    """
+
+    def __init__(self, fields: Sequence[Field], tz: str | ZoneInfo = "America/New_York") -> None:
+        self.tz = zone(tz)
+        names = ["id", "received_at"]
+        names += [f.name for f in fields if f.name not in ("id", "received_at")]
+        self.keys: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self.timestamp_fields = frozenset(
+            {"received_at"} | {f.name for f in fields if f.type == FieldType.TIMESTAMP}
+        )
+
+    def encode(self, record: Mapping[str, Any]) -> str:
+        """One record -> the JSON text of its frame."""
+        get = record.get
+        return encode_record({k: get(k) for k in self.keys}, self.timestamp_fields, self.tz)
