@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test unit integration notebooks browser browser-deps lint bench bench-full bench-profile clean
+.PHONY: lab test unit integration notebooks browser browser-deps engine-deps lint bench bench-full bench-profile clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -30,7 +30,7 @@ lab: $(KERNEL)
 # The lint first (ruff check, ruff format --check, mypy), so CI keeps it green; then tests/
 # asserts behaviour, and `--nbval-lax notebooks` also runs every notebook cell by cell (nbval),
 # so a notebook added without its own test still has to run clean.
-test: $(KERNEL) browser-deps lint
+test: $(KERNEL) browser-deps engine-deps lint
 	$(PY) -m pytest tests notebooks --nbval-lax
 
 # Debian's chromium for the browser tests (Playwright's own browser download is not used).
@@ -40,13 +40,22 @@ browser-deps:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Real streaming engines for the sink tests (issue #9): the fixtures start them on free
+# loopback ports; no mock stands in for them.
+engine-deps:
+	@command -v nats-server >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing nats-server and redis-server (apt) for the sink tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    nats-server redis-server >/dev/null; }
+
 browser: $(KERNEL) browser-deps
 	$(PY) -m pytest tests/browser
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) engine-deps
 	$(PY) -m pytest tests/integration
 
 notebooks: $(KERNEL)

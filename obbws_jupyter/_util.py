@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
     "DefaultPort",
     "RateLimitedLog",
+    "backoff",
     "mask_secrets",
     "ns_to_datetime",
     "remember_secret",
@@ -139,3 +142,12 @@ class RateLimitedLog:
             self._last = now
             return True
         return False
+
+
+def backoff(
+    attempt: int, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before reconnect ``attempt`` (1, 2, ...): exponential, capped, with jitter in
+    [0.5, 1.5) of the nominal value so that many clients do not reconnect in step."""
+    nominal = min(cap, base * 2 ** max(0, attempt - 1))
+    return nominal * (0.5 + rand())

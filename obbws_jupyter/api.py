@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,6 +29,7 @@ from obbws_jupyter.exceptions import (
     UnknownConnectionError,
 )
 from obbws_jupyter.models import StatusList, WebSocketConnectionStatus
+from obbws_jupyter.sinks import Sink, sink_from_url
 
 if TYPE_CHECKING:
     from obbws_jupyter.connection import Connection
@@ -89,6 +91,7 @@ def create_connection(
     start_broadcast: bool = False,
     connect_kwargs: dict[str, Any] | str | None = None,
     if_exists: str = "error",
+    sinks: Sequence[str | Sink | Mapping[str, Any]] | None = None,
     **kwargs: Any,
 ) -> Connection:
     """Open a named connection to ``provider`` and return its :class:`Connection` at once
@@ -100,6 +103,9 @@ def create_connection(
     raises NameInUseError; ``"replace"`` kills the old connection first (so re-running a notebook
     cell works); ``"reuse"`` returns the existing connection when it was created with the same
     provider and parameters, and raises NameInUseError naming the differences otherwise.
+
+    ``sinks`` sends the records to more destinations too (see :mod:`obbws_jupyter.sinks`):
+    URLs (``"nats://127.0.0.1:4222"``), ``{"url": ..., **options}`` dicts, or Sink objects.
     """
     from obbws_jupyter.connection import Connection
 
@@ -124,6 +130,7 @@ def create_connection(
         )
     broadcast_port = check_port(broadcast_port, "broadcast_port")
     start_broadcast = check_bool("start_broadcast", start_broadcast)
+    wanted_sinks = _build_sinks(sinks)
     if if_exists == "reuse" and name in _names():
         return _reuse(name, signature)
     if if_exists == "replace" and name in _names():
@@ -150,6 +157,8 @@ def create_connection(
         )
         try:
             client.connect()
+            for sink in wanted_sinks:
+                client.add_sink(sink)
             if start_broadcast:
                 client.start_broadcasting(broadcast_host, broadcast_port)
         except BaseException:
@@ -162,6 +171,29 @@ def create_connection(
         with _lock:
             _reserved.discard(name)
     return Connection(name, auth_token)
+
+
+def _build_sinks(sinks: Any) -> list[Sink]:
+    """``sinks`` as Sink objects, built (not opened) before anything starts."""
+    if sinks is None:
+        return []
+    if isinstance(sinks, (str, Mapping, Sink)):
+        sinks = [sinks]
+    built: list[Sink] = []
+    for item in sinks:
+        if isinstance(item, Sink):
+            built.append(item)
+        elif isinstance(item, str):
+            built.append(sink_from_url(item))
+        elif isinstance(item, Mapping) and isinstance(item.get("url"), str):
+            options = {k: v for k, v in item.items() if k != "url"}
+            built.append(sink_from_url(item["url"], **options))
+        else:
+            raise InvalidParameterError(
+                "sinks takes sink URLs, {'url': ..., **options} dicts or Sink objects; "
+                f"got {item!r}."
+            )
+    return built
 
 
 def _refuse_name(name: str, existing: WebSocketClient) -> None:

@@ -60,8 +60,9 @@ from obbws_jupyter.exceptions import (
     SymbolError,
     WrongThreadError,
 )
-from obbws_jupyter.models import WebSocketConnectionStatus
+from obbws_jupyter.models import SinkStatus, WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
+from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, sink_from_url
 from obbws_jupyter.store import ResultsStore
 from obbws_jupyter.stream import StreamDriver
 from obbws_jupyter.wire import DEFAULT_PORT
@@ -194,6 +195,8 @@ class WebSocketClient:
         self._broadcast: BroadcastServer | None = None
         self._capture: CaptureWriter | None = None
         self._record_hooks: list[Callable[[list[Record]], None]] = []
+        self._sinks: dict[str, Sink] = {}
+        self._sink_list: tuple[Sink, ...] = ()  # what _on_records reads (swapped, not mutated)
         self._lock = threading.RLock()
         self._closed = False
         self._pending_record_file = record_file
@@ -372,6 +375,14 @@ class WebSocketClient:
                 hook(records)
             except Exception:
                 log.exception("%s: a record hook failed", self.name)
+        sinks = self._sink_list
+        if sinks:
+            batch = Batch.from_records(records, self._session.fields)
+            for sink in sinks:
+                try:
+                    sink.write(batch)
+                except Exception:  # a sink never breaks the stream
+                    log.exception("%s: sink %s failed to take a batch", self.name, sink.display_url)
 
     def add_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
         """Call ``hook(records)`` on the loop thread for every frame's records (keep it cheap)."""
@@ -380,6 +391,59 @@ class WebSocketClient:
     def remove_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
         if hook in self._record_hooks:
             self._record_hooks.remove(hook)
+
+    # -- sinks -------------------------------------------------------------------------------
+
+    def add_sink(self, sink: str | Sink, **options: Any) -> Sink:
+        """Send every record from now on to ``sink`` too: a URL (``nats://host:port``,
+        ``redis://host:port/0``, ``parquet:///path/dir``; options go to the sink) or a
+        :class:`~obbws_jupyter.sinks.Sink`. It is opened now (a destination that cannot be
+        used raises here); a slow or failing sink never slows the stream."""
+        with self._serialized():
+            built = sink_from_url(sink, **options) if isinstance(sink, str) else sink
+            if not isinstance(built, Sink):
+                raise InvalidParameterError(
+                    f"add_sink() takes a sink URL or an obbws_jupyter.sinks.Sink, got {sink!r}."
+                )
+            if built.url in self._sinks:
+                raise InvalidParameterError(
+                    f"{self.name} already has the sink {built.display_url}; remove_sink() it "
+                    "first to change its options."
+                )
+            built.open(self._sink_context())
+            self._sinks[built.url] = built
+            self._sink_list = tuple(self._sinks.values())
+            log.info("%s: sink %s added", self.name, built.display_url)
+            return built
+
+    def remove_sink(self, url: str) -> int:
+        """Stop sending to the sink added as ``url`` and close it (delivering what it can);
+        returns how many rows it could not deliver."""
+        with self._serialized():
+            sink = self._sinks.pop(url, None)
+            if sink is None:
+                known = ", ".join(s.display_url for s in self._sinks.values()) or "none"
+                raise InvalidParameterError(
+                    f"{self.name} has no sink {mask_secrets(str(url))!r} (sinks: {known})."
+                )
+            self._sink_list = tuple(self._sinks.values())
+            lost = sink.close()
+            log.info("%s: sink %s removed", self.name, sink.display_url)
+            return lost
+
+    @property
+    def sinks(self) -> list[SinkHealth]:
+        """The health of each added sink, in the order they were added."""
+        return [sink.health() for sink in self._sink_list]
+
+    def _sink_context(self) -> SinkContext:
+        return SinkContext(
+            name=self.name,
+            provider=self.provider,
+            fields=tuple(self._session.fields),
+            tz=self.tz,
+            limit=self.limit,
+        )
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -592,6 +656,7 @@ class WebSocketClient:
             limit=self.limit,
             store_state=store_state,
             rejected_records=int(stats.get("rejected", 0)),
+            sinks=[SinkStatus(**health.as_dict()) for health in self.sinks],
         )
 
     def close(self) -> int:
@@ -629,6 +694,18 @@ class WebSocketClient:
         if self._capture is not None:
             self._capture.close()
             self._capture = None
+        sinks, self._sink_list = self._sink_list, ()
+        self._sinks.clear()
+        for sink in sinks:
+            try:
+                if sink.close():
+                    log.warning(
+                        "%s: sink %s closed with rows undelivered (see its health)",
+                        self.name,
+                        sink.display_url,
+                    )
+            except Exception:
+                log.exception("%s: closing sink %s failed", self.name, sink.display_url)
         self._last_store_error = self._store.stats["last_error"]
         lost = self._store.close()
         if self.save_results:

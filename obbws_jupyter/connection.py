@@ -27,6 +27,7 @@ from obbws_jupyter.exceptions import (
     ObbwsTimeoutError,
 )
 from obbws_jupyter.models import WebSocketConnectionStatus
+from obbws_jupyter.sinks import Sink, SinkHealth
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -105,6 +106,20 @@ class Connection:
 
     def stop_recording(self) -> Path | None:
         return self.get_client().stop_recording()
+
+    def add_sink(self, sink: str | Sink, **options: Any) -> Sink:
+        """Send every record from now on to another destination too: ``nats://host:port``,
+        ``redis://host:port/0``, ``parquet:///path/dir`` (see :mod:`obbws_jupyter.sinks`)."""
+        return self.get_client().add_sink(sink, **options)
+
+    def remove_sink(self, url: str) -> int:
+        """Close the sink added as ``url``; returns how many rows it could not deliver."""
+        return self.get_client().remove_sink(url)
+
+    @property
+    def sinks(self) -> list[SinkHealth]:
+        """Each added sink's health: state, rows written, dropped and pending, lag, error."""
+        return self.get_client().sinks
 
     def wait(self, n_records: int = 1, timeout: float = 30.0) -> int:
         """Block until ``n_records`` more records arrived (counted from this call); returns

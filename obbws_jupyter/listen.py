@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import importlib
 import inspect
 import json
 import logging
@@ -259,6 +261,69 @@ async def _records(
             raise
 
 
+# A record source: called with an ``on_open`` callback (or None), returns the async generator
+# of record dicts. The broadcast's is below; a streaming engine's (``nats://``, ``redis://``)
+# comes from its sink module as ``records(url, *, replay, auth_token, on_open, **options)``.
+RecordSource = Callable[[Callable[[], None] | None], AsyncGenerator[dict[str, Any], None]]
+
+# scheme -> module whose ``records`` function reads that engine (imported on first use)
+ENGINE_SOURCES = {
+    "nats": "obbws_jupyter.sinks.nats",
+    "redis": "obbws_jupyter.sinks.redis",
+    "rediss": "obbws_jupyter.sinks.redis",
+}
+
+
+def _engine(url: str) -> str | None:
+    """The engine scheme of ``url`` (``nats``, ``redis``...) or None for a broadcast address."""
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    scheme = url.strip().split("://", 1)[0].lower()
+    return scheme if scheme in ENGINE_SOURCES else None
+
+
+def _source(
+    url: str, auth_token: str | None, replay: int | None, options: dict[str, Any]
+) -> RecordSource:
+    """Validate the arguments (before anything starts) and return the source of ``url``."""
+    scheme = _engine(url)
+    if scheme is not None:
+        try:
+            module = importlib.import_module(ENGINE_SOURCES[scheme])
+        except ImportError as exc:
+            extra = "nats" if scheme == "nats" else "redis"
+            raise InvalidParameterError(
+                f"listening to {scheme}:// needs a library that is not installed: {exc.name} "
+                f'(pip install "obbws-jupyter[{extra}]").'
+            ) from None
+        engine_records = module.records
+        checked = module.check_listen_options(url, replay=replay, **options)
+        return functools.partial(
+            _engine_records, engine_records, url.strip(), replay, auth_token, checked
+        )
+    target = _one_token(normalize_url(url, replay), auth_token)
+    connect_options = _connect_options(target, auth_token, options)
+    return functools.partial(_records, target, mask_secrets(target), connect_options)
+
+
+def _engine_records(
+    engine_records: Callable[..., AsyncGenerator[dict[str, Any], None]],
+    url: str,
+    replay: int | None,
+    auth_token: str | None,
+    options: dict[str, Any],
+    on_open: Callable[[], None] | None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    return engine_records(url, replay=replay, auth_token=auth_token, on_open=on_open, **options)
+
+
+def _shown(url: str, auth_token: str | None, replay: int | None) -> str:
+    """The address as shown in reprs and logs (secrets masked)."""
+    if _engine(url) is not None:
+        return mask_secrets(url.strip())
+    return _one_token(normalize_url(url, replay), auth_token)
+
+
 async def alisten(
     url: str, auth_token: str | None = None, *, replay: int | None = None, **connect_kwargs: Any
 ) -> AsyncGenerator[dict[str, Any], None]:
@@ -267,9 +332,8 @@ async def alisten(
     Ends when the server closes the stream; raises UnauthorizedError, BroadcastError or
     InvalidParameterError like :func:`listen`.
     """
-    target = _one_token(normalize_url(url, replay), auth_token)
-    options = _connect_options(target, auth_token, connect_kwargs)
-    async with contextlib.aclosing(_records(target, mask_secrets(target), options)) as stream:
+    source = _source(url, auth_token, replay, connect_kwargs)
+    async with contextlib.aclosing(source(None)) as stream:
         async for record in stream:
             yield record
 
@@ -291,13 +355,12 @@ class Listener:
     def __init__(
         self,
         url: str,
-        options: dict[str, Any],
+        source: RecordSource,
         callback: Callable[[dict[str, Any]], Any] | None,
         max_records: int | None,
     ) -> None:
         self.url = mask_secrets(url)
-        self._target = url
-        self._options = options
+        self._source = source
         self.callback = callback
         self.max_records = max_records
         self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECORDS_KEPT)
@@ -371,7 +434,7 @@ class Listener:
             self._loop = asyncio.get_running_loop()
             self._task = self._task or asyncio.current_task()
         try:
-            stream = _records(self._target, self.url, self._options, self._opened)
+            stream = self._source(self._opened)
             async with contextlib.aclosing(stream) as records:
                 async for record in records:
                     self._deliver(record)
@@ -439,6 +502,9 @@ def listen(
 
     Args:
         url: ``ws://HOST:PORT``; ``localhost:6666``, ``127.0.0.1:6666`` and ``http://...`` work.
+            A streaming engine a sink publishes to is read the same way: ``nats://HOST:PORT``
+            (JetStream; ``subject=``) or ``redis://HOST:PORT/DB`` (Redis Streams); see
+            ``docs/scale_out.md``.
         auth_token: the connection's token, sent as an ``Authorization: Bearer`` header.
         callback: called with each record (a dict). Default: print one JSON line per record
             to stdout when blocking, nothing in the background (records are kept in
@@ -448,7 +514,8 @@ def listen(
             terminal); in Jupyter (a running loop) it returns the Listener at once.
         max_records: stop after this many records.
         replay: first receive the last N stored records (1..100000).
-        connect_kwargs: passed to ``websockets.asyncio.client.connect``.
+        connect_kwargs: passed to ``websockets.asyncio.client.connect`` (for an engine URL:
+            the engine's options, such as ``subject=`` for NATS).
 
     Returns the :class:`Listener`. A blocking call returns when the server closes the stream,
     after ``max_records``, or on Ctrl-C; it raises UnauthorizedError (token refused) or
@@ -461,8 +528,8 @@ def listen(
         raise InvalidParameterError(f"max_records must be a positive int, got {max_records!r}.")
     if callback is not None and not callable(callback):
         raise InvalidParameterError("callback must be callable (it receives each record).")
-    target = _one_token(normalize_url(url, replay), auth_token)
-    options = _connect_options(target, auth_token, connect_kwargs)
+    source = _source(url, auth_token, replay, connect_kwargs)
+    shown = _shown(url, auth_token, replay)
     has_loop = _running_loop() is not None
     if block is None:
         block = not has_loop
@@ -472,7 +539,7 @@ def listen(
             "use block=False (the default there) or `async for record in alisten(...)`."
         )
     if block:
-        listener = Listener(target, options, callback or _print_record, max_records)
+        listener = Listener(shown, source, callback or _print_record, max_records)
         try:
             asyncio.run(listener._main())
         except KeyboardInterrupt:
@@ -480,6 +547,6 @@ def listen(
         if listener.error is not None:
             raise listener.error
         return listener
-    listener = Listener(target, options, callback, max_records)
+    listener = Listener(shown, source, callback, max_records)
     runtime.call_soon(listener._spawn)
     return listener

@@ -7,7 +7,24 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["StatusList", "WebSocketConnectionStatus"]
+__all__ = ["SinkStatus", "StatusList", "WebSocketConnectionStatus"]
+
+
+class SinkStatus(BaseModel):
+    """One sink's health in a connection's status (``status.sinks``): its URL (secrets
+    masked), kind, state ("opening", "ok", "retrying", "closed", "failed"), rows written,
+    dropped and pending, the age in seconds of the oldest pending row, and the last error."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    kind: str
+    state: str
+    rows_written: int = 0
+    rows_dropped: int = 0
+    rows_pending: int = 0
+    lag_seconds: float | None = None
+    last_error: str | None = None
 
 
 class WebSocketConnectionStatus(BaseModel):
@@ -52,6 +69,7 @@ class WebSocketConnectionStatus(BaseModel):
     limit: int | None = None
     store_state: str = "ok"
     rejected_records: int = 0
+    sinks: list[SinkStatus] = []
 
 
 class StatusList(list[WebSocketConnectionStatus]):

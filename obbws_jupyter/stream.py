@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from obbws_jupyter._util import RateLimitedLog, clip, mask_secrets, wire_logger
+from obbws_jupyter._util import RateLimitedLog, backoff, clip, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
     NotRunningError,
     ObbwsTimeoutError,
@@ -99,15 +98,6 @@ STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", 
 # came (a quiet market); shorter ones without data count as failures.
 HEALTHY_AFTER = 30.0
 MESSAGE_LIMIT = 500  # characters of a provider message kept in logs and status
-
-
-def backoff(
-    attempt: int, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random
-) -> float:
-    """Delay before reconnect ``attempt`` (1, 2, ...): exponential, capped, with jitter in
-    [0.5, 1.5) of the nominal value so that many clients do not reconnect in step."""
-    nominal = min(cap, base * 2 ** max(0, attempt - 1))
-    return nominal * (0.5 + rand())
 
 
 class _Fatal(Exception):

@@ -1,0 +1,109 @@
+"""Sinks: where a connection's records go besides its DuckDB results file.
+
+``conn.add_sink(url, **options)`` (or ``create_connection(..., sinks=[url, ...])``) picks the
+sink by the URL's scheme; ``conn.sinks`` and ``status.sinks`` show each one's health, and
+``conn.remove_sink(url)`` closes it. A sink that is slow or down never slows the stream or the
+other sinks: it keeps a bounded backlog, retries with backoff and counts what it drops.
+
+======================  =========================================================
+URL                     sink
+======================  =========================================================
+``nats://host:port``    NATS JetStream (``obbws_jupyter.sinks.nats``)
+``redis://host:port/0`` Redis Streams (``obbws_jupyter.sinks.redis``)
+``parquet:///path/dir`` hive-partitioned Parquet files (``obbws_jupyter.sinks.parquet``)
+======================  =========================================================
+
+A sink class can also be given directly (``conn.add_sink(MySink(...))``), and a package adds
+a scheme with :func:`register_sink`. The interface and the batching bases are in
+:mod:`obbws_jupyter.sinks._base` (re-exported here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.sinks._base import (
+    AsyncBatchingSink,
+    Batch,
+    BatchingSink,
+    Sink,
+    SinkContext,
+    SinkHealth,
+)
+
+__all__ = [
+    "AsyncBatchingSink",
+    "Batch",
+    "BatchingSink",
+    "Sink",
+    "SinkContext",
+    "SinkHealth",
+    "known_schemes",
+    "register_sink",
+    "sink_from_url",
+]
+
+SinkFactory = Callable[..., Sink]
+
+# scheme -> "module:attribute" (imported on first use: a sink's client library is optional)
+_SCHEMES: dict[str, str | SinkFactory] = {
+    "nats": "obbws_jupyter.sinks.nats:NatsSink",
+    "redis": "obbws_jupyter.sinks.redis:RedisSink",
+    "rediss": "obbws_jupyter.sinks.redis:RedisSink",
+    "parquet": "obbws_jupyter.sinks.parquet:ParquetSink",
+}
+# the extra of pyproject.toml that installs a scheme's client library
+_EXTRAS = {"nats": "nats", "redis": "redis", "rediss": "redis"}
+_lock = threading.Lock()
+
+
+def register_sink(scheme: str, factory: SinkFactory, *, replace: bool = False) -> None:
+    """Make ``factory(url, **options)`` the sink of URLs with ``scheme``."""
+    key = scheme.lower().rstrip(":/")
+    with _lock:
+        if key in _SCHEMES and not replace:
+            raise ValueError(f"a sink is already registered for {key}://")
+        _SCHEMES[key] = factory
+
+
+def known_schemes() -> list[str]:
+    with _lock:
+        return sorted(_SCHEMES)
+
+
+def sink_from_url(url: str, **options: Any) -> Sink:
+    """The sink for ``url`` (by its scheme), built with ``options``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidParameterError(
+            f"a sink is named by a URL such as nats://127.0.0.1:4222, redis://127.0.0.1:6379/0 "
+            f"or parquet:///path/to/dir; got {url!r}."
+        )
+    scheme = urlsplit(url).scheme.lower()
+    with _lock:
+        target = _SCHEMES.get(scheme)
+    if target is None:
+        raise InvalidParameterError(
+            f"no sink for {scheme}:// URLs; known schemes: "
+            f"{', '.join(s + '://' for s in known_schemes())}."
+        )
+    factory = _load(scheme, target) if isinstance(target, str) else target
+    return factory(url, **options)
+
+
+def _load(scheme: str, target: str) -> SinkFactory:
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(scheme)
+        hint = f' (pip install "obbws-jupyter[{extra}]")' if extra else ""
+        raise InvalidParameterError(
+            f"the {scheme}:// sink needs a library that is not installed: {exc.name}{hint}."
+        ) from None
+    factory: SinkFactory = getattr(module, attribute)
+    return factory

@@ -1,0 +1,590 @@
+"""The sink seam: one small interface for everything that consumes a connection's records.
+
+A connection's stream hands every frame's records, once, to each of its sinks::
+
+    sink.open(context)        # before the first write (raises a clear ObbwsError if it cannot)
+    sink.write(batch)         # on the obbws loop thread, once per frame: never blocks
+    sink.flush(timeout)       # from any other thread: what was written before is settled
+    sink.close(timeout)       # returns how many rows it could not deliver
+    sink.health()             # SinkHealth: state, rows written / dropped / pending, lag, error
+
+A :class:`Batch` holds one frame's records (ids and ``received_at`` assigned), by row or by
+column, converted on demand and cached, so a sink that wants Arrow and one that wants JSON
+both pay only for what they use.
+
+Two bases carry the machinery that a sink should not write again:
+
+- :class:`BatchingSink` (a worker thread: DuckDB, Parquet, files) and
+- :class:`AsyncBatchingSink` (a task on the obbws loop: asyncio clients such as NATS, Redis).
+
+Both keep a bounded backlog (``max_pending`` rows): a slow or dead destination never slows the
+stream or the other sinks; beyond the bound the ``drop`` policy discards the oldest (or the
+newest) rows and counts them. A failed write is retried with exponential backoff and jitter,
+the rows kept in order; ``health().state`` says ``"retrying"`` and ``last_error`` why, both
+cleared by the next success.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from obbws_jupyter import runtime
+from obbws_jupyter._util import backoff, mask_secrets
+from obbws_jupyter.exceptions import InvalidParameterError, ObbwsTimeoutError, WrongThreadError
+from obbws_jupyter.protocol import Field, Record
+from obbws_jupyter.wire import RecordEncoder
+
+__all__ = [
+    "AsyncBatchingSink",
+    "Batch",
+    "BatchingSink",
+    "Sink",
+    "SinkContext",
+    "SinkHealth",
+]
+
+log = logging.getLogger("obbws_jupyter.sinks")
+
+BASE_COLUMNS = ("id", "received_at")
+DROP_POLICIES = ("oldest", "newest")
+
+
+class Batch:
+    """The records of one frame (or several), ``id`` and ``received_at`` included.
+
+    Built from rows (dicts, as provider sessions produce them) or from columns (lists of equal
+    length, keyed by field name); :meth:`rows` and :meth:`columns` convert on first use and
+    cache. Treat a batch and what it returns as read-only: every sink sees the same objects.
+    """
+
+    __slots__ = ("_columns", "_rows", "fields", "n")
+
+    def __init__(
+        self,
+        fields: Sequence[Field],
+        *,
+        rows: list[Record] | None = None,
+        columns: Mapping[str, Sequence[Any]] | None = None,
+    ) -> None:
+        if (rows is None) == (columns is None):
+            raise ValueError("a Batch is built from rows or from columns")
+        self.fields = tuple(fields)
+        self._rows = rows
+        self._columns: dict[str, Sequence[Any]] | None = (
+            dict(columns) if columns is not None else None
+        )
+        if rows is not None:
+            self.n = len(rows)
+        else:
+            assert columns is not None
+            self.n = len(columns["id"]) if "id" in columns else 0
+
+    @classmethod
+    def from_records(cls, records: list[Record], fields: Sequence[Field]) -> Batch:
+        return cls(fields, rows=records)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.n} records, ids {self.first_id}..{self.last_id}>"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every column name, in table order: ``id``, ``received_at``, then the fields."""
+        return BASE_COLUMNS + tuple(f.name for f in self.fields if f.name not in BASE_COLUMNS)
+
+    @property
+    def first_id(self) -> int | None:
+        return int(self.column("id")[0]) if self.n else None
+
+    @property
+    def last_id(self) -> int | None:
+        return int(self.column("id")[-1]) if self.n else None
+
+    def rows(self) -> list[Record]:
+        """The records as dicts (missing values absent)."""
+        if self._rows is None:
+            assert self._columns is not None
+            names = [n for n in self.names if n in self._columns]
+            columns = [self._columns[n] for n in names]
+            self._rows = [
+                {k: v for k, v in zip(names, values, strict=True) if v is not None}
+                for values in zip(*columns, strict=True)
+            ]
+        return self._rows
+
+    def column(self, name: str) -> Sequence[Any]:
+        """One column (``None`` where a record lacks the field)."""
+        if self._columns is not None and name in self._columns:
+            return self._columns[name]
+        return self.columns()[name]
+
+    def columns(self) -> dict[str, Sequence[Any]]:
+        """Every column of :attr:`names`, each of length ``n`` (``None`` where missing)."""
+        have = self._columns
+        if have is None or any(name not in have for name in self.names):
+            rows = self.rows()
+            have = dict(have or {})
+            for name in self.names:
+                if name not in have:
+                    have[name] = [row.get(name) for row in rows]
+            self._columns = have
+        return have
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink knows about the connection it serves (given to :meth:`Sink.open`)."""
+
+    name: str  # the connection's name
+    provider: str
+    fields: tuple[Field, ...]
+    tz: str = "America/New_York"
+    limit: int | None = 1000  # the connection's cap: sinks that keep history mirror it
+    encoder: RecordEncoder | None = None  # the wire form of a record (one per connection)
+
+    def record_encoder(self) -> RecordEncoder:
+        return self.encoder or RecordEncoder(self.fields, self.tz)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """A sink's health, as the status shows it (``status.sinks``)."""
+
+    url: str  # secrets masked
+    kind: str
+    state: str  # "opening" | "ok" | "retrying" | "closed" | "failed"
+    rows_written: int = 0
+    rows_dropped: int = 0
+    rows_pending: int = 0
+    lag_seconds: float | None = None  # age of the oldest record still waiting, if any
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Sink(abc.ABC):
+    """Consumes a connection's records (see the module docstring)."""
+
+    kind: ClassVar[str] = "sink"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.context: SinkContext | None = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password or token masked (for status, logs and errors)."""
+        return mask_secrets(self.url)
+
+    def open(self, context: SinkContext) -> None:
+        """Get ready for the connection's records; raise an ObbwsError saying what is wrong."""
+        self.context = context
+
+    @abc.abstractmethod
+    def write(self, batch: Batch) -> None:
+        """Take one frame's records. Runs on the loop thread: must not block or raise."""
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Return once everything written before is delivered, dropped or rejected."""
+        return None
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Stop; deliver what can be delivered within ``timeout``; return rows not delivered."""
+        return 0
+
+    @abc.abstractmethod
+    def health(self) -> SinkHealth:
+        """A snapshot of the sink's state and counters."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display_url} {self.health().state}>"
+
+
+# -- the batching machinery shared by the thread and the loop bases -------------------------
+
+
+@dataclass(slots=True)
+class _Backlog:
+    """Batches waiting for delivery, bounded in rows, with the counters health reports."""
+
+    max_pending: int
+    drop: str
+    batches: deque[tuple[Batch, float]] = field(default_factory=deque)
+    rows: int = 0
+    put_seq: int = 0  # rows ever accepted (dropped ones included)
+    done_seq: int = 0  # rows whose fate is settled (delivered or dropped)
+    written: int = 0
+    dropped: int = 0
+
+    def add(self, batch: Batch) -> None:
+        self.put_seq += batch.n
+        if self.drop == "newest" and self.rows + batch.n > self.max_pending:
+            self._discard(batch.n)
+            return
+        self.batches.append((batch, time.monotonic()))
+        self.rows += batch.n
+        while self.rows > self.max_pending and self.batches:
+            old, _ = self.batches.popleft()
+            self.rows -= old.n
+            self._discard(old.n)
+
+    def _discard(self, n: int) -> None:
+        self.dropped += n
+        self.done_seq += n
+
+    def take(self, max_rows: int) -> list[Batch]:
+        taken: list[Batch] = []
+        count = 0
+        while self.batches and (not taken or count + self.batches[0][0].n <= max_rows):
+            batch, _ = self.batches.popleft()
+            taken.append(batch)
+            count += batch.n
+        self.rows -= count
+        return taken
+
+    def requeue(self, batches: list[Batch]) -> None:
+        now = time.monotonic()
+        for batch in reversed(batches):
+            self.batches.appendleft((batch, now))
+            self.rows += batch.n
+        while self.rows > self.max_pending and self.batches:  # the bound holds on retries too
+            old, _ = self.batches.pop() if self.drop == "newest" else self.batches.popleft()
+            self.rows -= old.n
+            self._discard(old.n)
+
+    def delivered(self, batches: list[Batch]) -> None:
+        n = sum(b.n for b in batches)
+        self.written += n
+        self.done_seq += n
+
+    def lag(self) -> float | None:
+        return time.monotonic() - self.batches[0][1] if self.batches else None
+
+
+def _check_options(max_pending: int, batch_rows: int, flush_interval: float, drop: str) -> None:
+    for name, value in (("max_pending", max_pending), ("batch_rows", batch_rows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidParameterError(f"sink option {name} must be an int >= 1, got {value!r}.")
+    if not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 60:
+        raise InvalidParameterError(
+            f"sink option flush_interval must be seconds in (0, 60], got {flush_interval!r}."
+        )
+    if drop not in DROP_POLICIES:
+        raise InvalidParameterError(
+            f"sink option drop must be one of {', '.join(DROP_POLICIES)}, got {drop!r}."
+        )
+
+
+class _Batching(Sink):
+    """What both batching bases share: options, the backlog and health."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending: int = 200_000,
+        batch_rows: int = 10_000,
+        flush_interval: float = 0.1,
+        drop: str = "oldest",
+        retry_base: float = 0.2,
+        retry_cap: float = 10.0,
+    ) -> None:
+        super().__init__(url)
+        _check_options(max_pending, batch_rows, flush_interval, drop)
+        self.batch_rows = batch_rows
+        self.flush_interval = float(flush_interval)
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._backlog = _Backlog(max_pending, drop)
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._state = "opening"
+        self._last_error: str | None = None
+        self._failures = 0
+        self._closing = False
+
+    def health(self) -> SinkHealth:
+        with self._lock:
+            backlog = self._backlog
+            return SinkHealth(
+                url=self.display_url,
+                kind=self.kind,
+                state=self._state,
+                rows_written=backlog.written,
+                rows_dropped=backlog.dropped,
+                rows_pending=backlog.rows,
+                lag_seconds=backlog.lag(),
+                last_error=self._last_error,
+            )
+
+    def _accept(self, batch: Batch) -> bool:
+        """Queue ``batch``; True when enough rows wait to write at once."""
+        if not batch.n or self._closing:
+            return False
+        with self._lock:
+            dropped = self._backlog.dropped
+            self._backlog.add(batch)
+            if self._backlog.dropped != dropped:
+                self._settled.notify_all()
+            return self._backlog.rows >= self.batch_rows
+
+    def _take(self) -> list[Batch]:
+        with self._lock:
+            return self._backlog.take(self.batch_rows)
+
+    def _succeeded(self, batches: list[Batch]) -> None:
+        with self._lock:
+            self._backlog.delivered(batches)
+            self._failures = 0
+            self._state, self._last_error = "ok", None
+            self._settled.notify_all()
+
+    def _failed(self, batches: list[Batch], exc: BaseException) -> float:
+        """Keep ``batches`` for the next try; return how long to wait before it."""
+        with self._lock:
+            self._backlog.requeue(batches)
+            self._failures += 1
+            self._state = "retrying"
+            self._last_error = mask_secrets(f"{type(exc).__name__}: {exc}")[:500]
+            self._settled.notify_all()
+            failures = self._failures
+        if failures == 1 or failures % 20 == 0:
+            log.warning("sink %s: write failed (%s); retrying", self.display_url, self._last_error)
+        return backoff(failures, self.retry_base, self.retry_cap)
+
+    def _wait_settled(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            target = self._backlog.put_seq
+            while self._backlog.done_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ObbwsTimeoutError(
+                        f"sink {self.display_url}: {self._backlog.rows} rows still pending after "
+                        f"{timeout:g} s (state {self._state}"
+                        + (f", last error: {self._last_error})" if self._last_error else ")")
+                    )
+                self._settled.wait(remaining)
+
+    def _abandon(self) -> int:
+        """At close: what is still pending is lost; count it."""
+        with self._lock:
+            lost = self._backlog.rows
+            self._backlog.dropped += lost
+            self._backlog.done_seq += lost
+            self._backlog.batches.clear()
+            self._backlog.rows = 0
+            self._state = "closed"
+            self._settled.notify_all()
+        if lost:
+            log.warning("sink %s: closed with %d rows undelivered", self.display_url, lost)
+        return lost
+
+
+class BatchingSink(_Batching):
+    """A sink whose deliveries run in a worker thread (blocking clients: DuckDB, files).
+
+    Subclasses implement :meth:`deliver` (write a list of batches, raise on failure: they are
+    retried) and may override :meth:`setup` / :meth:`teardown`, which run in the worker thread
+    (so a client that must stay on one thread can). Options: ``max_pending`` rows waiting at
+    most, ``batch_rows`` per delivery, ``flush_interval`` seconds between deliveries, ``drop``
+    ("oldest" or "newest") beyond ``max_pending``, retry backoff ``retry_base``/``retry_cap``.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._setup_error: BaseException | None = None
+        self._ready = threading.Event()
+
+    # hooks -----------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Open the destination (in the worker thread); raise to refuse the sink."""
+
+    @abc.abstractmethod
+    def deliver(self, batches: list[Batch]) -> None:
+        """Write ``batches`` (in order) to the destination; raise to have them retried."""
+
+    def teardown(self) -> None:
+        """Close the destination (in the worker thread)."""
+
+    # Sink ------------------------------------------------------------------------------------
+
+    def open(self, context: SinkContext) -> None:
+        super().open(context)
+        name = f"obbws-sink-{self.kind}-{context.name}"
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._setup_error is not None:
+            raise self._setup_error
+
+    def write(self, batch: Batch) -> None:
+        if self._accept(batch):
+            self._wake.set()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        self._wake.set()
+        self._wait_settled(timeout)
+
+    def close(self, timeout: float = 10.0) -> int:
+        if self._closing:
+            return 0
+        self._closing = True
+        with contextlib.suppress(ObbwsTimeoutError):
+            self.flush(timeout)
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._abandon()
+
+    # the worker ------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self.setup()
+        except BaseException as exc:
+            self._setup_error = exc
+            self._state = "failed"
+            self._ready.set()
+            return
+        self._state = "ok"
+        self._ready.set()
+        try:
+            while not self._stopped.is_set():
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                self._deliver_pending()
+        finally:
+            with contextlib.suppress(Exception):
+                self.teardown()
+
+    def _deliver_pending(self) -> None:
+        while not self._stopped.is_set():
+            batches = self._take()
+            if not batches:
+                return
+            try:
+                self.deliver(batches)
+            except Exception as exc:
+                delay = self._failed(batches, exc)
+                self._stopped.wait(delay)
+                return
+            self._succeeded(batches)
+
+
+class AsyncBatchingSink(_Batching):
+    """A sink whose deliveries run as a task on the obbws loop (asyncio clients: NATS, Redis).
+
+    Subclasses implement ``async`` :meth:`deliver`, and may override ``async`` :meth:`setup` /
+    :meth:`teardown`. A slow or unreachable destination never blocks the loop: the task awaits
+    it while the stream goes on, and the backlog is bounded as in :class:`BatchingSink`.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    # hooks -----------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Open the destination; raise to refuse the sink."""
+
+    @abc.abstractmethod
+    async def deliver(self, batches: list[Batch]) -> None:
+        """Write ``batches`` (in order); raise to have them retried."""
+
+    async def teardown(self) -> None:
+        """Close the destination."""
+
+    # Sink ------------------------------------------------------------------------------------
+
+    def open(self, context: SinkContext) -> None:
+        super().open(context)
+        runtime.run(self._start(), timeout=30)
+
+    async def _start(self) -> None:
+        try:
+            await self.setup()
+        except BaseException:
+            self._state = "failed"
+            raise
+        self._state = "ok"
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self._main(), name=f"obbws-sink-{self.kind}"
+        )
+
+    def write(self, batch: Batch) -> None:
+        if self._accept(batch) and self._wake is not None:
+            self._wake.set()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        if runtime.in_loop_thread():
+            raise WrongThreadError(
+                f"sink {self.display_url}: flush() waits for the obbws loop, so it cannot be "
+                "called from the loop thread (a record hook or a listen() callback)."
+            )
+        # A round trip through the loop: batches handed over with call_soon() before this
+        # call are queued by the time it returns, so the wait below covers them.
+        runtime.run(self._poke(), timeout=timeout)
+        self._wait_settled(timeout)
+
+    async def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self, timeout: float = 10.0) -> int:
+        if self._closing:
+            return 0
+        self._closing = True
+        with contextlib.suppress(ObbwsTimeoutError, WrongThreadError):
+            self.flush(timeout)
+        with contextlib.suppress(Exception):
+            runtime.run(self._stop(), timeout=timeout + 5)
+        return self._abandon()
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await self.teardown()
+
+    async def _main(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.flush_interval)
+            wake.clear()
+            while batches := self._take():
+                try:
+                    await self.deliver(batches)
+                except asyncio.CancelledError:
+                    with self._lock:
+                        self._backlog.requeue(batches)
+                    raise
+                except Exception as exc:
+                    await asyncio.sleep(self._failed(batches, exc))
+                    break
+                self._succeeded(batches)
