@@ -977,9 +977,14 @@ class ResultsStore:
         sql: str,
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         timeout: float | None = DEFAULT_QUERY_TIMEOUT,
+        parquet_views: Mapping[str, str] | None = None,
     ) -> pd.DataFrame:
         """Run one read-only SELECT over this store's table (referenced by its name) and
         return a DataFrame, timestamps tz-aware in ``self.tz``.
+
+        ``parquet_views`` (view name -> directory) adds one view per directory over its
+        Parquet files (``read_parquet('<dir>/**/*.parquet')``, hive partitioning off: every
+        file holds every column); the sandbox may then read those directories, and only them.
 
         The SQL runs in a private in-memory DuckDB that holds a copy of this table and
         nothing else, with file access, extension loading and configuration changes off: it
@@ -994,7 +999,7 @@ class ResultsStore:
         if timeout is not None:
             timeout = check_positive("timeout", timeout)
         self._check_open()
-        run = _SandboxQuery(self, sql, params)
+        run = _SandboxQuery(self, sql, params, dict(parquet_views or {}))
         return self._to_pandas(run.wait(timeout))
 
     def last_records(self, n: int, before_id: int | None = None) -> list[Record]:
@@ -1306,14 +1311,26 @@ class _Mirror:
         self.con: duckdb.DuckDBPyConnection | None = None
         self.max_id = 0
         self.last_used = 0.0
+        self.views: dict[str, str] = {}  # the Parquet views the copy was opened with
 
-    def cursor(self, on_source: Callable[[duckdb.DuckDBPyConnection | None], None]) -> Any:
+    def cursor(
+        self,
+        on_source: Callable[[duckdb.DuckDBPyConnection | None], None],
+        views: Mapping[str, str] | None = None,
+    ) -> Any:
         """Bring the copy up to date and return a cursor on it (``on_source`` is told the
-        store cursor used meanwhile, so that it can be interrupted)."""
+        store cursor used meanwhile, so that it can be interrupted). ``views`` (name ->
+        directory of Parquet files) are (re)made as views; the copy may read those
+        directories and nothing else (DuckDB's ``allowed_directories``, fixed when the copy
+        is opened: a different set of directories opens a new copy)."""
         store = self.store
+        views = dict(views or {})
         with self.lock:
+            if self.con is not None and views != self.views:
+                self.close()
             if self.con is None:
-                self.con = duckdb.connect(":memory:", config=_LOCKED_DOWN)
+                self.con = _sandbox(sorted(set(views.values())))
+                self.views = views
                 store._create_table(self.con)
                 self.max_id = 0
             with store._cursor() as source:
@@ -1335,6 +1352,8 @@ class _Mirror:
                 mirror.execute(f"INSERT INTO {store._table} SELECT * FROM {_BATCH_VIEW}")
                 mirror.unregister(_BATCH_VIEW)
                 self.max_id = int(high)
+            for name, directory in views.items():
+                _make_parquet_view(mirror, name, directory, store._table)
             self.last_used = time.monotonic()
             return mirror.cursor()
 
@@ -1354,16 +1373,58 @@ class _Mirror:
                 con.close()
 
 
+def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB, locked down; it may read ``directories`` (and only them:
+    ``allowed_directories`` must be set before external access is switched off and the
+    configuration locked)."""
+    if not directories:
+        return duckdb.connect(":memory:", config=_LOCKED_DOWN)
+    early = {k: v for k, v in _LOCKED_DOWN.items() if k not in _LOCK_LAST}
+    con = duckdb.connect(":memory:", config=early)
+    try:
+        allowed = [d.rstrip(os.sep) + os.sep for d in directories]
+        con.execute("SET allowed_directories = ?", [allowed])
+        for key in _LOCK_LAST:
+            con.execute(f"SET {key} = ?", [_LOCKED_DOWN[key]])
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+_LOCK_LAST = ("enable_external_access", "lock_configuration")  # in this order
+
+
+def _make_parquet_view(
+    con: duckdb.DuckDBPyConnection, name: str, directory: str, table: str
+) -> None:
+    """View ``name`` over the Parquet files under ``directory``; with no file there yet, an
+    empty view with the results table's columns (read_parquet fails on an empty glob)."""
+    pattern = os.path.join(directory, "**", "*.parquet").replace("'", "''")
+    (count,) = con.execute(f"SELECT count(*) FROM glob('{pattern}')").fetchall()[0]
+    source = (
+        f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = false, union_by_name = true)"
+        if count
+        else f"SELECT * FROM {table} WHERE false"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS {source}")
+
+
 class _SandboxQuery:
     """One query() run in a worker thread, so the caller can time out or be interrupted
     (Ctrl-C) while DuckDB works: either way the DuckDB connections in use are interrupted."""
 
     def __init__(
-        self, store: ResultsStore, sql: str, params: Sequence[Any] | Mapping[str, Any] | None
+        self,
+        store: ResultsStore,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None,
+        views: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.sql = sql
         self.params = params
+        self.views = views
         self.done = threading.Event()
         self.result: pa.Table | None = None
         self.error: BaseException | None = None
@@ -1407,7 +1468,7 @@ class _SandboxQuery:
             self.done.set()
 
     def _run(self) -> pa.Table:
-        cursor = self.store._mirror.cursor(self._set_active)
+        cursor = self.store._mirror.cursor(self._set_active, self.views)
         try:
             self.active = cursor
             _check_select(cursor, self.sql)
