@@ -383,7 +383,8 @@ class ParquetSink(BatchingSink):
             self._roll(time.monotonic())
 
     def teardown(self) -> None:
-        self._roll_wanted += 1
+        with self._roll_done:
+            self._roll_wanted += 1
         if not self._roll(time.monotonic(), retry_wait=False):
             self._lost_at_close = self._buffered
             log.warning(
@@ -394,17 +395,20 @@ class ParquetSink(BatchingSink):
 
     # -- rolling ------------------------------------------------------------------------------
 
-    def _due(self, now: float) -> list[str]:
-        """The partitions to write now."""
+    def _due(self, now: float) -> dict[str, bool]:
+        """The partitions to write now, each with whether all its rows go (True) or only
+        whole files of ``roll_rows`` (False: the rest waits for more rows)."""
         with self._roll_done:
             everything = self._roll_wanted > self._rolled
         if everything or sum(p.nbytes for p in self._parts.values()) >= self.roll_bytes:
-            return list(self._parts)
-        return [
-            key
-            for key, part in self._parts.items()
-            if part.rows >= self.roll_rows or now - part.since >= self.roll_seconds
-        ]
+            return dict.fromkeys(self._parts, True)
+        due: dict[str, bool] = {}
+        for key, part in self._parts.items():
+            if now - part.since >= self.roll_seconds:
+                due[key] = True
+            elif part.rows >= self.roll_rows:
+                due[key] = False
+        return due
 
     def _roll(self, now: float, retry_wait: bool = True) -> bool:
         """Write the partitions that are due; False when a write failed (then retried later,
@@ -414,8 +418,8 @@ class ParquetSink(BatchingSink):
         with self._roll_done:
             wanted = self._roll_wanted
         try:
-            for key in self._due(now):
-                self._write_part(key)
+            for key, whole in self._due(now).items():
+                self._write_part(key, whole)
         except Exception as exc:
             self._retry_at = time.monotonic() + self._failed([], exc)
             return False
@@ -429,19 +433,22 @@ class ParquetSink(BatchingSink):
             self._roll_done.notify_all()
         return True
 
-    def _write_part(self, key: str) -> None:
+    def _write_part(self, key: str, whole: bool) -> None:
         part = self._parts[key]
         table = pa.concat_tables(part.tables) if len(part.tables) > 1 else part.tables[0]
         folder = self.directory / key
-        for offset in range(0, table.num_rows, self.roll_rows):
-            chunk = table.slice(offset, self.roll_rows)
+        while table.num_rows and (whole or table.num_rows >= self.roll_rows):
+            chunk = table.slice(0, self.roll_rows)
             self._write_file(folder, chunk)
             # what is written leaves the buffer at once: a failure later in this part keeps
             # only the rows not yet in a file, so nothing is written twice
-            rest = table.slice(offset + chunk.num_rows)
-            part.tables, part.rows, part.nbytes = [rest], rest.num_rows, rest.nbytes
+            table = table.slice(chunk.num_rows)
+            part.tables, part.rows, part.nbytes = [table], table.num_rows, table.nbytes
             self._in_files += chunk.num_rows
-        del self._parts[key]
+        if not table.num_rows:
+            del self._parts[key]
+        else:  # the rest keeps its age: it is written within roll_seconds all the same
+            part.tables = [table.combine_chunks()]  # frees the written rows' buffers
 
     def _write_file(self, folder: pathlib.Path, table: pa.Table) -> None:
         first_id = int(table.column("id")[0].as_py())
