@@ -1,0 +1,130 @@
+"""A Parquet sink on a live demo stream: its rows equal the DuckDB store's, conn.query reads its
+files as a view while every other path stays refused, and the status shows it."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import obbws_jupyter as obbws
+from obbws_jupyter.exceptions import InvalidParameterError, StoreError
+from obbws_jupyter.sinks.parquet import read
+from tests.conftest import TIMEOUT, RecordWaiter
+
+pytestmark = pytest.mark.integration
+
+
+def demo(name: str, **kwargs: Any) -> obbws.Connection:
+    return obbws.create_connection(
+        provider="demo", name=name, symbol="btcusd,ethusd", limit=None, **kwargs
+    )
+
+
+def captured(conn: obbws.Connection, out: pathlib.Path, n: int = 300, **options: Any) -> None:
+    """Stream ``n`` records or more into a Parquet sink on ``out``, stop, flush it."""
+    sink = conn.add_sink(f"parquet://{out}", flush_interval=0.02, **options)
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait_more(n)
+    conn.stop_connection()
+    sink.flush(TIMEOUT)
+
+
+def test_the_files_hold_exactly_the_stored_rows(tmp_path: pathlib.Path) -> None:
+    """Every row the store holds from the sink's start is in the files, with equal values
+    (timestamps included), and nothing else; status.sinks reports the rows written."""
+    conn = demo("pq-equal", rate=2_000)
+    captured(conn, tmp_path / "out", 1_000)
+    files = read(tmp_path / "out")
+    stored = conn.get_results()
+    stored = stored[stored["id"] >= files["id"].min()].reset_index(drop=True)
+    assert len(files) == len(stored) >= 1_000
+    for column in stored.columns:
+        assert files[column].equals(stored[column]), column
+    (health,) = conn.status.sinks
+    assert (health.kind, health.state, health.rows_written) == ("parquet", "ok", len(files))
+
+
+def test_conn_query_reads_the_files_as_a_view(tmp_path: pathlib.Path) -> None:
+    """conn.query sees the sink's files as the view `parquet`, joinable with the results
+    table, with the same values and types."""
+    conn = demo("pq-view", rate=2_000)
+    captured(conn, tmp_path / "out", 500)
+    (n, matching) = conn.query(
+        "SELECT count(*), count(*) FILTER (WHERE r.price = p.price AND r.date = p.date "
+        "AND r.received_at = p.received_at AND r.symbol = p.symbol) "
+        "FROM parquet p JOIN records r USING (id)"
+    ).iloc[0]
+    assert n == matching == len(read(tmp_path / "out"))
+    by_symbol = conn.query("SELECT symbol, count(*) AS n FROM parquet GROUP BY 1 ORDER BY 1")
+    assert list(by_symbol["symbol"]) == ["BTCUSD", "ETHUSD"]
+    assert str(conn.query("SELECT date FROM parquet LIMIT 1")["date"].dt.tz) == conn.get_client().tz
+
+
+def test_the_view_exists_before_the_first_file(tmp_path: pathlib.Path) -> None:
+    """Before any file is written the view is there, empty, with the table's columns."""
+    conn = demo("pq-empty", rate=50)
+    conn.add_sink(f"parquet://{tmp_path / 'out'}", roll_seconds=3_600)
+    empty = conn.query("SELECT * FROM parquet")
+    assert len(empty) == 0
+    assert list(empty.columns) == list(conn.get_results().columns)
+
+
+def test_several_sinks_get_their_own_views_and_removal_drops_one(tmp_path: pathlib.Path) -> None:
+    """Two Parquet sinks are `parquet` and `parquet_2` (or the view= name given); once a sink
+    is removed its view is gone."""
+    conn = demo("pq-two", rate=500)
+    conn.add_sink(f"parquet://{tmp_path / 'a'}")
+    conn.add_sink(f"parquet://{tmp_path / 'b'}")
+    conn.add_sink(f"parquet://{tmp_path / 'c'}", view="ticks")
+    assert conn.get_client().query_views == {
+        "parquet": str(tmp_path / "a"),
+        "parquet_2": str(tmp_path / "b"),
+        "ticks": str(tmp_path / "c"),
+    }
+    for view in ("parquet", "parquet_2", "ticks"):
+        assert len(conn.query(f"SELECT * FROM {view}").columns) > 3
+    conn.remove_sink(f"parquet://{tmp_path / 'b'}")
+    with pytest.raises(InvalidParameterError, match="parquet_2"):
+        conn.query("SELECT * FROM parquet_2")
+
+
+def test_other_paths_stay_refused(tmp_path: pathlib.Path) -> None:
+    """With a Parquet sink, conn.query still cannot read any other file (a Parquet file next
+    to the sink's folder, a path climbing out of it, /etc/passwd) nor write one."""
+    conn = demo("pq-closed", rate=500)
+    captured(conn, tmp_path / "out", 50)
+    (tmp_path / "outside").mkdir()
+    pq.write_table(pa.table({"secret": [1]}), tmp_path / "outside" / "x.parquet")
+    refused = [
+        f"SELECT * FROM read_parquet('{tmp_path}/outside/x.parquet')",
+        f"SELECT * FROM read_parquet('{tmp_path}/out/../outside/x.parquet')",
+        f"SELECT * FROM read_parquet('{tmp_path}/out*/**/*.parquet')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+    ]
+    for sql in refused:
+        with pytest.raises((InvalidParameterError, StoreError), match=r"Permission|disabled"):
+            conn.query(sql)
+    with pytest.raises(InvalidParameterError, match="one read-only SELECT"):
+        conn.query(f"COPY (SELECT 1) TO '{tmp_path}/out/x.csv'")
+    with pytest.raises(InvalidParameterError, match="one read-only SELECT"):
+        conn.query("SET allowed_directories = ['/']")
+    assert not (tmp_path / "out" / "x.csv").exists()
+
+
+def test_create_connection_takes_a_parquet_sink_and_kill_writes_its_files(
+    tmp_path: pathlib.Path,
+) -> None:
+    """create_connection(sinks=[{"url": "parquet://...", ...}]) opens it; kill writes the
+    rows it still holds, so the files have every row received."""
+    out = tmp_path / "out"
+    conn = demo("pq-create", rate=1_000, sinks=[{"url": f"parquet://{out}", "roll_seconds": 3_600}])
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait_more(200)
+    conn.stop_connection()
+    received = conn.status.records_received
+    conn.kill()
+    assert list(read(out)["id"]) == list(range(1, received + 1))
