@@ -80,6 +80,7 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # what hive writers use for a mis
 _GLOB_CHARS = re.compile(r"[*?\[\]{}]")
 _VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_NANOSECONDS = pa.timestamp("ns", tz="UTC")
 _ARROW_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.STRING: pa.string(),
     FieldType.FLOAT: pa.float64(),
@@ -167,9 +168,10 @@ def arrow_schema(fields: Sequence[Field], tz: str) -> pa.Schema:
 
 
 def _microseconds(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """Integer nanoseconds -> a microsecond timestamp array, rounded half away from zero (as
-    DuckDB rounds them into TIMESTAMPTZ), so the files and the results table agree."""
-    raw = pa.array(values, pa.int64())
+    """Timestamps (int or float nanoseconds since the epoch, or datetimes; naive ones are UTC,
+    as the store takes them) -> a microsecond timestamp array, rounded half away from zero as
+    DuckDB rounds them into TIMESTAMPTZ, so the files and the results table agree."""
+    raw = pa.array(values, _NANOSECONDS).cast(pa.int64())
     ns = raw.fill_null(0).to_numpy(zero_copy_only=False)
     us = np.where(ns >= 0, (ns + 500) // 1000, -((-ns + 500) // 1000))
     return pa.array(us, pa.int64(), mask=raw.is_null().to_numpy(zero_copy_only=False)).cast(kind)
@@ -196,15 +198,15 @@ def partition_keys(table: pa.Table) -> pa.Array:
         stamp = pc.coalesce(table.column("date"), stamp)
     days = pc.strftime(stamp, format="%Y-%m-%d")  # in the column's time zone
     if "symbol" in table.column_names:
-        symbols = [
-            NULL_PARTITION if s is None else quote(str(s), safe="")
-            for s in table.column("symbol").to_pylist()
-        ]
+        # each distinct symbol is quoted once (a frame has few), then spread back to the rows
+        encoded = pc.dictionary_encode(table.column("symbol").combine_chunks())
+        quoted = pa.array([quote(str(s), safe="") for s in encoded.dictionary.to_pylist()])
+        symbols = pc.fill_null(pc.take(quoted, encoded.indices), NULL_PARTITION)
     else:
-        symbols = [NULL_PARTITION] * table.num_rows
+        symbols = pa.array([NULL_PARTITION] * table.num_rows, pa.string())
     return pc.binary_join_element_wise(
         pc.binary_join_element_wise("date=", days, ""),
-        pc.binary_join_element_wise("symbol=", pa.array(symbols, pa.string()), ""),
+        pc.binary_join_element_wise("symbol=", symbols, ""),
         "/",
     )
 

@@ -271,3 +271,22 @@ def test_read_returns_rows_oldest_first_in_a_chosen_tz(
     assert list(got["id"]) == [1, 2, 3, 4, 5, 11, 12, 13, 14, 15]
     assert str(got["date"].dt.tz) == "UTC"
     assert got["date"].iloc[0] == pd.Timestamp(NOON_UTC + 10**9 + 123_456, tz="UTC").floor("us")
+
+
+def test_timestamps_given_as_datetimes_or_floats_are_written_as_instants(
+    make_sink: Make, tmp_path: pathlib.Path
+) -> None:
+    """A provider's timestamp may be int or float nanoseconds or a datetime (naive means UTC,
+    as the store takes it): each is written as the same instant."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    rows = records(1, 4)
+    instant = datetime(2026, 11, 20, 12, 0, 1, 250_000, tzinfo=UTC)
+    rows[0]["date"] = instant
+    rows[1]["date"] = instant.replace(tzinfo=None)
+    rows[2]["date"] = instant.astimezone(timezone(timedelta(hours=-5)))
+    rows[3]["date"] = float(int(instant.timestamp()) * 10**9 + 250_000_000)
+    sink = make_sink()
+    sink.write(batch(rows))
+    sink.flush(TIMEOUT)
+    assert list(read(tmp_path / "out", tz="UTC")["date"]) == [pd.Timestamp(instant)] * 4
