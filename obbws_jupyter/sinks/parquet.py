@@ -167,48 +167,58 @@ def arrow_schema(fields: Sequence[Field], tz: str) -> pa.Schema:
     return pa.schema(columns)
 
 
-def _microseconds(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """Timestamps (int or float nanoseconds since the epoch, or datetimes; naive ones are UTC,
-    as the store takes them) -> a microsecond timestamp array, rounded half away from zero as
-    DuckDB rounds them into TIMESTAMPTZ, so the files and the results table agree."""
-    raw = pa.array(values, _NANOSECONDS).cast(pa.int64())
+def _rounded_to_us(nanoseconds: pa.Array, kind: pa.DataType) -> pa.Array:
+    """Nanosecond timestamps -> microsecond ones, rounded half away from zero as DuckDB rounds
+    them into TIMESTAMPTZ, so the files and the results table agree."""
+    raw = nanoseconds.cast(pa.int64())
     ns = raw.fill_null(0).to_numpy(zero_copy_only=False)
     us = np.where(ns >= 0, (ns + 500) // 1000, -((-ns + 500) // 1000))
     return pa.array(us, pa.int64(), mask=raw.is_null().to_numpy(zero_copy_only=False)).cast(kind)
 
 
+def _nanosecond_struct(schema: pa.Schema) -> pa.StructType:
+    """The schema as one struct, timestamps in UTC nanoseconds: pyarrow converts record dicts
+    to it in one C++ pass (ints, floats and datetimes as timestamps; naive ones as UTC, as the
+    store takes them; missing keys as nulls, unknown keys ignored)."""
+    return pa.struct(
+        [f.with_type(_NANOSECONDS) if pa.types.is_timestamp(f.type) else f for f in schema]
+    )
+
+
 def to_table(batches: Sequence[Batch], schema: pa.Schema) -> pa.Table:
-    """One Arrow table of ``batches``' rows (from their columns: no dict per row)."""
-    arrays = []
-    for column in schema:
-        values: list[Any] = []
-        for batch in batches:
-            values.extend(batch.column(column.name))
-        if pa.types.is_timestamp(column.type):
-            arrays.append(_microseconds(values, column.type))
-        else:
-            arrays.append(pa.array(values, column.type))
+    """One Arrow table of ``batches``' rows, typed by ``schema``."""
+    rows: list[Any] = []
+    for batch in batches:
+        rows.extend(batch.rows())  # free for the client's batches: they are built from rows
+    struct = pa.array(rows, type=_nanosecond_struct(schema))
+    arrays = [
+        _rounded_to_us(struct.field(i), f.type)
+        if pa.types.is_timestamp(f.type)
+        else struct.field(i)
+        for i, f in enumerate(schema)
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def partition_keys(table: pa.Table) -> pa.Array:
-    """Each row's partition, ``date=YYYY-MM-DD/symbol=<quoted>``, as an Arrow string array."""
+    """Each row's partition, ``date=YYYY-MM-DD/symbol=<quoted>``, as an Arrow string array.
+    Each distinct day and symbol (a batch has few) is formatted once, then spread to the rows."""
     stamp = table.column("received_at")
     if "date" in table.column_names and pa.types.is_timestamp(table.schema.field("date").type):
         stamp = pc.coalesce(table.column("date"), stamp)
-    days = pc.strftime(stamp, format="%Y-%m-%d")  # in the column's time zone
+    local_days = pc.cast(pc.local_timestamp(stamp), pa.date32())  # the day in the column's tz
+    days = pc.dictionary_encode(local_days.combine_chunks())
+    day_names = pa.array([f"date={d.isoformat()}" for d in days.dictionary.to_pylist()])
+    day_keys = pc.take(day_names, days.indices)
     if "symbol" in table.column_names:
-        # each distinct symbol is quoted once (a frame has few), then spread back to the rows
-        encoded = pc.dictionary_encode(table.column("symbol").combine_chunks())
-        quoted = pa.array([quote(str(s), safe="") for s in encoded.dictionary.to_pylist()])
-        symbols = pc.fill_null(pc.take(quoted, encoded.indices), NULL_PARTITION)
+        symbols = pc.dictionary_encode(table.column("symbol").combine_chunks())
+        quoted = pa.array(
+            [f"symbol={quote(str(s), safe='')}" for s in symbols.dictionary.to_pylist()]
+        )
+        symbol_keys = pc.fill_null(pc.take(quoted, symbols.indices), f"symbol={NULL_PARTITION}")
     else:
-        symbols = pa.array([NULL_PARTITION] * table.num_rows, pa.string())
-    return pc.binary_join_element_wise(
-        pc.binary_join_element_wise("date=", days, ""),
-        pc.binary_join_element_wise("symbol=", symbols, ""),
-        "/",
-    )
+        symbol_keys = pa.array([f"symbol={NULL_PARTITION}"] * table.num_rows, pa.string())
+    return pc.binary_join_element_wise(day_keys, symbol_keys, "/")
 
 
 def split_by_partition(table: pa.Table) -> dict[str, pa.Table]:
