@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -26,42 +25,14 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from store_ingest import FIELDS, SYMBOLS, make_frames  # the same made-up demo-like records
 
-from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
 from obbws_jupyter.sinks.parquet import ParquetSink, arrow_schema
 
-FIELDS = (
-    Field("date", FieldType.TIMESTAMP),
-    Field("symbol", FieldType.STRING),
-    Field("type", FieldType.STRING),
-    Field("exchange", FieldType.STRING),
-    Field("price", FieldType.FLOAT),
-    Field("size", FieldType.FLOAT),
-)
-SYMBOLS = ("BTCUSD", "ETHUSD", "SOLUSD", "ADAUSD", "DOGEUSD")
 CONTEXT = SinkContext(name="bench", provider="demo", fields=FIELDS)
-
-
-def make_frames(rows: int, frame: int) -> list[list[dict[str, Any]]]:
-    """Made-up demo-like records with ids 1..rows, in frames of ``frame`` records."""
-    rng = random.Random(0)
-    t0 = time.time_ns()
-    records = [
-        {
-            "id": i,
-            "received_at": t0 + i * 1000,
-            "date": t0 + i * 1000 - 250_000,
-            "symbol": rng.choice(SYMBOLS),
-            "type": "trade",
-            "exchange": "demo",
-            "price": 100.0 + rng.random(),
-            "size": rng.random() * 3,
-        }
-        for i in range(1, rows + 1)
-    ]
-    return [records[i : i + frame] for i in range(0, rows, frame)]
 
 
 def run_sink(frames: list[list[dict[str, Any]]]) -> dict[str, float]:
@@ -107,7 +78,7 @@ def run_bare(frames: list[list[dict[str, Any]]]) -> float:
         records = [r for f in frames for r in f]
         table = pa.Table.from_pylist(records, schema=stamp_free)
         for symbol in SYMBOLS:
-            part = table.filter(pa.compute.equal(table.column("symbol"), symbol))
+            part = table.filter(pc.equal(table.column("symbol"), symbol))
             folder = Path(tmp, f"symbol={symbol}")
             folder.mkdir()
             pq.write_table(part, folder / "part.parquet", compression="zstd")

@@ -11,19 +11,12 @@ from typing import Any
 
 import pytest
 
-from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
 from obbws_jupyter.sinks.parquet import ParquetSink
 from tests.conftest import TIMEOUT
+from tests.unit.test_store import FIELDS
 
-# Every field type a provider may declare (a made-up record, not a provider's).
-FIELDS = (
-    Field("date", FieldType.TIMESTAMP),
-    Field("symbol", FieldType.STRING),
-    Field("price", FieldType.FLOAT),
-    Field("seq", FieldType.INT),
-    Field("odd", FieldType.BOOL),
-)
+# FIELDS: every field type a provider may declare (the store tests' made-up record)
 TZ = "America/New_York"
 CONTEXT = SinkContext(name="pq-test", provider="made-up", fields=FIELDS, tz=TZ)
 NOON_UTC = 1_795_176_000 * 10**9  # 2026-11-20 12:00 UTC (07:00 in New York)
@@ -39,8 +32,8 @@ def records(first: int, n: int, symbols: tuple[str, ...] = ("BTCUSD", "ETHUSD"))
             "date": NOON_UTC + i * 10**9 + 123_456,
             "symbol": symbols[i % len(symbols)],
             "price": 100.0 + i / 8,
-            "seq": i * 3,
-            "odd": bool(i % 2),
+            "size": i * 3,
+            "is_bid": bool(i % 2),
         }
         for i in range(first, first + n)
     ]

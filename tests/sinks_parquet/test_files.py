@@ -37,10 +37,10 @@ def test_files_are_hive_partitioned_with_typed_tz_aware_columns(
         "date=2026-11-20/symbol=ETHUSD",
     ]
     schema = pq.read_schema(files[0])
-    assert schema.names == ["id", "received_at", "date", "symbol", "price", "seq", "odd"]
+    assert schema.names == ["id", "received_at", "date", "symbol", "price", "size", "is_bid"]
     assert schema.field("date").type == pa.timestamp("us", tz=TZ)
     assert schema.field("received_at").type == pa.timestamp("us", tz=TZ)
-    assert [schema.field(n).type for n in ("price", "seq", "odd", "symbol")] == [
+    assert [schema.field(n).type for n in ("price", "size", "is_bid", "symbol")] == [
         pa.float64(),
         pa.int64(),
         pa.bool_(),
@@ -77,8 +77,8 @@ def test_values_round_trip_as_duckdb_stores_them(make_sink: Make, tmp_path: path
     expected = [v for (v,) in con.execute("SELECT epoch_us(d) FROM t").fetchall()]
     assert [int(ts.value // 1_000) for ts in got["date"]] == expected
     assert got.loc[5, "price"] != got.loc[5, "price"]  # NaN: the NULL
-    assert list(got["seq"]) == [r["seq"] for r in rows]
-    assert list(got["odd"]) == [r["odd"] for r in rows]
+    assert list(got["size"]) == [r["size"] for r in rows]
+    assert list(got["is_bid"]) == [r["is_bid"] for r in rows]
     assert list(got["symbol"]) == [r["symbol"] for r in rows]
     assert str(got["date"].dt.tz) == TZ
 
