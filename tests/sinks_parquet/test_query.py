@@ -13,7 +13,7 @@ import pytest
 import obbws_jupyter as obbws
 from obbws_jupyter.exceptions import InvalidParameterError, StoreError
 from obbws_jupyter.sinks.parquet import read
-from tests.conftest import TIMEOUT, RecordWaiter
+from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +128,20 @@ def test_create_connection_takes_a_parquet_sink_and_kill_writes_its_files(
     received = conn.status.records_received
     conn.kill()
     assert list(read(out)["id"]) == list(range(1, received + 1))
+
+
+def test_a_folder_that_cannot_be_made_is_reported_and_the_store_keeps_every_row(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A sink whose folder cannot be made (under a file) is still added: the status shows it
+    retrying with the OS error, and the stream and the DuckDB store go on untouched."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    conn = demo("pq-dead", rate=1_000, sinks=[{"url": f"parquet://{blocker}/out",
+                                                "roll_seconds": 0.05}])  # fmt: skip
+    waiter = RecordWaiter(conn.get_client())
+    assert waiter.wait_more(300)
+    assert wait_until(lambda: conn.status.sinks[0].state == "retrying")
+    assert "Not a directory" in str(conn.status.sinks[0].last_error)
+    conn.stop_connection()
+    assert len(conn.get_results()) == conn.status.records_received
