@@ -32,9 +32,12 @@ Safety. The connection is opened with DuckDB's external access off, extension au
 autoload off and its configuration locked, so nothing run through it reads or writes other
 files, installs code or reaches the network. :meth:`ResultsStore.query` runs the user's SQL in
 a separate in-memory DuckDB with the same lock-down, holding a snapshot of this store's table
-only: another table of the same file is not readable. It has a timeout and Ctrl-C (a kernel
-interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV with pyarrow's writers.
-Files are written in the storage format of DuckDB v1.2, which every DuckDB >= 1.2 opens.
+only: another table of the same file is not readable. Its one opening: the directories of the
+connection's Parquet sinks, given to ``query(parquet_views=...)``, readable as views (DuckDB's
+``allowed_directories``, set before the lock-down; nothing beside them). It has a timeout
+and Ctrl-C (a kernel interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV
+with pyarrow's writers. Files are written in the storage format of DuckDB v1.2, which every
+DuckDB >= 1.2 opens.
 
 Records are the dicts a provider session produces, plus ``id`` (monotonic, assigned by the
 caller from :attr:`ResultsStore.next_id`) and ``received_at``; timestamps are ``int``
@@ -1373,6 +1376,9 @@ class _Mirror:
                 con.close()
 
 
+_LOCK_LAST = ("enable_external_access", "lock_configuration")  # set last, in this order
+
+
 def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
     """A private in-memory DuckDB, locked down; it may read ``directories`` (and only them:
     ``allowed_directories`` must be set before external access is switched off and the
@@ -1390,9 +1396,6 @@ def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
-
-
-_LOCK_LAST = ("enable_external_access", "lock_configuration")  # in this order
 
 
 def _make_parquet_view(

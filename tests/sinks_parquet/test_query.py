@@ -113,6 +113,11 @@ def test_other_paths_stay_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(InvalidParameterError, match="one read-only SELECT"):
         conn.query("SET allowed_directories = ['/']")
     assert not (tmp_path / "out" / "x.csv").exists()
+    settings = conn.query(
+        "SELECT current_setting('enable_external_access') AS external, "
+        "current_setting('lock_configuration') AS locked"
+    ).iloc[0]
+    assert (bool(settings["external"]), bool(settings["locked"])) == (False, True)
 
 
 def test_create_connection_takes_a_parquet_sink_and_kill_writes_its_files(
