@@ -1320,10 +1320,12 @@ class _Mirror:
         self,
         on_source: Callable[[duckdb.DuckDBPyConnection | None], None],
         views: Mapping[str, str] | None = None,
+        sql: str = "",
     ) -> Any:
         """Bring the copy up to date and return a cursor on it (``on_source`` is told the
         store cursor used meanwhile, so that it can be interrupted). ``views`` (name ->
-        directory of Parquet files) are (re)made as views; the copy may read those
+        directory of Parquet files) are (re)made as views when ``sql`` names them (internal
+        queries of the results table skip the folder walk); the copy may read those
         directories and nothing else (DuckDB's ``allowed_directories``, fixed when the copy
         is opened: a different set of directories opens a new copy)."""
         store = self.store
@@ -1355,8 +1357,10 @@ class _Mirror:
                 mirror.execute(f"INSERT INTO {store._table} SELECT * FROM {_BATCH_VIEW}")
                 mirror.unregister(_BATCH_VIEW)
                 self.max_id = int(high)
+            text = sql.lower()
             for name, directory in views.items():
-                _make_parquet_view(mirror, name, directory, store._table)
+                if name.lower() in text:
+                    _make_parquet_view(mirror, name, directory, store._table)
             self.last_used = time.monotonic()
             return mirror.cursor()
 
@@ -1471,7 +1475,7 @@ class _SandboxQuery:
             self.done.set()
 
     def _run(self) -> pa.Table:
-        cursor = self.store._mirror.cursor(self._set_active, self.views)
+        cursor = self.store._mirror.cursor(self._set_active, self.views, self.sql)
         try:
             self.active = cursor
             _check_select(cursor, self.sql)
