@@ -1381,6 +1381,10 @@ class _Mirror:
 
 
 _LOCK_LAST = ("enable_external_access", "lock_configuration")  # set last, in this order
+# DuckDB keeps its temp_directory readable with external access off, and an in-memory
+# database's default is ".tmp" under the current directory: a folder of the user's that the
+# sandbox must not read. No spill folder at all (a query too big for memory fails instead).
+_NO_SPILL: _Config = {"temp_directory": ""}
 
 
 def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
@@ -1388,8 +1392,8 @@ def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
     ``allowed_directories`` must be set before external access is switched off and the
     configuration locked)."""
     if not directories:
-        return duckdb.connect(":memory:", config=_LOCKED_DOWN)
-    early = {k: v for k, v in _LOCKED_DOWN.items() if k not in _LOCK_LAST}
+        return duckdb.connect(":memory:", config={**_LOCKED_DOWN, **_NO_SPILL})
+    early = {k: v for k, v in _LOCKED_DOWN.items() if k not in _LOCK_LAST} | _NO_SPILL
     con = duckdb.connect(":memory:", config=early)
     try:
         allowed = [d.rstrip(os.sep) + os.sep for d in directories]

@@ -92,14 +92,20 @@ def test_several_sinks_get_their_own_views_and_removal_drops_one(tmp_path: pathl
         conn.query("SELECT * FROM parquet_2")
 
 
-def test_other_paths_stay_refused(tmp_path: pathlib.Path) -> None:
+def test_other_paths_stay_refused(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a Parquet sink, conn.query still cannot read any other file (a Parquet file next
-    to the sink's folder, a path climbing out of it, /etc/passwd) nor write one."""
+    to the sink's folder, a path climbing out of it, DuckDB's default spill folder ./.tmp,
+    /etc/passwd) nor write one."""
+    monkeypatch.chdir(tmp_path)
     conn = demo("pq-closed", rate=500)
     captured(conn, tmp_path / "out", 50)
     (tmp_path / "outside").mkdir()
     pq.write_table(pa.table({"secret": [1]}), tmp_path / "outside" / "x.parquet")
+    spill = pathlib.Path(".tmp")  # DuckDB's default spill folder, readable unless turned off
+    spill.mkdir(exist_ok=True)
+    (spill / "x.csv").write_text("secret\n1\n")
     refused = [
+        f"SELECT * FROM read_csv('{spill.absolute()}/x.csv')",
         f"SELECT * FROM read_parquet('{tmp_path}/outside/x.parquet')",
         f"SELECT * FROM read_parquet('{tmp_path}/out/../outside/x.parquet')",
         f"SELECT * FROM read_parquet('{tmp_path}/out*/**/*.parquet')",
