@@ -290,3 +290,23 @@ def test_timestamps_given_as_datetimes_or_floats_are_written_as_instants(
     sink.write(batch(rows))
     sink.flush(TIMEOUT)
     assert list(read(tmp_path / "out", tz="UTC")["date"]) == [pd.Timestamp(instant)] * 4
+
+
+def test_two_connections_share_a_folder_without_overwriting(tmp_path: pathlib.Path) -> None:
+    """Two sinks (two connections, the same ids) writing into one folder make files of their
+    own: every row of both is there."""
+    from obbws_jupyter.sinks import SinkContext
+    from tests.sinks_parquet.conftest import FIELDS
+
+    sinks = []
+    for name in ("capture-a", "capture-b"):
+        sink = ParquetSink(f"parquet://{tmp_path / 'shared'}", flush_interval=0.02)
+        sink.open(SinkContext(name=name, provider="made-up", fields=FIELDS, tz=TZ))
+        sinks.append(sink)
+    for sink in sinks:
+        sink.write(batch(records(1, 10, symbols=("BTCUSD",))))
+    for sink in sinks:
+        assert sink.close(TIMEOUT) == 0
+    names = sorted(f.name.split("-0")[0] for f in parquet_files(tmp_path / "shared"))
+    assert names == ["part-capture-a", "part-capture-b"]
+    assert sorted(read(tmp_path / "shared")["id"]) == sorted(list(range(1, 11)) * 2)
