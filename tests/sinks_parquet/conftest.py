@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from obbws_jupyter.sinks import Batch, SinkContext
 from obbws_jupyter.sinks.parquet import ParquetSink
 from tests.conftest import TIMEOUT
+from tests.faults.test_storage_faults import _bind_read_only
 from tests.unit.test_store import FIELDS
 
 # FIELDS: every field type a provider may declare (the store tests' made-up record)
@@ -68,14 +68,20 @@ def parquet_files(root: pathlib.Path) -> list[pathlib.Path]:
 
 
 def make_read_only(directory: pathlib.Path) -> Callable[[], None]:
-    """Make ``directory`` read-only (root ignores file modes: a read-only bind mount; anyone
-    else: chmod); returns the function that undoes it."""
+    """Make ``directory`` unwritable and return the function that undoes it: a read-only bind
+    mount for root (which ignores file modes), chmod for anyone else; where root may not
+    mount, the folder is moved aside and a file put in its place (writes fail all the same)."""
     if os.geteuid() != 0:
         directory.chmod(0o555)
         return lambda: directory.chmod(0o755)
-    for cmd in (
-        ["mount", "--bind", str(directory), str(directory)],
-        ["mount", "-o", "remount,bind,ro", str(directory)],
-    ):
-        subprocess.run(cmd, check=True, capture_output=True, timeout=TIMEOUT)
-    return lambda: subprocess.run(["umount", str(directory)], check=True, timeout=TIMEOUT)
+    if _bind_read_only(directory, True):
+        return lambda: _bind_read_only(directory, False)
+    aside = directory.with_name(directory.name + ".aside")
+    directory.rename(aside)
+    directory.write_text("in the way")
+
+    def undo() -> None:
+        directory.unlink()
+        aside.rename(directory)
+
+    return undo
