@@ -1315,6 +1315,7 @@ class _Mirror:
         self.max_id = 0
         self.last_used = 0.0
         self.views: dict[str, str] = {}  # the Parquet views the copy was opened with
+        self.view_files: dict[str, bool] = {}  # view -> made over files (True) or empty
 
     def cursor(
         self,
@@ -1336,6 +1337,7 @@ class _Mirror:
             if self.con is None:
                 self.con = _sandbox(sorted(set(views.values())))
                 self.views = views
+                self.view_files = {}
                 store._create_table(self.con)
                 self.max_id = 0
             with store._cursor() as source:
@@ -1360,7 +1362,9 @@ class _Mirror:
             text = sql.lower()
             for name, directory in views.items():
                 if name.lower() in text:
-                    _make_parquet_view(mirror, name, directory, store._table)
+                    self.view_files[name] = _make_parquet_view(
+                        mirror, name, directory, store._table, self.view_files.get(name)
+                    )
             self.last_used = time.monotonic()
             return mirror.cursor()
 
@@ -1407,18 +1411,23 @@ def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
 
 
 def _make_parquet_view(
-    con: duckdb.DuckDBPyConnection, name: str, directory: str, table: str
-) -> None:
-    """View ``name`` over the Parquet files under ``directory``; with no file there yet, an
-    empty view with the results table's columns (read_parquet fails on an empty glob)."""
+    con: duckdb.DuckDBPyConnection, name: str, directory: str, table: str, had_files: bool | None
+) -> bool:
+    """View ``name`` over the Parquet files under ``directory``; with no file there, an empty
+    view with the results table's columns (read_parquet fails on an empty glob). The view's
+    glob runs again at every query, so it is only (re)made when files appear or all go:
+    ``had_files`` is what it was made for (None: not made yet). Returns whether files exist."""
     pattern = os.path.join(directory, "**", "*.parquet").replace("'", "''")
     (count,) = con.execute(f"SELECT count(*) FROM glob('{pattern}')").fetchall()[0]
+    if had_files is not None and had_files == bool(count):
+        return had_files
     source = (
         f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = false, union_by_name = true)"
         if count
         else f"SELECT * FROM {table} WHERE false"
     )
     con.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS {source}")
+    return bool(count)
 
 
 class _SandboxQuery:

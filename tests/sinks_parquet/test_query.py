@@ -64,13 +64,20 @@ def test_conn_query_reads_the_files_as_a_view(tmp_path: pathlib.Path) -> None:
     assert str(conn.query("SELECT date FROM parquet LIMIT 1")["date"].dt.tz) == conn.get_client().tz
 
 
-def test_the_view_exists_before_the_first_file(tmp_path: pathlib.Path) -> None:
-    """Before any file is written the view is there, empty, with the table's columns."""
+def test_the_view_follows_files_appearing_and_going(tmp_path: pathlib.Path) -> None:
+    """Before any file is written the view is there, empty, with the table's columns; once
+    files are written it reads them; with every file removed it is empty again."""
     conn = demo("pq-empty", rate=50)
-    conn.add_sink(f"parquet://{tmp_path / 'out'}", roll_seconds=3_600)
+    sink = conn.add_sink(f"parquet://{tmp_path / 'out'}", roll_seconds=3_600)
     empty = conn.query("SELECT * FROM parquet")
     assert len(empty) == 0
     assert list(empty.columns) == list(conn.get_results().columns)
+    conn.wait(10)
+    sink.flush(TIMEOUT)
+    assert conn.query("SELECT count(*) AS n FROM parquet")["n"][0] == sink.health().rows_written
+    for path in (tmp_path / "out").rglob("*.parquet"):
+        path.unlink()
+    assert len(conn.query("SELECT * FROM parquet")) == 0
 
 
 def test_several_sinks_get_their_own_views_and_removal_drops_one(tmp_path: pathlib.Path) -> None:
