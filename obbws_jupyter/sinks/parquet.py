@@ -489,8 +489,11 @@ class ParquetSink(BatchingSink):
 
 
 def read(directory: str | os.PathLike[str], tz: str | None = None) -> pd.DataFrame:
-    """Every row of the Parquet files under ``directory`` (as a Parquet sink writes them), oldest
-    first (by ``id``); timestamps tz-aware in ``tz`` (default: as stored, the connection's)."""
+    """Every row of the Parquet files under ``directory`` (a path, or the sink's
+    ``parquet://`` URL), oldest first (by ``id``); timestamps tz-aware in ``tz`` (default: as
+    stored, the connection's)."""
+    if isinstance(directory, str) and directory.lower().startswith("parquet://"):
+        directory = directory_of(directory)
     root = pathlib.Path(directory).expanduser()
     if not root.is_dir():
         raise InvalidParameterError(f"read(): {root} is not a directory of Parquet files.")

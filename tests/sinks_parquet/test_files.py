@@ -269,6 +269,7 @@ def test_read_returns_rows_oldest_first_in_a_chosen_tz(
     (tmp_path / "out" / ".x.parquet.tmp").write_bytes(b"half a file")
     got = read(tmp_path / "out", tz="UTC")
     assert list(got["id"]) == [1, 2, 3, 4, 5, 11, 12, 13, 14, 15]
+    assert read(sink.url).equals(read(tmp_path / "out"))  # the sink's URL names it too
     assert str(got["date"].dt.tz) == "UTC"
     assert got["date"].iloc[0] == pd.Timestamp(NOON_UTC + 10**9 + 123_456, tz="UTC").floor("us")
 
