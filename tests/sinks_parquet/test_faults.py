@@ -154,3 +154,18 @@ def test_a_full_disk_is_retried_then_written(
     sink.flush(TIMEOUT)
     assert sink.health().state == "ok"
     assert list(read(out)["id"]) == list(range(1, 2_011))
+
+
+def test_close_while_writes_fail_reports_every_row_not_written(
+    make_sink: Make, tmp_path: pathlib.Path
+) -> None:
+    """Closing a sink whose folder cannot be written returns (and counts as dropped) every row
+    not in a file: the ones gathered in memory and the ones still in the backlog."""
+    (tmp_path / "a-file").write_text("in the way")
+    sink = make_sink(f"parquet://{tmp_path / 'a-file' / 'out'}", roll_seconds=0.05)
+    sink.write(batch(records(1, 30)))
+    assert wait_until(lambda: sink.health().state == "retrying")
+    sink.write(batch(records(31, 20)))
+    assert sink.close(0.5) == 50
+    health = sink.health()
+    assert (health.state, health.rows_written, health.rows_dropped) == ("closed", 0, 50)
