@@ -580,11 +580,29 @@ class WebSocketClient:
         self, sql: str, params: Iterable[Any] | None = None, timeout: float | None = 60.0
     ) -> pd.DataFrame:
         """Run one read-only SELECT over the results table (named ``table_name``), cancelled
-        after ``timeout`` seconds or by Ctrl-C / a kernel interrupt."""
+        after ``timeout`` seconds or by Ctrl-C / a kernel interrupt. The files of each Parquet
+        sink are there too, as a view (``parquet``, ``parquet_2``, ...: see ``query_views``)."""
         self._check_open()
         self._flush_for_read()
         values = list(params) if params is not None else None
-        return self._store.query(sql, values, timeout=timeout)
+        return self._store.query(sql, values, timeout=timeout, parquet_views=self.query_views)
+
+    @property
+    def query_views(self) -> dict[str, str]:
+        """The views ``query()`` adds for the sinks that keep files (name -> directory), in
+        the order the sinks were added; a name already taken gets ``_2``, ``_3``..."""
+        views: dict[str, str] = {}
+        for sink in self._sink_list:
+            wanted = sink.query_view()
+            if wanted is None:
+                continue
+            name, directory = wanted
+            unique, n = name, 1
+            while unique in views or unique.lower() == self.table_name.lower():
+                n += 1
+                unique = f"{name}_{n}"
+            views[unique] = directory
+        return views
 
     def ohlc(
         self,

@@ -32,9 +32,12 @@ Safety. The connection is opened with DuckDB's external access off, extension au
 autoload off and its configuration locked, so nothing run through it reads or writes other
 files, installs code or reaches the network. :meth:`ResultsStore.query` runs the user's SQL in
 a separate in-memory DuckDB with the same lock-down, holding a snapshot of this store's table
-only: another table of the same file is not readable. It has a timeout and Ctrl-C (a kernel
-interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV with pyarrow's writers.
-Files are written in the storage format of DuckDB v1.2, which every DuckDB >= 1.2 opens.
+only: another table of the same file is not readable. Its one opening: the directories of the
+connection's Parquet sinks, given to ``query(parquet_views=...)``, readable as views (DuckDB's
+``allowed_directories``, set before the lock-down; nothing beside them). It has a timeout
+and Ctrl-C (a kernel interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV
+with pyarrow's writers. Files are written in the storage format of DuckDB v1.2, which every
+DuckDB >= 1.2 opens.
 
 Records are the dicts a provider session produces, plus ``id`` (monotonic, assigned by the
 caller from :attr:`ResultsStore.next_id`) and ``received_at``; timestamps are ``int``
@@ -977,9 +980,14 @@ class ResultsStore:
         sql: str,
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         timeout: float | None = DEFAULT_QUERY_TIMEOUT,
+        parquet_views: Mapping[str, str] | None = None,
     ) -> pd.DataFrame:
         """Run one read-only SELECT over this store's table (referenced by its name) and
         return a DataFrame, timestamps tz-aware in ``self.tz``.
+
+        ``parquet_views`` (view name -> directory) adds one view per directory over its
+        Parquet files (``read_parquet('<dir>/**/*.parquet')``, hive partitioning off: every
+        file holds every column); the sandbox may then read those directories, and only them.
 
         The SQL runs in a private in-memory DuckDB that holds a copy of this table and
         nothing else, with file access, extension loading and configuration changes off: it
@@ -994,7 +1002,7 @@ class ResultsStore:
         if timeout is not None:
             timeout = check_positive("timeout", timeout)
         self._check_open()
-        run = _SandboxQuery(self, sql, params)
+        run = _SandboxQuery(self, sql, params, dict(parquet_views or {}))
         return self._to_pandas(run.wait(timeout))
 
     def last_records(self, n: int, before_id: int | None = None) -> list[Record]:
@@ -1306,14 +1314,30 @@ class _Mirror:
         self.con: duckdb.DuckDBPyConnection | None = None
         self.max_id = 0
         self.last_used = 0.0
+        self.views: dict[str, str] = {}  # the Parquet views the copy was opened with
+        self.view_files: dict[str, bool] = {}  # view -> made over files (True) or empty
 
-    def cursor(self, on_source: Callable[[duckdb.DuckDBPyConnection | None], None]) -> Any:
+    def cursor(
+        self,
+        on_source: Callable[[duckdb.DuckDBPyConnection | None], None],
+        views: Mapping[str, str] | None = None,
+        sql: str = "",
+    ) -> Any:
         """Bring the copy up to date and return a cursor on it (``on_source`` is told the
-        store cursor used meanwhile, so that it can be interrupted)."""
+        store cursor used meanwhile, so that it can be interrupted). ``views`` (name ->
+        directory of Parquet files) are (re)made as views when ``sql`` names them (internal
+        queries of the results table skip the folder walk); the copy may read those
+        directories and nothing else (DuckDB's ``allowed_directories``, fixed when the copy
+        is opened: a different set of directories opens a new copy)."""
         store = self.store
+        views = dict(views or {})
         with self.lock:
+            if self.con is not None and views != self.views:
+                self.close()
             if self.con is None:
-                self.con = duckdb.connect(":memory:", config=_LOCKED_DOWN)
+                self.con = _sandbox(sorted(set(views.values())))
+                self.views = views
+                self.view_files = {}
                 store._create_table(self.con)
                 self.max_id = 0
             with store._cursor() as source:
@@ -1335,6 +1359,12 @@ class _Mirror:
                 mirror.execute(f"INSERT INTO {store._table} SELECT * FROM {_BATCH_VIEW}")
                 mirror.unregister(_BATCH_VIEW)
                 self.max_id = int(high)
+            text = sql.lower()
+            for name, directory in views.items():
+                if name.lower() in text:
+                    self.view_files[name] = _make_parquet_view(
+                        mirror, name, directory, store._table, self.view_files.get(name)
+                    )
             self.last_used = time.monotonic()
             return mirror.cursor()
 
@@ -1354,16 +1384,67 @@ class _Mirror:
                 con.close()
 
 
+_LOCK_LAST = ("enable_external_access", "lock_configuration")  # set last, in this order
+# DuckDB keeps its temp_directory readable with external access off, and an in-memory
+# database's default is ".tmp" under the current directory: a folder of the user's that the
+# sandbox must not read. No spill folder at all (a query too big for memory fails instead).
+_NO_SPILL: _Config = {"temp_directory": ""}
+
+
+def _sandbox(directories: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB, locked down; it may read ``directories`` (and only them:
+    ``allowed_directories`` must be set before external access is switched off and the
+    configuration locked)."""
+    if not directories:
+        return duckdb.connect(":memory:", config={**_LOCKED_DOWN, **_NO_SPILL})
+    early = {k: v for k, v in _LOCKED_DOWN.items() if k not in _LOCK_LAST} | _NO_SPILL
+    con = duckdb.connect(":memory:", config=early)
+    try:
+        allowed = [d.rstrip(os.sep) + os.sep for d in directories]
+        con.execute("SET allowed_directories = ?", [allowed])
+        for key in _LOCK_LAST:
+            con.execute(f"SET {key} = ?", [_LOCKED_DOWN[key]])
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _make_parquet_view(
+    con: duckdb.DuckDBPyConnection, name: str, directory: str, table: str, had_files: bool | None
+) -> bool:
+    """View ``name`` over the Parquet files under ``directory``; with no file there, an empty
+    view with the results table's columns (read_parquet fails on an empty glob). The view's
+    glob runs again at every query, so it is only (re)made when files appear or all go:
+    ``had_files`` is what it was made for (None: not made yet). Returns whether files exist."""
+    pattern = os.path.join(directory, "**", "*.parquet").replace("'", "''")
+    (count,) = con.execute(f"SELECT count(*) FROM glob('{pattern}')").fetchall()[0]
+    if had_files is not None and had_files == bool(count):
+        return had_files
+    source = (
+        f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = false, union_by_name = true)"
+        if count
+        else f"SELECT * FROM {table} WHERE false"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS {source}")
+    return bool(count)
+
+
 class _SandboxQuery:
     """One query() run in a worker thread, so the caller can time out or be interrupted
     (Ctrl-C) while DuckDB works: either way the DuckDB connections in use are interrupted."""
 
     def __init__(
-        self, store: ResultsStore, sql: str, params: Sequence[Any] | Mapping[str, Any] | None
+        self,
+        store: ResultsStore,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] | None,
+        views: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.sql = sql
         self.params = params
+        self.views = views
         self.done = threading.Event()
         self.result: pa.Table | None = None
         self.error: BaseException | None = None
@@ -1407,7 +1488,7 @@ class _SandboxQuery:
             self.done.set()
 
     def _run(self) -> pa.Table:
-        cursor = self.store._mirror.cursor(self._set_active)
+        cursor = self.store._mirror.cursor(self._set_active, self.views, self.sql)
         try:
             self.active = cursor
             _check_select(cursor, self.sql)

@@ -208,6 +208,11 @@ class Sink(abc.ABC):
     def health(self) -> SinkHealth:
         """A snapshot of the sink's state and counters."""
 
+    def query_view(self) -> tuple[str, str] | None:
+        """``(view name, directory)`` when ``conn.query`` may read this sink's Parquet files
+        (as that view); None for a sink that keeps no files."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.display_url} {self.health().state}>"
 

@@ -2,9 +2,11 @@
 
 What it shows: a header (name, provider, asset type/feed, a state badge, removable symbol
 chips, events/s, rows stored / limit, the last message's age, the broadcast address with a
-copy button, the listener count), controls (subscribe, stop, restart, start/stop broadcasting,
-clear results, kill with a confirm), the newest rows (newest on top), a "last per symbol" board
-with sparklines, and the connection's log panel.
+copy button, the listener count; when the connection has sinks, one line per sink: kind,
+masked URL, state badge, rows written, pending with the lag, drops, last error), controls
+(subscribe, stop, restart, start/stop broadcasting, clear results, kill with a confirm), the
+newest rows (newest on top), a "last per symbol" board with sparklines, and the connection's
+log panel.
 
 Refresh model: a :class:`~obbws_jupyter.tail.LiveTail` follows the stream while the widget
 lives; the shared refresher thread (``_refresher``) refreshes the widget every ``sleep_time``
@@ -44,7 +46,9 @@ import anywidget
 import traitlets
 
 from obbws_jupyter._notices import failure_text
+from obbws_jupyter._util import clip
 from obbws_jupyter.exceptions import ObbwsError
+from obbws_jupyter.models import SinkStatus
 from obbws_jupyter.tail import LiveTail, stored_seed
 from obbws_jupyter.widgets._logpanel import ConnectionLog
 from obbws_jupyter.widgets._refresher import IDLE_WAIT, refresher
@@ -65,6 +69,7 @@ VIEW_TTL = 15.0  # a view silent this long (closed tab, dead frontend) counts as
 HIDDEN_TICK = 0.5  # how often a widget nobody sees checks its state (for failure alerts)
 RETRY = "Restart tries again."  # how the widget's failure text ends (it has the button)
 COUNT_EVERY = 2.0  # seconds between row counts while the store does not report rows_in_table
+SINK_ERROR_CHARS = 200  # a sink's last error as the header shows it (the status has it all)
 # symbols the subscribe box suggests, per asset type (the first one not yet subscribed)
 EXAMPLES = {
     "crypto": ("solusd", "ethusd", "btcusd", "xrpusd", "ltcusd"),
@@ -284,7 +289,7 @@ class ConnectionWidget(anywidget.AnyWidget):
             rows_in_table = stats.get("rows_in_table")
         if rows_in_table is None:
             rows_in_table = self._estimate_rows(stored, status.limit)
-        return {
+        snapshot = {
             "t": int(time.time() * 1000),
             "state": status.state,
             "attempt": max(0, status.reconnects - self._reconnects_at_live),
@@ -311,6 +316,9 @@ class ConnectionWidget(anywidget.AnyWidget):
             "recording": status.recording_file,
             "tail": tail,
         }
+        if status.sinks:  # the key is there only when there are sinks: no bytes otherwise
+            snapshot["sinks"] = [sink_line(s) for s in status.sinks]
+        return snapshot
 
     def _estimate_rows(self, stored: int, limit: int | None) -> int:
         """Rows in the table while the store does not report them: the last count (taken at
@@ -410,6 +418,24 @@ class ConnectionWidget(anywidget.AnyWidget):
         self._next = 0.0
         refresher.wake()
         return result
+
+
+def sink_line(sink: SinkStatus) -> dict[str, Any]:
+    """One sink as the header shows it: kind, URL (secrets already masked by the status),
+    state, rows written / pending / dropped, lag in seconds (0.1 s), the last error (clipped)."""
+    line: dict[str, Any] = {
+        "kind": sink.kind,
+        "url": sink.url,
+        "state": sink.state,
+        "written": sink.rows_written,
+        "pending": sink.rows_pending,
+        "dropped": sink.rows_dropped,
+    }
+    if sink.lag_seconds is not None:
+        line["lag"] = round(sink.lag_seconds, 1)
+    if sink.last_error:
+        line["error"] = clip(sink.last_error, SINK_ERROR_CHARS)
+    return line
 
 
 def fit(snapshot: dict[str, Any], budget: int) -> tuple[dict[str, Any], int]:

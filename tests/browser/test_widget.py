@@ -35,6 +35,7 @@ def test_widget_renders_and_the_table_fills(widget_page) -> None:  # type: ignor
     assert page.locator(".obbws-board tr[data-symbol='ETHUSD'] svg polyline").count() == 1
     assert "ago" in page.locator(".obbws-age").inner_text()
     assert page.locator("[data-stat='rows']").inner_text().endswith("/ 1,000")
+    assert page.locator(".obbws-sinks").is_hidden()  # no sink, no sink line
 
 
 def test_stop_and_restart_buttons_drive_the_badge(widget_page) -> None:  # type: ignore[no-untyped-def]
@@ -73,6 +74,31 @@ def test_a_refused_subscription_shows_its_message_inline(widget_page) -> None:  
     error.wait_for(timeout=3 * MS)
     assert "already subscribed" in error.inner_text()
     assert "Traceback" not in error.inner_text()
+
+
+def test_a_sink_shows_in_the_header_with_its_state_and_counters(run_notebook_in_lab) -> None:  # type: ignore[no-untyped-def]
+    """A connection with a Parquet sink shows one sink line: kind, URL, an ok badge and a
+    written count that grows."""
+    page = run_notebook_in_lab(
+        [
+            "import tempfile\nimport obbws_jupyter as obbws\nout = tempfile.mkdtemp()",
+            'conn = obbws.create_connection(provider="demo", name="sink_demo", symbol="btcusd",'
+            ' rate=40, if_exists="replace", sinks=[{"url": f"parquet://{out}",'
+            ' "roll_seconds": 0.5}])\nconn',
+        ],
+        name="sink_widget",
+    )
+    line = page.locator(".obbws-sink[data-kind='parquet']")
+    line.wait_for(timeout=3 * MS)
+    assert line.locator(".obbws-sink-url").inner_text().startswith("parquet:///")
+    line.locator(".obbws-sink-state[data-state='ok']").wait_for(timeout=3 * MS)
+    page.wait_for_function(
+        "() => Number(document.querySelector(\".obbws-sink [data-stat='written'] b\")"
+        ".textContent.replace(/,/g, '')) > 0",
+        timeout=3 * MS,
+    )
+    assert page.locator(".obbws-sink").count() == 1
+    screenshot(page.locator(".obbws-conn"), "widget_sinks")
 
 
 def test_dashboard_lists_two_connections(run_notebook_in_lab) -> None:  # type: ignore[no-untyped-def]

@@ -407,3 +407,41 @@ def test_removing_every_chip_says_that_no_symbol_is_left() -> None:
     assert widget.run_action("subscribe", "ethusd").result(TIMEOUT)["message"] == (
         "subscribed; symbols now ETHUSD"
     )
+
+
+def test_sinks_show_in_the_header_only_when_there_are_some(tmp_path: Any) -> None:
+    """Without sinks the snapshot has no sinks key; with a Parquet sink it lists kind, URL,
+    state and counters; a failing sink shows retrying and its error (clipped), and a secret
+    in a sink URL never reaches the widget."""
+    from obbws_jupyter.sinks import _SCHEMES, Batch, BatchingSink, register_sink
+
+    class Refusing(BatchingSink):
+        kind = "refusing"
+
+        def deliver(self, batches: list[Batch]) -> None:
+            raise ConnectionError("refused " + "x" * 1_000)
+
+    conn = _demo(rate=500)
+    widget = conn.widget()
+    widget.refresh()
+    assert "sinks" not in widget.snapshot
+    out = tmp_path / "out"
+    sink = conn.add_sink(f"parquet://{out}", roll_seconds=0.1, flush_interval=0.02)
+    register_sink("refusing", Refusing, replace=True)
+    try:
+        conn.add_sink("refusing://user:hunter2@host", flush_interval=0.02, retry_base=0.02)
+        conn.wait(50)
+        sink.flush(TIMEOUT)
+        assert wait_until(lambda: conn.sinks[1].state == "retrying")
+        widget.refresh()
+        parquet, refusing = widget.snapshot["sinks"]
+        assert (parquet["kind"], parquet["url"], parquet["state"]) == (
+            "parquet", f"parquet://{out}", "ok")  # fmt: skip
+        assert parquet["written"] > 0 and parquet["dropped"] == 0 and "error" not in parquet
+        assert (refusing["kind"], refusing["state"]) == ("refusing", "retrying")
+        assert refusing["error"].startswith("ConnectionError: refused xxx")
+        assert len(refusing["error"]) < 300  # clipped: the status has the whole text
+        assert refusing["pending"] > 0 and refusing["lag"] >= 0
+        assert "hunter2" not in json.dumps(widget.snapshot)
+    finally:
+        _SCHEMES.pop("refusing", None)

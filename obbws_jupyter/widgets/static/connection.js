@@ -160,6 +160,7 @@ function render({ model, el }) {
   const badge = h("span", { class: "obbws-badge" });
   const chips = h("span", { class: "obbws-chips" });
   const stats = h("div", { class: "obbws-stats" });
+  const sinks = h("div", { class: "obbws-sinks", hidden: true });
   const input = h("input", {
     class: "obbws-subscribe",
     type: "text",
@@ -212,6 +213,7 @@ function render({ model, el }) {
     banner,
     h("div", { class: "obbws-header" }, name, meta, badge, chips),
     stats,
+    sinks,
     controls,
     h(
       "div",
@@ -241,6 +243,7 @@ function render({ model, el }) {
   const boardRows = new Map(); // board rows by symbol
   let chipsKey = null;
   let statsKey = null;
+  let sinksKey = null;
 
   function drawInfo() {
     const i = info();
@@ -344,6 +347,36 @@ function render({ model, el }) {
       stats.replaceChildren(...parts);
     }
     drawAge();
+  }
+
+  // One line per sink (NATS, Redis, Parquet, ...), only when the connection has sinks: what
+  // it is, where it writes (secrets masked by the kernel), its state and its counters.
+  function drawSinks(s) {
+    const list = s.sinks || [];
+    const key = JSON.stringify(list);
+    if (key === sinksKey) return;
+    sinksKey = key;
+    sinks.hidden = list.length === 0;
+    sinks.replaceChildren(
+      ...list.map((x) => {
+        const parts = [
+          h("span", { class: "obbws-label", text: x.kind }),
+          " ",
+          h("code", { class: "obbws-sink-url", text: x.url }),
+          " ",
+          h("span", { class: "obbws-sink-state", "data-state": x.state, text: x.state }),
+          " ",
+          stat("written", "written", h("b", { text: fmtNum(x.written || 0, 0) })),
+        ];
+        if (x.pending) {
+          const lag = typeof x.lag === "number" ? ` (lag ${x.lag.toFixed(1)} s)` : "";
+          parts.push(" ", stat("pending", "pending", `${fmtNum(x.pending, 0)}${lag}`));
+        }
+        if (x.dropped) parts.push(" ", stat("dropped", "dropped", h("b", { text: fmtNum(x.dropped, 0) })));
+        if (x.error) parts.push(" ", h("span", { class: "obbws-sink-error", title: x.error, text: x.error }));
+        return h("div", { class: "obbws-sink", "data-kind": x.kind, "data-state": x.state }, ...parts);
+      }),
+    );
   }
 
   // The age of the last message when the snapshot was built, plus the time since it arrived:
@@ -507,6 +540,7 @@ function render({ model, el }) {
     drawBadge(s);
     drawChips(s);
     drawStats(s);
+    drawSinks(s);
     drawControls(s);
     if (s.example !== undefined) setPlaceholder(s.example);
     drawBoard(s);
