@@ -236,25 +236,41 @@ def _count(name: str, value: Any, *, allow_none: bool = False) -> int | None:
 async def _connect(server: _Server, connect_timeout: float, **callbacks: Any) -> NatsClient:
     """Dial ``server`` once (reconnects later are nats-py's); errors say where, not how."""
 
+    errors: list[Exception] = []
+
     async def quiet(exc: Exception) -> None:
+        errors[:] = [exc]
         log.debug("nats %s: %s", server.shown, _masked(exc))
 
     options: dict[str, Any] = {
         "connect_timeout": connect_timeout,
-        "max_reconnect_attempts": -1,  # keep reconnecting: the backlog waits meanwhile
-        "reconnect_time_wait": 0.5,
+        # nats-py's first dial loops forever unless the attempts are bounded: two tries here,
+        # then (below) reconnect for ever once connected, the backlog waiting meanwhile
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.25,
         "error_cb": quiet,
         "name": "obbws-jupyter",
         **server.credentials,
         **callbacks,
     }
     try:
-        return await nats.connect(servers=[server.address], allow_reconnect=True, **options)
-    except nats.errors.NoServersError:
-        raise ConnectionError(f"no NATS server answers at {server.shown}") from None
+        nc = await nats.connect(servers=[server.address], allow_reconnect=True, **options)
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        text = str(exc).strip() or type(exc).__name__
-        raise ConnectionError(f"cannot connect to NATS at {server.shown}: {text}") from None
+        raise ConnectionError(_dial_error(server, errors[0] if errors else exc)) from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+def _dial_error(server: _Server, exc: BaseException) -> str:
+    text = str(exc).strip().removeprefix("nats: ").strip("'") or type(exc).__name__
+    if "authorization" in text.lower() or "authentication" in text.lower():
+        return (
+            f"NATS at {server.shown} refused the credentials ({text}); check the token, "
+            "user/password or creds file"
+        )
+    if isinstance(exc, (OSError, TimeoutError, nats.errors.NoServersError)):
+        return f"no NATS server answers at {server.shown} ({text})"
+    return f"cannot connect to NATS at {server.shown}: {mask_secrets(text)}"
 
 
 # -- the sink --------------------------------------------------------------------------------
@@ -351,7 +367,8 @@ class NatsSink(AsyncBatchingSink):
         self._subjects: dict[Any, str] = {}
         self._subject_root = ""
         self._msg_id_prefix = ""
-        self.stream_name: str | None = stream  # the stream in use, once known
+        self.stream_name: str | None = None  # the stream in use, once set up
+        self.duplicates = 0  # publishes JetStream acknowledged as already stored (retries)
         self._dial_lock: asyncio.Lock | None = None
         self._warmup: asyncio.Task[None] | None = None
 
@@ -523,6 +540,8 @@ class NatsSink(AsyncBatchingSink):
             self._stream_ready = False
         else:
             acks.acked += 1
+            if b'"duplicate"' in msg.data:  # only ever sent as true
+                self.duplicates += 1
         acks.progress.set()
 
 
