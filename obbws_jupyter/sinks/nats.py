@@ -165,8 +165,8 @@ class _Server:
     credentials: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def _server(url: Any, *, token: Any = None, user: Any = None, password: Any = None,
-            creds: Any = None) -> _Server:  # fmt: skip
+def _server(url: Any, **secrets: Any) -> _Server:
+    """Check a ``nats://`` URL; ``secrets``: token, user, password, creds (None: not given)."""
     if not isinstance(url, str) or not url.strip().lower().startswith("nats://"):
         raise InvalidParameterError(
             f"a NATS address is nats://HOST:PORT (e.g. nats://127.0.0.1:4222), got "
@@ -183,11 +183,13 @@ def _server(url: Any, *, token: Any = None, user: Any = None, password: Any = No
             "(credentials as nats://user:password@HOST:PORT, token=, or creds=)."
         )
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    credentials = _credentials(parts, token, user, password, creds)
+    credentials = _credentials(parts, **secrets)
     return _Server(f"nats://{host}:{port}", mask_secrets(url.strip()), credentials)
 
 
-def _credentials(parts: Any, token: Any, user: Any, password: Any, creds: Any) -> dict[str, Any]:
+def _credentials(
+    parts: Any, token: Any = None, user: Any = None, password: Any = None, creds: Any = None
+) -> dict[str, Any]:
     url_user = unquote(parts.username) if parts.username else None
     url_password = unquote(parts.password) if parts.password is not None else None
     if url_user is not None and url_password is None and token is None:
@@ -348,10 +350,8 @@ class NatsSink(AsyncBatchingSink):
             _count("max_msgs", max_msgs, allow_none=True) if self._max_msgs_given else None
         )
         self._window_given = duplicate_window is not None
-        self.duplicate_window = _number(
-            "duplicate_window", DEFAULT_DUPLICATE_WINDOW if duplicate_window is None
-            else duplicate_window, 0, 7 * 86400,
-        )  # fmt: skip
+        window = DEFAULT_DUPLICATE_WINDOW if duplicate_window is None else duplicate_window
+        self.duplicate_window = _number("duplicate_window", window, 0, 7 * 86400)
         if storage not in ("file", "memory"):
             raise InvalidParameterError(f"storage must be 'file' or 'memory', got {storage!r}.")
         self.storage = storage
