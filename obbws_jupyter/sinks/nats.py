@@ -78,6 +78,7 @@ _BAD_TOKEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _MSG_ID = "Nats-Msg-Id"
 _NO_STREAM_STATUS = "503"  # the server's "no responders": no stream takes the subject
 _YIELD_EVERY = 256  # publishes between two turns given back to the loop (about 1-2 ms)
+_HEARTBEAT = 1.0  # seconds: a reader notices a lost consumer after a few missed beats
 
 
 # -- subjects --------------------------------------------------------------------------------
@@ -394,10 +395,14 @@ class NatsSink(AsyncBatchingSink):
         self._warmup = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
+        # Its outcome shows in the health at once, as a delivery's would (an unreachable
+        # server reads "retrying" with its error even before the first record).
         try:
             await self._ready()
         except Exception as exc:
-            log.info("sink %s: not ready yet (%s)", self.display_url, _masked(exc))
+            self._failed([], exc)
+        else:
+            self._succeeded([])
 
     async def teardown(self) -> None:
         warmup = self._warmup
@@ -660,6 +665,7 @@ async def records(
                 stream=feed.stream,
                 cb=take,
                 ordered_consumer=True,
+                idle_heartbeat=_HEARTBEAT,  # a lost consumer (server restart) is seen soon
                 deliver_policy=policy,
                 config=api.ConsumerConfig(opt_start_seq=start),
             )

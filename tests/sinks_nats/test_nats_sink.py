@@ -217,6 +217,23 @@ async def _first_id(url: str, stream: str) -> int:
         await nc.close()
 
 
+def test_a_listener_rides_out_a_server_restart(nats_server: NatsServer) -> None:
+    """A NATS listener keeps reading across a server restart: after it, records go on with
+    no gap and no repeat."""
+    conn = demo("nats-relisten", rate=500, limit=None)
+    sink = conn.add_sink(nats_server.url, retry_base=0.05, retry_cap=0.5)
+    assert isinstance(sink, NatsSink) and ready(sink)
+    listener = started(listen(nats_server.url, block=False))
+    assert listener.wait(100)
+    nats_server.stop()
+    assert wait_until(lambda: sink.health().state == "retrying")
+    nats_server.start()
+    assert listener.wait(listener.count + 300, 3 * TIMEOUT), listener.error
+    listener.stop()
+    ids = [r["id"] for r in listener.records]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
 def test_a_dead_address_shows_retrying_while_store_and_broadcast_go_on() -> None:
     """A sink pointed where no server listens does not fail create_connection: the status
     shows it retrying with its error, and DuckDB and the broadcast get every record."""
@@ -243,6 +260,18 @@ def test_a_dead_address_shows_retrying_while_store_and_broadcast_go_on() -> None
     assert len(conn.get_results()) == received  # the store kept every record
     ids = [r["id"] for r in listener.records]
     assert ids == list(range(ids[0], received + 1))  # and the broadcast sent each one
+
+
+def test_an_unreachable_server_shows_before_the_first_record() -> None:
+    """add_sink returns at once for a dead address; the sink dials in the background and
+    its health turns to retrying with the error even while no record has come yet."""
+    dead = f"nats://127.0.0.1:{free_port()}"
+    conn = demo("nats-quiet", rate=0)
+    sink = conn.add_sink(dead, connect_timeout=0.5)
+    assert wait_until(lambda: sink.health().state == "retrying")
+    health = sink.health()
+    assert f"no NATS server answers at {dead}" in str(health.last_error)
+    assert health.rows_written == health.rows_pending == 0
 
 
 def test_secrets_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
