@@ -4,11 +4,11 @@ store directory, stopped afterwards; ``restart`` / ``stop`` / ``start`` for the 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,50 +60,48 @@ class NatsServer:
     def start(self) -> None:
         argv = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
         argv += ["-sd", str(self.store)]
-        env = dict(os.environ)
         if self.token is not None:
             # through a config file, so the token is in no process's argv
             config = self.store.parent / "auth.conf"
             config.write_text(f'authorization {{ token: "{self.token}" }}\n')
             argv += ["-c", str(config)]
-        self.process = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_until(lambda: _answers(self.port), TIMEOUT):
             self.stop()
             raise RuntimeError(f"nats-server did not answer on port {self.port}")
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(TIMEOUT)
+        if process is None:
+            return
+        process.terminate()  # nats-server flushes its store and exits on SIGTERM
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(TIMEOUT)
+        if process.poll() is None:  # stuck: never leave it behind
+            process.kill()
+            process.wait(TIMEOUT)
 
     def stream_state(self, name: str) -> Any:
-        """The stream's state (messages, first/last sequence), read with a fresh client."""
-        return run(_stream_info(self.url, name, self.token)).state
+        """The stream's state (messages, first/last sequence)."""
+        return jetstream(self.url, lambda js: js.stream_info(name), self.token).state
 
     def stream_config(self, name: str) -> Any:
-        return run(_stream_info(self.url, name, self.token)).config
+        return jetstream(self.url, lambda js: js.stream_info(name), self.token).config
 
 
-async def _stream_info(url: str, name: str, token: str | None) -> Any:
+def jetstream(url: str, call: Callable[[Any], Awaitable[Any]], token: str | None = None) -> Any:
+    """``await call(js)`` with a JetStream context of a fresh nats-py client of the test's own
+    (in a private loop); its result."""
     import nats
 
-    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=TIMEOUT, token=token)
-    try:
-        return await nc.jetstream().stream_info(name)
-    finally:
-        await nc.close()
+    async def main() -> Any:
+        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=TIMEOUT, token=token)
+        try:
+            return await call(nc.jetstream())
+        finally:
+            await nc.close()
 
-
-def run(coro: Any) -> Any:
-    """Run a coroutine in a private loop (the tests' own nats-py client)."""
-    return asyncio.run(coro)
+    return asyncio.run(main())
 
 
 @pytest.fixture

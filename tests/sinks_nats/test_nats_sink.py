@@ -4,6 +4,7 @@ dead address, secrets, existing streams, and options refused before anything sta
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
 from obbws_jupyter.sinks.nats import NatsSink, default_stream_name
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
-from tests.sinks_nats.conftest import NatsServer, free_port, run
+from tests.sinks_nats.conftest import NatsServer, free_port, jetstream
 
 pytestmark = pytest.mark.integration
 
@@ -69,25 +70,17 @@ def test_records_arrive_in_order_as_the_broadcast_sends_them(nats_server: NatsSe
     common = [r for r in from_nats.records if r["id"] in ws_by_id]
     assert len(common) >= 900
     for record in common:
-        assert record == ws_by_id[record["id"]]
-        assert list(record) == list(ws_by_id[record["id"]])  # same keys, same order
-    state = nats_server.stream_state(default_stream_name("nats-order"))
+        twin = ws_by_id[record["id"]]
+        assert record == twin and list(record) == list(twin)  # same keys, same order
+        assert [type(v) for v in record.values()] == [type(v) for v in twin.values()]
+    stream = default_stream_name("nats-order")
+    state = nats_server.stream_state(stream)
     assert state.messages == sink.health().rows_written
-    assert set(run(_subjects(nats_server.url, "OBBWS_nats-order"))) == {
+    info = jetstream(nats_server.url, lambda js: js.stream_info(stream, subjects_filter=">"))
+    assert set(info.state.subjects) == {
         "obbws.nats-order.BTCUSD",
         "obbws.nats-order.ETHUSD",
     }
-
-
-async def _subjects(url: str, stream: str) -> dict[str, int]:
-    import nats
-
-    nc = await nats.connect(url, allow_reconnect=False)
-    try:
-        info = await nc.jetstream().stream_info(stream, subjects_filter=">")
-        return dict(info.state.subjects or {})
-    finally:
-        await nc.close()
 
 
 def test_the_stream_cap_mirrors_the_limit(nats_server: NatsServer) -> None:
@@ -195,26 +188,13 @@ def test_a_server_restart_loses_nothing_and_never_pauses_duckdb(nats_server: Nat
     health = conn.status.sinks[0]
     received = conn.status.records_received
     assert len(conn.get_results()) == received  # DuckDB has every record
-    first = run(_first_id(nats_server.url, "OBBWS_nats-restart"))
+    message = jetstream(nats_server.url, lambda js: js.get_msg("OBBWS_nats-restart", 1))
+    first = json.loads(message.data)["id"]
     published = received - first + 1  # the sink opens just after the stream starts
     assert health.rows_dropped == 0 and health.rows_written == published
     state = nats_server.stream_state("OBBWS_nats-restart")
     assert state.messages == published  # each record once, whatever was sent twice
     assert (state.first_seq, state.last_seq) == (1, published)
-
-
-async def _first_id(url: str, stream: str) -> int:
-    """The record id of the stream's first message."""
-    import json
-
-    import nats
-
-    nc = await nats.connect(url, allow_reconnect=False)
-    try:
-        message = await nc.jetstream().get_msg(stream, 1)
-        return int(json.loads(message.data or b"{}")["id"])
-    finally:
-        await nc.close()
 
 
 def test_a_listener_rides_out_a_server_restart(nats_server: NatsServer) -> None:
@@ -309,8 +289,11 @@ def test_secrets_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
 def test_an_existing_stream_is_used_and_fitted(nats_server: NatsServer) -> None:
     """A stream that already takes the subjects is used as it is; a named shared stream gets
     the connection's subjects added and keeps its own cap unless max_msgs is given."""
-    run(_add_stream(nats_server.url, "ALL", ["obbws.>"], 50))
-    run(_add_stream(nats_server.url, "SHARED", ["desk.other.>"], 40))
+    for name, subjects, cap in (("ALL", ["obbws.>"], 50), ("SHARED", ["desk.other.>"], 40)):
+        jetstream(
+            nats_server.url,
+            lambda js, n=name, s=subjects, c=cap: js.add_stream(name=n, subjects=s, max_msgs=c),
+        )
     conn = demo("nats-fit", rate=500, limit=1_000)
     found = conn.add_sink(nats_server.url)
     shared = conn.add_sink(
@@ -330,16 +313,6 @@ def test_an_existing_stream_is_used_and_fitted(nats_server: NatsServer) -> None:
     shared.flush(TIMEOUT)
     assert nats_server.stream_state("ALL").messages == 50
     assert nats_server.stream_state("SHARED").messages == shared.health().rows_written
-
-
-async def _add_stream(url: str, name: str, subjects: list[str], cap: int) -> None:
-    import nats
-
-    nc = await nats.connect(url, allow_reconnect=False)
-    try:
-        await nc.jetstream().add_stream(name=name, subjects=subjects, max_msgs=cap)
-    finally:
-        await nc.close()
 
 
 @pytest.mark.parametrize(
