@@ -4,7 +4,7 @@
 The sink (``conn.add_sink("nats://[user:password@]host:port", **options)``) publishes every
 record as one JetStream message::
 
-    subject   <subject_prefix>.<name>.<symbol>        e.g. obbws.demo.btcusd
+    subject   <subject_prefix>.<name>.<symbol>        e.g. obbws.demo.BTCUSD
     payload   the record's broadcast frame: the same JSON bytes (obbws_jupyter.wire)
     header    Nats-Msg-Id: <name>:<run>:<id>          a publish retried is stored once
 
@@ -25,9 +25,10 @@ it is (several capture processes may share one, ``stream="OBBWS"``): its subject
 with the connection's when they do not cover them, and its ``max_msgs`` / duplicate window are
 changed only when those options are given explicitly.
 
-Nothing touches the network before the first delivery: ``add_sink`` only checks the options,
-and a server that is down or unreachable shows as state ``"retrying"`` with its error while the
-stream, DuckDB and the broadcast go on (the base class's bounded backlog and backoff). Publishes
+``add_sink`` only checks the options and returns: the sink dials and sets its stream up in
+the background, and a server that is down, unreachable or refusing the credentials shows as
+state ``"retrying"`` with its error while the stream, DuckDB and the broadcast go on (the base
+class's bounded backlog and backoff; nats-py reconnects once connected). Publishes
 are pipelined: a batch goes out without waiting for each acknowledgement, at most
 ``max_inflight`` unacknowledged at a time, and the batch counts as written once JetStream has
 acknowledged every message (``rows_written`` counts acknowledged records).
