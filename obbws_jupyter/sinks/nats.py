@@ -49,7 +49,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -652,19 +652,15 @@ async def records(
     except ConnectionError as exc:
         raise BroadcastError(f"{exc}; check the address, or start nats-server -js there.") from None
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
-
-    async def take(msg: Msg) -> None:
-        await queue.put(msg.data)  # a full queue holds this consumer back (flow control)
-
     try:
         js = nc.jetstream()
         feeds = await _feeds(js, server, subject, stream)
         for feed in feeds:
-            policy, start = await _start(js, feed, replay)
+            policy, start, floor = await _start(js, feed, replay)
             await js.subscribe(
                 feed.subject,
                 stream=feed.stream,
-                cb=take,
+                cb=_taker(queue, floor),
                 ordered_consumer=True,
                 idle_heartbeat=_HEARTBEAT,  # a lost consumer (server restart) is seen soon
                 deliver_policy=policy,
@@ -713,20 +709,44 @@ async def _feeds(js: Any, server: _Server, subject: str, stream: str | None) -> 
     return feeds
 
 
-async def _start(js: Any, feed: _Feed, replay: int | None) -> tuple[api.DeliverPolicy, int | None]:
-    """Where a feed's consumer starts: new records only, or the last ``replay`` stored."""
-    if replay is None:
-        return api.DeliverPolicy.NEW, None
-    info = await js.stream_info(feed.stream, subjects_filter=feed.subject)
+async def _start(
+    js: Any, feed: _Feed, replay: int | None
+) -> tuple[api.DeliverPolicy, int | None, int]:
+    """Where a feed's consumer starts (new records only, or the last ``replay`` stored), and
+    the first stream sequence it may deliver."""
+    info = await js.stream_info(feed.stream, subjects_filter=feed.subject if replay else None)
     state = info.state
+    if replay is None:
+        return api.DeliverPolicy.NEW, None, state.last_seq + 1
     matching = sum((state.subjects or {}).values())
     if matching <= replay:
-        return api.DeliverPolicy.ALL, None
+        return api.DeliverPolicy.ALL, None, 0
     if matching == state.messages:  # every message matches: count back from the end
-        return api.DeliverPolicy.BY_START_SEQUENCE, max(
-            state.first_seq, state.last_seq - replay + 1
-        )
-    return api.DeliverPolicy.BY_START_SEQUENCE, await _seek(js, feed, state, replay)
+        start = max(state.first_seq, state.last_seq - replay + 1)
+    else:
+        start = await _seek(js, feed, state, replay)
+    return api.DeliverPolicy.BY_START_SEQUENCE, start, start
+
+
+def _taker(queue: asyncio.Queue[bytes], floor: int) -> Callable[[Msg], Awaitable[None]]:
+    """The callback of one feed: queue each message's data (a full queue holds the consumer
+    back: flow control).
+
+    Until its first message it also drops any below ``floor``: nats-py re-creates an ordered
+    consumer that the server lost (a restart) from the sequence after the last one delivered,
+    which is the stream's start when none was, so a "new records only" reader would otherwise
+    get the whole stream."""
+    checking = floor > 1
+
+    async def take(msg: Msg) -> None:
+        nonlocal checking
+        if checking:
+            if msg.metadata.sequence.stream < floor:
+                return
+            checking = False
+        await queue.put(msg.data)
+
+    return take
 
 
 async def _seek(js: Any, feed: _Feed, state: api.StreamState, replay: int) -> int:

@@ -214,6 +214,27 @@ def test_a_listener_rides_out_a_server_restart(nats_server: NatsServer) -> None:
     assert ids == list(range(ids[0], ids[0] + len(ids)))
 
 
+def test_a_live_listener_gets_no_old_records_after_a_server_restart(
+    nats_server: NatsServer,
+) -> None:
+    """A listener without replay that had received nothing when the server restarted still
+    gets only records published after it joined (not the stream from its start)."""
+    conn = demo("nats-fresh", rate=500, limit=None)
+    sink = conn.add_sink(nats_server.url, retry_base=0.05, retry_cap=0.5)
+    assert isinstance(sink, NatsSink) and ready(sink)
+    assert conn.wait(200)
+    conn.stop_connection()
+    sink.flush(TIMEOUT)
+    stored = conn.status.records_received
+    listener = started(listen(nats_server.url, block=False))
+    nats_server.stop()
+    nats_server.start()
+    conn.restart_connection()
+    assert listener.wait(50, 3 * TIMEOUT), listener.error
+    listener.stop()
+    assert listener.records[0]["id"] == stored + 1
+
+
 def test_a_dead_address_shows_retrying_while_store_and_broadcast_go_on() -> None:
     """A sink pointed where no server listens does not fail create_connection: the status
     shows it retrying with its error, and DuckDB and the broadcast get every record."""
