@@ -108,3 +108,14 @@ def test_encoder_repeats_give_the_same_text_as_a_fresh_encode() -> None:
             {k: record.get(k) for k in encoder.keys}, encoder.timestamp_fields, NY
         )
         assert encoder.encode(record) == expected
+
+
+def test_encode_record_text_is_json_dumps_compact_utf8() -> None:
+    """The one reused JSON encoder writes what json.dumps writes with the wire's options:
+    compact separators, UTF-8 text unescaped, numpy scalars as numbers."""
+    import numpy as np
+
+    record = {"id": 1, "symbol": 'é\u2028"\\', "price": np.float64(1.5), "size": np.int64(7)}
+    plain = {"id": 1, "symbol": 'é\u2028"\\', "price": 1.5, "size": 7}
+    text = encode_record(record, frozenset(), NY)
+    assert text == json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
