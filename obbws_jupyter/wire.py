@@ -58,6 +58,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# What json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+# default=_json_default) builds on every call, built once: the same text, without a new
+# encoder object per record (its state per call lives in the C encoder it makes).
+_JSON = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -82,9 +90,7 @@ def encode_record(record: Mapping[str, Any], timestamp_fields: Iterable[str], tz
             out[key] = value if math.isfinite(value) else None
         else:
             out[key] = value
-    return json.dumps(
-        out, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-    )
+    return _JSON.encode(out)
 
 
 def zone(tz: str | ZoneInfo) -> ZoneInfo:
@@ -114,7 +120,27 @@ class RecordEncoder:
             {"received_at"} | {f.name for f in fields if f.type == FieldType.TIMESTAMP}
         )
 
+        # The last timestamp seen per field and its text: the records of a frame share one
+        # received_at, and quotes often share a date, so most conversions are repeats (a
+        # tuple is replaced whole, so a thread sharing the encoder never reads half of one).
+        self._stamp_keys = tuple(k for k in self.keys if k in self.timestamp_fields)
+        self._last: dict[str, tuple[type, Any, str]] = {}
+
     def encode(self, record: Mapping[str, Any]) -> str:
         """One record -> the JSON text of its frame."""
         get = record.get
-        return encode_record({k: get(k) for k in self.keys}, self.timestamp_fields, self.tz)
+        values = {k: get(k) for k in self.keys}
+        last = self._last
+        for key in self._stamp_keys:
+            value = values[key]
+            if value is None or isinstance(value, str):
+                continue
+            seen = last.get(key)
+            if seen is not None and seen[0] is type(value) and seen[1] == value:
+                values[key] = seen[2]
+            else:
+                text = _iso(value, self.tz)
+                if isinstance(text, str):
+                    last[key] = (type(value), value, text)
+                values[key] = text
+        return encode_record(values, self.timestamp_fields, self.tz)

@@ -92,3 +92,30 @@ def test_text_frame_matches_websockets_serialization(size: int) -> None:
 
     payload = b"x" * size
     assert _text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def test_encoder_repeats_give_the_same_text_as_a_fresh_encode() -> None:
+    """The encoder's memo of the last timestamp per field never changes a frame: repeated,
+    changing, datetime and bool values encode exactly as encode_record does."""
+    from datetime import UTC, datetime
+
+    encoder = RecordEncoder(FIELDS, NY)
+    stamp = datetime(2026, 11, 25, 13, 12, 33, 123456, tzinfo=UTC)
+    values = [NS, NS, NS + 1_000, NS + 1_000, stamp, stamp, NS, True, None, "2026-01-01", NS]
+    for i, value in enumerate(values):
+        record = {"id": i, "received_at": NS, "date": value, "symbol": "X", "price": 1.0}
+        expected = encode_record(
+            {k: record.get(k) for k in encoder.keys}, encoder.timestamp_fields, NY
+        )
+        assert encoder.encode(record) == expected
+
+
+def test_encode_record_text_is_json_dumps_compact_utf8() -> None:
+    """The one reused JSON encoder writes what json.dumps writes with the wire's options:
+    compact separators, UTF-8 text unescaped, numpy scalars as numbers."""
+    import numpy as np
+
+    record = {"id": 1, "symbol": 'é\u2028"\\', "price": np.float64(1.5), "size": np.int64(7)}
+    plain = {"id": 1, "symbol": 'é\u2028"\\', "price": 1.5, "size": 7}
+    text = encode_record(record, frozenset(), NY)
+    assert text == json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
