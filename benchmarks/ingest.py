@@ -21,7 +21,10 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
 Cases: demo frames of 1 and 50 events (``limit=1000`` and ``limit=None``), Polygon crypto
 trade frames of 50 and 1 events (``limit=None``, and Polygon's client). Each figure is the
 median events/s of ``--runs`` rounds; the ratio is ours over the ceiling's median (the
-per-round ratios' range is shown too). The peers' figures from issue #8 are quoted beside.
+per-round ratios' range is shown too). Beside it, each client's CPU time (every thread of its
+process) per event over the same window: the ceiling's over ours is the ratio the throughput
+would show on cores nobody else uses, so it stays put on a busy machine where the throughput
+ratio swings. The peers' figures from issue #8 are quoted beside.
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ PEERS = [
     ("polygon-api-client (typed models)", "batched", "280k", "0.17"),
     ("polygon-api-client (typed models)", "single-event", "46k", "0.23"),
 ]
-EMPTY3 = ("", "", "")
 NAN = float("nan")
 SAMPLE_EVERY = 0.2  # seconds between status samples of ours (each costs the loop some GIL)
 CEILING = "ceiling: websockets + orjson"
@@ -104,20 +106,28 @@ def _limit(text: str) -> int | None:
     return None if text == "None" else int(text)
 
 
-def _counts(conn: Any, seconds: float) -> tuple[list[float], list[int], list[int]]:
-    """``status`` every 0.2 s for ``seconds``: times, records stored, records received."""
+def _counts(conn: Any, seconds: float) -> tuple[list[float], list[int], list[int], list[float]]:
+    """``status`` every 0.2 s for ``seconds``: times, records stored, records received, and
+    the process's CPU seconds (every thread) at each sample."""
     times: list[float] = []
     stored: list[int] = []
     received: list[int] = []
+    cpu: list[float] = []
     end = time.perf_counter() + seconds
     while True:
         status = conn.status
         times.append(time.perf_counter())
+        cpu.append(time.process_time())
         stored.append(status.records_stored)
         received.append(status.records_received)
         if times[-1] >= end:
-            return times, stored, received
+            return times, stored, received, cpu
         time.sleep(SAMPLE_EVERY)  # the sampling cadence
+
+
+def _cpu_us(cpu: list[float], events: float) -> float:
+    """CPU microseconds (all threads of the process) per event over a window."""
+    return (cpu[-1] - cpu[0]) * 1e6 / events if events > 0 else NAN
 
 
 def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds: float) -> dict:
@@ -130,7 +140,7 @@ def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds:
     conn = obbws.create_connection(name="bench-ingest", url=url, limit=limit, **params)
     try:
         time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
-        times, stored, received = _counts(conn, seconds)
+        times, stored, received, cpu = _counts(conn, seconds)
         rss = common.rss_mb()
         conn.stop_connection()
         rows = int(conn.query("SELECT count(*) AS n FROM records")["n"].iloc[0])  # flushes
@@ -141,6 +151,7 @@ def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds:
     return {
         "events_per_s": common.slope_per_minute(times, stored) / 60,
         "received_per_s": common.slope_per_minute(times, received) / 60,
+        "cpu_us": _cpu_us(cpu, stored[-1] - stored[0]),
         "rows": rows,
         "table_ok": rows == expected and final.dropped_records == 0,
         "dropped": final.dropped_records,
@@ -156,7 +167,7 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     clock = time.perf_counter
     events = 0
     start = clock() + warmup
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     async with connect(url, compression=None, close_timeout=0.1) as ws:
         await ws.send(orjson.dumps({"action": "auth", "params": KEY}).decode())
         await ws.send(orjson.dumps({"action": "subscribe", "params": subscribe}).decode())
@@ -167,9 +178,10 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
                 if clock() - t0 >= seconds:
                     break
             elif clock() >= start:
-                t0 = clock()
+                t0, cpu0 = clock(), time.process_time()
         elapsed = clock() - t0
-    return {"events_per_s": events / elapsed}
+        cpu = time.process_time() - cpu0
+    return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
 async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
@@ -185,7 +197,7 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
         max_reconnects=0,
     )
     clock = time.perf_counter
-    state = {"t0": 0.0, "events": 0, "elapsed": 0.0}
+    state = {"t0": 0.0, "events": 0, "elapsed": 0.0, "cpu0": 0.0, "cpu": 0.0}
     done = asyncio.Event()
     start = clock() + warmup
 
@@ -194,16 +206,21 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
         if state["t0"]:
             state["events"] += len(messages)
             state["elapsed"] = now - state["t0"]
+            state["cpu"] = time.process_time() - state["cpu0"]
             if state["elapsed"] >= seconds:
                 done.set()
         elif now >= start:
-            state["t0"] = now
+            state["t0"], state["cpu0"] = now, time.process_time()
 
     task = asyncio.create_task(client.connect(handle))
     await asyncio.wait([task, asyncio.create_task(done.wait())], return_when="FIRST_COMPLETED")
     if not state["elapsed"]:
         raise RuntimeError(f"polygon-api-client received no data ({task!r})")
-    result = {"events_per_s": state["events"] / state["elapsed"], "rss_mb": common.rss_mb()}
+    result = {
+        "events_per_s": state["events"] / state["elapsed"],
+        "cpu_us": _cpu_us([0.0, state["cpu"]], state["events"]),
+        "rss_mb": common.rss_mb(),
+    }
     await client.close()  # its connect() then returns
     await asyncio.wait([task], timeout=5)
     if not task.done():
@@ -268,12 +285,23 @@ def _client_label(client: str) -> tuple[str, str]:
 def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
     ceiling = out["ceiling"]
     c_med = common.median(r["events_per_s"] for r in ceiling)
-    rows = [{"case": case.label, "client": "ceiling", "events_per_s": c_med, "ratio": 1.0}]
+    c_cpu = common.median(r.get("cpu_us", NAN) for r in ceiling)
+    rows = [
+        {
+            "case": case.label,
+            "client": "ceiling",
+            "events_per_s": c_med,
+            "ratio": 1.0,
+            "cpu_us": c_cpu,
+            "cpu_ratio": 1.0,
+        }
+    ]
     for client in case.clients:
         if client == "ceiling":
             continue
         results = out[client]
         med = common.median(r["events_per_s"] for r in results)
+        cpu = common.median(r.get("cpu_us", NAN) for r in results)
         per_round = [
             r["events_per_s"] / c["events_per_s"]
             for r, c in zip(results, ceiling, strict=True)
@@ -285,6 +313,8 @@ def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
             "client": client,
             "events_per_s": med,
             "ratio": med / c_med if c_med else float("nan"),
+            "cpu_us": cpu,
+            "cpu_ratio": c_cpu / cpu if cpu else NAN,
             "ratio_min": min(per_round, default=float("nan")),
             "ratio_max": max(per_round, default=float("nan")),
             "rss_mb": common.median(r["rss_mb"] for r in results),
@@ -304,7 +334,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
     for row in rows:
         if row["client"] == "ceiling":
             ceiling = common.rate(row["events_per_s"])
-            body.append([row["case"], CEILING, "-", ceiling, "1.00", *EMPTY3])
+            cpu = f"{row['cpu_us']:.2f} (1.00)"
+            body.append([row["case"], CEILING, "-", ceiling, "1.00", "", cpu, "", ""])
             continue
         who, limit = _client_label(row["client"])
         target = ""
@@ -326,6 +357,7 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
                 f"{common.rate(row['events_per_s'])} {stored}",
                 f"**{row['ratio']:.2f}**",
                 f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+                f"{row['cpu_us']:.2f} (**{row['cpu_ratio']:.2f}**)",
                 target,
                 f"{row['rss_mb']:.0f}",
             ]
@@ -343,7 +375,10 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
         f"Medians of {runs} interleaved rounds of {seconds:g} s windows; {pin}. "
         "Ours is counted when rows are committed (slope of `status.records_stored` sampled "
         "every 0.2 s); ratio = ours / "
-        "ceiling (median), with the range of the per-round ratios.",
+        "ceiling (median), with the range of the per-round ratios. CPU µs/event: the client "
+        "process's CPU time (every thread) per event over the same window, median; its ratio "
+        "(ceiling's / ours) is what the throughput ratio becomes when the client's core is "
+        "not shared, so it holds on a busy machine where the throughput ratio swings.",
         "",
         common.table(
             [
@@ -353,6 +388,7 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
                 "events/s",
                 "ratio",
                 "per round",
+                "CPU µs/event (ratio)",
                 "target",
                 "RSS MiB",
             ],
