@@ -84,6 +84,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
 )
 
 __all__ = ["CHANNELS", "PROVIDER", "QUOTE_CURRENCIES", "CoinbaseSession"]
@@ -100,7 +101,7 @@ _SEPARATORS = str.maketrans({"/": "-", "_": "-", " ": ""})
 _NOT_VALID = " is not a valid product"
 _TAKER_OF_MAKER = {"buy": "sell", "sell": "buy"}
 _TAKER = {"buy": "buy", "sell": "sell"}
-_loads = json.loads
+_loads = json_loads
 
 _COMMON = (
     Field("date", FieldType.TIMESTAMP, "time of the trade (Coinbase time)"),

@@ -43,6 +43,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
     ms_to_ns,
 )
 
@@ -133,7 +134,7 @@ class DemoSession(ProviderSession):
         return [self._action("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        data = json.loads(frame)
+        data = json_loads(frame)
         if type(data) is not list:
             raise ValueError(f"expected a JSON array of objects, got {type(data).__name__}")
         records: list[Record] = []

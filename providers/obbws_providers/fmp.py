@@ -75,6 +75,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
     ms_to_ns,
 )
 from obbws_providers._tickers import normalize_ticker
@@ -191,7 +192,7 @@ class FmpSession(ProviderSession):
         return [self._tickers("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        message = json.loads(frame)
+        message = json_loads(frame)
         if type(message) is not dict:
             raise ValueError(f"expected a JSON object, got {type(message).__name__}")
         event = message.get("event")

@@ -96,6 +96,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
 )
 from obbws_providers._tickers import normalize_ticker
 
@@ -367,7 +368,7 @@ class TiingoSession(ProviderSession):
         return [self._update("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        message = json.loads(frame)
+        message = json_loads(frame)
         if type(message) is not dict:
             raise ValueError(f"expected a JSON object, got {type(message).__name__}")
         handler = self._messages.get(message.get("messageType", ""))

@@ -45,6 +45,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
     split_symbols,
 )
 from obbws_providers.polygon._channels import (
@@ -66,13 +67,8 @@ from obbws_providers.polygon._records import (
     fields_for,
 )
 
-_loads: Callable[[str | bytes], Any] = json.loads
-try:  # orjson (a runtime dependency) decodes Polygon's batches 2-3x faster than the stdlib
-    import orjson
-
-    _loads = orjson.loads
-except ImportError:  # pragma: no cover - the stdlib path is tested by patching _loads
-    pass
+#: the frame decoder (orjson; a module global so that a test can swap in the stdlib's)
+_loads: Callable[[str | bytes], Any] = json_loads
 
 __all__ = ["PROVIDER", "PolygonSession"]
 

@@ -1,0 +1,187 @@
+"""One JSON decoder for every session (orjson, ``bytes`` or ``str``): the records and events of
+every fixture frame are exactly those the stdlib decoder gave, keys, values and types."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from obbws_jupyter.exceptions import ObbwsError
+from obbws_jupyter.protocol import (
+    HttpResponse,
+    MalformedFrame,
+    ProviderSession,
+    _json,
+    get_provider,
+    json_loads,
+)
+from tests.provider_fixtures import FIXTURES, load_fixture
+
+#: symbols tried, in order, for every (asset_type, feed) of a provider: the first one the
+#: session accepts makes the session (combinations no symbol fits are left out)
+SYMBOLS = {
+    "binance": ("btcusdt,ethusdt",),
+    "coinbase": ("btc-usd,eth-usd",),
+    "fmp": ("btcusd,ethusd", "aapl,msft", "eurusd"),
+    "intrinio": ("aapl",),
+    "tiingo": ("btcusd,ethusd", "aapl,spy", "eurusd"),
+    "polygon": ("*", "O:SPY251219C00650000", "SPX"),
+}
+#: sessions that read a binary frame differently from text (no bytes-for-text variant)
+BINARY_AWARE = {"intrinio"}
+
+#: demo frames built by us from docs/demo_protocol.md (the demo has no captured fixture)
+DEMO_FRAMES = (
+    '[{"ev":"status","status":"connected","message":"obbws demo market"}]',
+    '[{"ev":"status","status":"auth_success","message":"authenticated"}]',
+    '[{"ev":"status","status":"success","message":"subscribed to: T.BTCUSD,Q.BTCUSD"}]',
+    '[{"ev":"T","sym":"BTCUSD","x":"DEMO","p":65001.5,"s":0.0123,"t":1700000000000}]',
+    '[{"ev":"T","sym":"ETHUSD","x":"DEMO","p":3500,"s":2,"t":1700000000001},'
+    '{"ev":"Q","sym":"BTCUSD","x":"DEMO","bp":1.5,"bs":2.0,"ap":1.75,"as":3,"t":1700000000002},'
+    '{"ev":"T","sym":"SOLUSD","x":"DEMO","p":NaN,"s":1e308,"t":"1700000000003"}]',
+    '[{"ev":"heartbeat","t":1700000000000}]',
+    '[{"ev":"T","sym":"BTCUSD"},{"ev":"T","sym":"\\u00e9","x":"DEMO","p":1,"s":1,"t":1}]',
+    '[{"ev":"status","status":"error","message":"invalid symbol: T.NOPE"}]',
+    '{"ev":"T"}',
+    "not json",
+    "",
+)
+
+
+def _configs(provider: str) -> Iterator[dict[str, Any]]:
+    spec = get_provider(provider)
+    choices = {p.name: p.choices for p in spec.params if p.choices and p.name != "region"}
+    names = sorted(choices)
+    for values in itertools.product(*(choices[n] for n in names)):
+        for symbol in SYMBOLS.get(provider, ("btcusd,ethusd",)):
+            yield {**dict(zip(names, values, strict=True)), "symbol": symbol}
+
+
+def _session(provider: str, given: dict[str, Any]) -> ProviderSession | None:
+    spec = get_provider(provider)
+    takes = {p.name for p in spec.params}
+    extra = {"api_key": "k-123", "url": "ws://127.0.0.1:9"}
+    given = {**given, **{k: v for k, v in extra.items() if k in takes}}
+    try:
+        session = spec.session_class(spec.resolve(given, {}))
+    except ObbwsError:
+        return None
+    if hasattr(session, "_clock"):  # receipt times (binance, coinbase): one fixed clock
+        session._clock = lambda: 1_700_000_000_000_000_000
+    for request in session.http_requests():  # a token step (intrinio)
+        session.http_response(request, HttpResponse(200, b"tok-1"))
+    session.connection_made()
+    return session
+
+
+def _sessions(provider: str) -> Iterator[tuple[dict[str, Any], ProviderSession]]:
+    made = set()
+    for given in _configs(provider):
+        key = tuple(v for k, v in sorted(given.items()) if k != "symbol")
+        if key in made:
+            continue
+        session = _session(provider, given)
+        if session is not None:
+            made.add(key)
+            yield given, session
+
+
+def _typed(records: list[dict[str, Any]]) -> list[dict[str, tuple[str, str]]]:
+    """Records with every value as (type, repr): equal only if keys, values and types are."""
+    return [{k: (type(v).__name__, repr(v)) for k, v in r.items()} for r in records]
+
+
+def _run(session: ProviderSession, frames: list[str | bytes]) -> list[tuple[Any, Any, Any]]:
+    out = []
+    for frame in frames:
+        records = session.receive(frame)
+        out.append((_typed(records), session.events_received(), session.data_to_send()))
+    return out
+
+
+def _frames(provider: str) -> list[str | bytes]:
+    if provider == "demo":
+        return list(DEMO_FRAMES)
+    return [s.frame for s in load_fixture(provider).values() if s.dir == "in"]
+
+
+@pytest.fixture
+def stdlib_decoder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The decoder as it was: the stdlib's ``json.loads`` for every frame."""
+    monkeypatch.setattr(_json, "_fast", json.loads)
+    monkeypatch.setattr(_json, "_FastError", json.JSONDecodeError)
+    yield
+
+
+PROVIDERS = [*sorted(p.stem for p in FIXTURES.glob("*.jsonl")), "demo"]
+
+
+def _outputs(provider: str, as_bytes: bool = False) -> list[Any]:
+    frames = _frames(provider)
+    if as_bytes:
+        frames = [f.encode() if isinstance(f, str) else f for f in frames]
+    return [(given, _run(session, frames)) for given, session in _sessions(provider)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_fixture_frame_gives_the_records_and_events_of_the_stdlib_decoder(
+    provider: str, request: pytest.FixtureRequest
+) -> None:
+    """Every fixture frame, through every session configuration: orjson's output equals the
+    stdlib's, records (keys, values, types), events and frames to send alike."""
+    new = _outputs(provider)
+    request.getfixturevalue("stdlib_decoder")
+    old = _outputs(provider)
+    assert len(new) == len(old) >= 1
+    records = 0
+    for (given, new_run), (_, old_run) in zip(new, old, strict=True):
+        assert new_run == old_run, given
+        records += sum(len(step[0]) for step in new_run)
+    assert records > 0  # the fixtures exercise the record builders, not only status frames
+
+
+def _without_excerpts(run: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, Any]]:
+    """A malformed frame's excerpt shows bytes as hex: compare what it says, not the excerpt."""
+    return [
+        (
+            records,
+            [MalformedFrame(e.reason, "") if isinstance(e, MalformedFrame) else e for e in events],
+            sent,
+        )
+        for records, events, sent in run
+    ]
+
+
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if p not in BINARY_AWARE])
+def test_text_frames_as_bytes_give_the_same_records(provider: str) -> None:
+    """A JSON session given a text frame's UTF-8 bytes (no decode to str) gives what the str
+    gives: records, events and frames to send."""
+    as_text = _outputs(provider)
+    as_bytes = _outputs(provider, as_bytes=True)
+    for (given, text_run), (_, bytes_run) in zip(as_text, as_bytes, strict=True):
+        assert _without_excerpts(bytes_run) == _without_excerpts(text_run), given
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[1.5, NaN, -Infinity, 1e400]", '{"a": "\\ud800"}', "[18446744073709551615]", '{"b": [1]}'],
+)
+def test_loads_reads_what_the_stdlib_reads(text: str) -> None:
+    """Documents orjson refuses (NaN, 1e400, lone surrogates) still decode as the stdlib does."""
+    expected = json.loads(text)
+    for frame in (text, text.encode("utf-8", "surrogatepass")):
+        assert repr(json_loads(frame)) == repr(expected)
+
+
+def test_loads_raises_the_stdlib_error_for_what_neither_reads() -> None:
+    """A frame no decoder reads raises json.JSONDecodeError with the stdlib's message."""
+    with pytest.raises(json.JSONDecodeError) as info:
+        json_loads(b"[1,")
+    with pytest.raises(json.JSONDecodeError) as stdlib:
+        json.loads(b"[1,")
+    assert type(info.value) is json.JSONDecodeError
+    assert str(info.value) == str(stdlib.value)
