@@ -185,3 +185,43 @@ def test_loads_raises_the_stdlib_error_for_what_neither_reads() -> None:
         json.loads(b"[1,")
     assert type(info.value) is json.JSONDecodeError
     assert str(info.value) == str(stdlib.value)
+
+
+def _demo_batch(channel: str, n: int) -> str:
+    """A demo frame of ``n`` events of ``channel`` (built by us, as the demo server makes them)."""
+    events = []
+    for i in range(n):
+        base = {"ev": channel, "sym": ("BTCUSD", "ETHUSD")[i % 2], "x": "DEMO", "t": 1_7e12 + i}
+        if channel == "T":
+            base.update(p=65000.25 + i, s=i or 1)
+        else:
+            base.update(bp=1.5 + i, bs=2, ap=1.75 + i, **{"as": 3.5})
+        events.append({**base, "t": int(base["t"])})
+    return json.dumps(events, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("feed", ["trade", "quote"])
+def test_demo_one_pass_build_equals_its_element_by_element_path(feed: str) -> None:
+    """The demo's one-pass build of a frame gives exactly what its element-by-element path (the
+    loop it replaced, kept for status, heartbeats and bad elements) gives: records, events."""
+    frames = [*DEMO_FRAMES, _demo_batch("T", 50), _demo_batch("Q", 50), _demo_batch("T", 1)]
+    frames.append(_demo_batch("T", 3)[:-1] + "," + _demo_batch("Q", 2)[1:])  # mixed channels
+    fast = _session("demo", {"symbol": "btcusd", "feed": feed})
+    each = _session("demo", {"symbol": "btcusd", "feed": feed})
+    assert fast is not None and each is not None
+    built = 0
+    for frame in frames:
+        try:
+            data = json_loads(frame)
+        except ValueError:
+            continue  # not JSON: no path builds anything
+        if type(data) is not list:
+            continue
+        records = fast.receive(frame)
+        built += len(records)
+        assert _typed(records) == _typed(each._parse_each(data, frame)), frame  # type: ignore[attr-defined]
+        assert fast.events_received() == each.events_received(), frame
+        assert fast.data_to_send() == each.data_to_send(), frame
+    assert built >= 50
+    batch = json_loads(_demo_batch("T" if feed == "trade" else "Q", 50))
+    assert len(fast._build(batch)) == 50  # type: ignore[attr-defined]  # the one-pass path
