@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
 
 from obbws_jupyter._util import RateLimitedLog, backoff, clip, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
@@ -426,26 +432,32 @@ class StreamDriver:
                 await asyncio.wait_for(ws.close(), 2.0)
 
     async def _read(self, ws: ClientConnection) -> None:
+        # The hot path, once per frame: no allocation, lock or log line of its own. recv() in
+        # a plain loop (``async for`` adds an async generator step per frame); a session that
+        # reads JSON from bytes gets a text frame undecoded (orjson reads UTF-8 bytes), except
+        # while a capture records frames as they came (text stays text in the file).
         session = self.session
-        on_frame = self.on_frame
+        receive = session.receive
+        on_records = self.on_records
+        recv = ws.recv
         monotonic = time.monotonic
+        as_bytes: bool | None = False if session.text_as_bytes else None
         try:
-            async for frame in ws:
+            while True:
+                on_frame = self.on_frame
+                frame = await recv(as_bytes if on_frame is None else None)
                 self._last_frame = monotonic()
                 self.messages += 1
                 if on_frame is not None:
                     on_frame(frame)
-                records = session.receive(frame)
+                records = receive(frame)
                 if records:
                     self.records += len(records)
-                    self.on_records(records)
-                events = session.events_received()
-                if events:
-                    self._handle(events)
-                outgoing = session.data_to_send()
-                for out in outgoing:
-                    await ws.send(out)
-                on_frame = self.on_frame
+                    on_records(records)
+                if session.has_output:
+                    await self._session_output(ws)
+        except ConnectionClosedOK:
+            pass  # the provider closed normally: a drop like any other (below)
         except ConnectionClosed as exc:
             if self._stale_hit:
                 raise _Stale(f"no data for {self.stale_after} s") from None
@@ -453,6 +465,14 @@ class StreamDriver:
         if self._stale_hit:
             raise _Stale(f"no data for {self.stale_after} s")
         raise ConnectionError("connection closed by the provider")
+
+    async def _session_output(self, ws: ClientConnection) -> None:
+        """What the last frame made the session report or send (acks, heartbeats, replies)."""
+        events = self.session.events_received()
+        if events:
+            self._handle(events)
+        for out in self.session.data_to_send():
+            await ws.send(out)
 
     @property
     def _stale_hit(self) -> bool:

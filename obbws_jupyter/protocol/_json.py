@@ -13,10 +13,12 @@ provider sends one in a field we keep).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["loads"]
 
+_fast: Callable[[str | bytes], Any]
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a runtime dependency; the stdlib still works

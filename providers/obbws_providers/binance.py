@@ -192,6 +192,7 @@ class BinanceSession(ProviderSession):
     """Protocol state machine of Binance spot streams (see the module docstring)."""
 
     provider = "binance"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.feed = str(params.get("feed") or "trade")

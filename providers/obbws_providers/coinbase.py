@@ -159,6 +159,7 @@ class CoinbaseSession(ProviderSession):
     """Protocol state machine of the Coinbase Exchange feed (see the module docstring)."""
 
     provider = "coinbase"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = 10.0  # heartbeats come every second per product
 
     def __init__(self, params: Mapping[str, Any]) -> None:

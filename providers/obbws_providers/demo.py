@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from obbws_jupyter.protocol import (
     AuthFailed,
@@ -87,6 +87,8 @@ class DemoSession(ProviderSession):
 
     provider = "demo"
     stale_after = 5.0  # the server sends a heartbeat every second
+    text_as_bytes = True  # JSON text frames only
+    connect_kwargs: ClassVar[Mapping[str, Any]] = {"compression": None}  # our server: none
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.asset_type = str(params.get("asset_type") or "crypto").lower()
@@ -201,7 +203,7 @@ class DemoSession(ProviderSession):
             self._emit(
                 MalformedFrame(
                     f"{bad} of {len(data)} elements are not valid demo events",
-                    _excerpt(frame),
+                    self.excerpt(frame),
                 )
             )
         return records
@@ -245,10 +247,6 @@ def _ms_to_ns(value: Any) -> int:
 def _symbols(text: str) -> tuple[str, ...]:
     """``"T.BTCUSD,T.ETHUSD"`` -> ``("BTCUSD", "ETHUSD")`` (channel prefixes removed)."""
     return tuple(item.partition(".")[2] or item for item in text.split(",") if item)
-
-
-def _excerpt(frame: Frame) -> str:
-    return frame[:200] if isinstance(frame, str) else frame[:100].hex()
 
 
 def _check(params: dict[str, Any]) -> None:

@@ -159,6 +159,7 @@ class FmpSession(ProviderSession):
     """FMP's websocket protocol as a sans-I/O state machine (see the module docstring)."""
 
     provider = "fmp"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     fields = FIELDS
     # FMP's heartbeat interval is undocumented and quiet tickers may be silent for long:
     # no staleness limit (websocket pings still guard the socket; stale_timeout= sets one)

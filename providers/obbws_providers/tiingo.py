@@ -298,6 +298,7 @@ class TiingoSession(ProviderSession):
     """Tiingo's websocket protocol as a sans-I/O state machine (see the module docstring)."""
 
     provider = "tiingo"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = 120.0  # Tiingo sends "H" heartbeats; its interval is not documented
 
     def __init__(self, params: Mapping[str, Any]) -> None:

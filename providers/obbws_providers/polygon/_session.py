@@ -87,6 +87,7 @@ class PolygonSession(ProviderSession):
     """
 
     provider = "polygon"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = None  # no heartbeat in Polygon's protocol; quiet tickers send nothing
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -174,10 +175,10 @@ class PolygonSession(ProviderSession):
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 bad += 1
         if bad:
-            excerpt = frame[:200] if isinstance(frame, str) else frame[:100].hex()
             self._emit(
                 MalformedFrame(
-                    f"{bad} of {len(data)} elements are not valid Polygon events", excerpt
+                    f"{bad} of {len(data)} elements are not valid Polygon events",
+                    self.excerpt(frame),
                 )
             )
         return records
