@@ -200,28 +200,106 @@ def _demo_batch(channel: str, n: int) -> str:
     return json.dumps(events, separators=(",", ":"))
 
 
-@pytest.mark.parametrize("feed", ["trade", "quote"])
-def test_demo_one_pass_build_equals_its_element_by_element_path(feed: str) -> None:
-    """The demo's one-pass build of a frame gives exactly what its element-by-element path (the
-    loop it replaced, kept for status, heartbeats and bad elements) gives: records, events."""
-    frames = [*DEMO_FRAMES, _demo_batch("T", 50), _demo_batch("Q", 50), _demo_batch("T", 1)]
-    frames.append(_demo_batch("T", 3)[:-1] + "," + _demo_batch("Q", 2)[1:])  # mixed channels
-    fast = _session("demo", {"symbol": "btcusd", "feed": feed})
-    each = _session("demo", {"symbol": "btcusd", "feed": feed})
-    assert fast is not None and each is not None
-    built = 0
+def _batches(provider: str) -> list[str]:
+    """Frames of up to 50 events of one type, from the provider's sample elements repeated
+    (built by us from its fixture, as a busy feed batches them), then one of every type."""
+    frames = [*_frames(provider), _demo_batch("T", 50), _demo_batch("Q", 50)]
+    by_type: dict[str, list[Any]] = {}
     for frame in frames:
         try:
-            data = json_loads(frame)
+            data = json.loads(frame)
         except ValueError:
-            continue  # not JSON: no path builds anything
-        if type(data) is not list:
             continue
-        records = fast.receive(frame)
-        built += len(records)
-        assert _typed(records) == _typed(each._parse_each(data, frame)), frame  # type: ignore[attr-defined]
-        assert fast.events_received() == each.events_received(), frame
-        assert fast.data_to_send() == each.data_to_send(), frame
-    assert built >= 50
-    batch = json_loads(_demo_batch("T" if feed == "trade" else "Q", 50))
-    assert len(fast._build(batch)) == 50  # type: ignore[attr-defined]  # the one-pass path
+        if type(data) is list:
+            for item in data:
+                if isinstance(item, dict) and isinstance(item.get("ev"), str):
+                    by_type.setdefault(item["ev"], []).append(item)
+    out = [json.dumps((items * 50)[:50]) for items in by_type.values()]
+    out.append(json.dumps([items[0] for items in by_type.values()]))  # every type in one frame
+    return out
+
+
+def _counting(func: Any, calls: list[int]) -> Any:
+    """``func``, noting each call in ``calls``."""
+
+    def wrapper(*args: Any) -> Any:
+        calls.append(1)
+        return func(*args)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("provider", ["demo", "polygon"])
+def test_one_pass_build_equals_the_element_by_element_path(provider: str) -> None:
+    """A batched session's one-pass build of a frame gives exactly what its element-by-element
+    path (the loop it replaced, kept for status, other channels and bad elements) gives:
+    records (keys, values, types), events and frames to send, for every session
+    configuration and every fixture frame."""
+    frames = [*_frames(provider), *_batches(provider)]
+    one_pass = 0
+    for given, fast in _sessions(provider):
+        each = _session(provider, given)
+        assert each is not None
+        slow_calls: list[int] = []
+        fast._parse_each = _counting(fast._parse_each, slow_calls)  # type: ignore[attr-defined]
+        for frame in frames:
+            try:
+                data = json_loads(frame)
+            except ValueError:
+                continue  # not JSON: no path builds anything
+            if type(data) is not list:
+                continue
+            calls = len(slow_calls)
+            records = fast.receive(frame)
+            assert _typed(records) == _typed(each._parse_each(data, frame)), (given, frame)  # type: ignore[attr-defined]
+            assert fast.events_received() == each.events_received(), (given, frame)
+            assert fast.data_to_send() == each.data_to_send(), (given, frame)
+            if len(data) == 50 and len(records) == 50 and len(slow_calls) == calls:
+                one_pass += 1
+    assert one_pass >= 2  # full batches went through the one-pass build
+
+
+def _old_crypto_conditions(conditions: Any) -> str | None:
+    """Polygon crypto trade conditions as the parser read them before its [1]/[2] shortcut."""
+    from obbws_providers.polygon._codes import CRYPTO_CONDITIONS
+    from obbws_providers.polygon._records import _names
+
+    if not conditions:
+        return None
+    codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
+    return _names(codes, CRYPTO_CONDITIONS) if codes and codes != [0] else None
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        [1],
+        [2],
+        [0],
+        [],
+        None,
+        [0, 2],
+        [2, 1],
+        [7],
+        [0.0],
+        [False],
+        [None],
+        ["2"],
+        3,
+        "12",
+        {"a": 1},
+    ],
+)
+def test_polygon_crypto_trade_conditions_read_as_before(conditions: Any) -> None:
+    """The one-code shortcut of Polygon's crypto trades names every condition list (or bad
+    value) exactly as the general path did: the same name, absence or error."""
+    from obbws_providers.polygon._records import _crypto_trade
+
+    event = {"ev": "XT", "pair": "BTC-USD", "p": 1.5, "s": 2.0, "t": 1, "x": 1, "c": conditions}
+    try:
+        expected: Any = _old_crypto_conditions(conditions)
+    except Exception as exc:  # the element was malformed before: it must still be
+        with pytest.raises(type(exc)):
+            _crypto_trade(event)
+        return
+    assert _crypto_trade(event).get("conditions") == expected

@@ -255,9 +255,14 @@ def _crypto_trade(m: dict[str, Any]) -> Record:
     }
     conditions = m.get("c")
     if conditions:
-        codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
-        if codes and codes != [0]:  # 0 means "no condition"
-            rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
+        if type(conditions) is list and len(conditions) == 1:  # the usual [1] or [2]
+            code = conditions[0]
+            if code != 0:  # 0 means "no condition"
+                rec["conditions"] = CRYPTO_CONDITIONS[code]
+        else:
+            codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
+            if codes and codes != [0]:
+                rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
     received = m.get("r")
     if received is not None:
         rec["provider_received_at"] = int(received) * _MS

@@ -160,6 +160,17 @@ class PolygonSession(ProviderSession):
         data = _loads(frame)
         if type(data) is not list:
             raise ValueError(f"expected a JSON array of events, got {type(data).__name__}")
+        parsers = self._parsers
+        try:
+            # the hot path: every element an event of this table, built in one pass (the
+            # parse functions are pure, so a frame that fails here is simply read again below)
+            return [parsers[event["ev"]](event) for event in data]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return self._parse_each(data, frame)  # status, other channels or bad elements
+
+    def _parse_each(self, data: list[Any], frame: Frame) -> list[Record]:
+        """Element by element: events, status elements; a bad element is counted (one
+        MalformedFrame for the frame) and the others are kept."""
         records: list[Record] = []
         append = records.append
         parsers = self._parsers
