@@ -15,6 +15,9 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
   every 0.2 s over the window, its least-squares slope; afterwards a ``count(*)`` query
   (which flushes) checks that the table holds what was stored (``limit=None``) or ``limit``
   rows, nothing dropped;
+* **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
+  frame parsed into records that are counted and dropped (no ids, no store): what the
+  socket-to-records path costs beside the ceiling, whatever the consumers cost;
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
@@ -87,10 +90,10 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None")),
-    Case("demo", 50, ("ceiling", "ours:1000", "ours:None")),
-    Case("polygon", 50, ("ceiling", "ours:None", "polygon-client")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client")),
+    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver")),
+    Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
+    Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
+    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver")),
 )
 
 
@@ -184,6 +187,32 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
+async def _driver(feed: str, url: str, warmup: float, seconds: float) -> dict:
+    """Our StreamDriver and session alone: records counted, then dropped."""
+    from obbws_jupyter.protocol import get_provider
+    from obbws_jupyter.stream import StreamDriver
+
+    spec = get_provider(FEEDS[feed]["params"]["provider"])
+    given = {k: v for k, v in FEEDS[feed]["params"].items() if k != "provider"}
+    session = spec.session_class(spec.resolve({**given, "url": url}, {}))
+    clock = time.perf_counter
+    counted = [0]
+
+    def count(records: list[Any]) -> None:
+        counted[0] += len(records)
+
+    driver = StreamDriver(session, url=session.url(), on_records=count, name="bench")
+    await driver.start()
+    try:
+        await asyncio.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
+        t0, cpu0, n0 = clock(), time.process_time(), counted[0]
+        await asyncio.sleep(seconds)  # the measurement window
+        elapsed, cpu, events = clock() - t0, time.process_time() - cpu0, counted[0] - n0
+    finally:
+        await driver.stop()
+    return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
+
+
 async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
     from polygon import WebSocketClient  # polygon-api-client, in the dev extra
 
@@ -236,6 +265,8 @@ def worker(args: argparse.Namespace) -> None:
     if kind == "ceiling":
         path = url.rstrip("/") + "/crypto"
         result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
+    elif kind == "driver":
+        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
     else:
@@ -279,6 +310,8 @@ def run_case(
 def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
+    if client == "driver":
+        return "obbws-jupyter stream driver + session (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
 
@@ -345,6 +378,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
             stored = f"stored ({common.rate(row['received_per_s'])} received)" + (
                 "" if row["table_ok"] else "; TABLE CHECK FAILED"
             )
+        elif row["client"] == "driver":
+            stored = "parsed into records"
         else:
             stored = "parsed into models"
         if row["failed_runs"]:
