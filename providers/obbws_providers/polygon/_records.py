@@ -222,6 +222,7 @@ def _window_end(m: dict[str, Any]) -> int:
 
 
 # -- parse functions, one per model -----------------------------------------------------------
+# The crypto trade and quote parsers (the busiest feeds) skip int() when a time already is one.
 
 
 def _currency_aggs(m: dict[str, Any]) -> Record:
@@ -246,7 +247,7 @@ def _currency_aggs(m: dict[str, Any]) -> Record:
 
 def _crypto_trade(m: dict[str, Any]) -> Record:
     rec = {
-        "date": int(m["t"]) * _MS,
+        "date": (t if type(t := m["t"]) is int else int(t)) * _MS,
         "symbol": m["pair"],
         "type": m["ev"],
         "exchange": CRYPTO_EXCHANGES[m["x"]],
@@ -265,13 +266,13 @@ def _crypto_trade(m: dict[str, Any]) -> Record:
                 rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
     received = m.get("r")
     if received is not None:
-        rec["provider_received_at"] = int(received) * _MS
+        rec["provider_received_at"] = (received if type(received) is int else int(received)) * _MS
     return rec
 
 
 def _crypto_quote(m: dict[str, Any]) -> Record:
     rec = {
-        "date": int(m["t"]) * _MS,
+        "date": (t if type(t := m["t"]) is int else int(t)) * _MS,
         "symbol": m["pair"],
         "type": m["ev"],
         "exchange": CRYPTO_EXCHANGES[m["x"]],
@@ -282,7 +283,7 @@ def _crypto_quote(m: dict[str, Any]) -> Record:
     }
     received = m.get("r")
     if received is not None:
-        rec["provider_received_at"] = int(received) * _MS
+        rec["provider_received_at"] = (received if type(received) is int else int(received)) * _MS
     return rec
 
 
