@@ -17,7 +17,9 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
   rows, nothing dropped;
 * **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
   frame parsed into records that are counted and dropped (no ids, no store): what the
-  socket-to-records path costs beside the ceiling, whatever the consumers cost;
+  socket-to-records path costs beside the ceiling, whatever the consumers cost; on
+  single-event frames also **driver:direct**, the same with ``direct_frames=True`` (the
+  option that reads the socket without websockets' message queue);
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
@@ -90,10 +92,10 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver")),
+    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:direct")),
     Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
     Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver")),
+    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:direct")),
 )
 
 
@@ -187,7 +189,7 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
-async def _driver(feed: str, url: str, warmup: float, seconds: float) -> dict:
+async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
     """Our StreamDriver and session alone: records counted, then dropped."""
     from obbws_jupyter.protocol import get_provider
     from obbws_jupyter.stream import StreamDriver
@@ -201,7 +203,9 @@ async def _driver(feed: str, url: str, warmup: float, seconds: float) -> dict:
     def count(records: list[Any]) -> None:
         counted[0] += len(records)
 
-    driver = StreamDriver(session, url=session.url(), on_records=count, name="bench")
+    driver = StreamDriver(
+        session, url=session.url(), on_records=count, name="bench", direct_frames=direct
+    )
     await driver.start()
     try:
         await asyncio.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
@@ -265,8 +269,9 @@ def worker(args: argparse.Namespace) -> None:
     if kind == "ceiling":
         path = url.rstrip("/") + "/crypto"
         result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
-    elif kind == "driver":
-        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds))
+    elif kind.startswith("driver"):
+        direct = kind == "driver:direct"
+        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, direct))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
     else:
@@ -310,8 +315,9 @@ def run_case(
 def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
-    if client == "driver":
-        return "obbws-jupyter stream driver + session (records dropped)", "-"
+    if client.startswith("driver"):
+        how = ", direct_frames" if client == "driver:direct" else ""
+        return f"obbws-jupyter stream driver + session{how} (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
 
@@ -378,7 +384,7 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
             stored = f"stored ({common.rate(row['received_per_s'])} received)" + (
                 "" if row["table_ok"] else "; TABLE CHECK FAILED"
             )
-        elif row["client"] == "driver":
+        elif row["client"].startswith("driver"):
             stored = "parsed into records"
         else:
             stored = "parsed into models"
