@@ -99,7 +99,7 @@ class DemoSession(ProviderSession):
             )
         self.channel = CHANNEL[self.feed]
         self.fields = TRADE_FIELDS if self.feed == "trade" else QUOTE_FIELDS
-        self._build = self._build_trades if self.feed == "trade" else self._build_quotes
+        self._record = _trade if self.feed == "trade" else _quote
         super().__init__(params)
 
     # hooks -----------------------------------------------------------------------------------
@@ -149,49 +149,22 @@ class DemoSession(ProviderSession):
             return self._parse_each(data, frame)  # status, heartbeats or bad elements
         return records
 
-    def _build_trades(self, data: list[Any]) -> list[Record]:
+    def _build(self, data: list[Any]) -> list[Record]:
+        """The records of this feed's events, in one pass (other elements are left out)."""
         wanted = self.channel
-        return [
-            {
-                "date": _ms_to_ns(item["t"]),
-                "symbol": item["sym"],
-                "type": "trade",
-                "exchange": item["x"],
-                "price": item["p"],
-                "size": item["s"],
-            }
-            for item in data
-            if item["ev"] == wanted
-        ]
-
-    def _build_quotes(self, data: list[Any]) -> list[Record]:
-        wanted = self.channel
-        return [
-            {
-                "date": _ms_to_ns(item["t"]),
-                "symbol": item["sym"],
-                "type": "quote",
-                "exchange": item["x"],
-                "bid": item["bp"],
-                "bid_size": item["bs"],
-                "ask": item["ap"],
-                "ask_size": item["as"],
-            }
-            for item in data
-            if item["ev"] == wanted
-        ]
+        record = self._record
+        return [record(item) for item in data if item["ev"] == wanted]
 
     def _parse_each(self, data: list[Any], frame: Frame) -> list[Record]:
         """Element by element: events of the feed, status and heartbeats; a bad element is
         counted (one MalformedFrame for the frame) and the others are kept."""
         records: list[Record] = []
-        build = self._build
         bad = 0
         for item in data:
             try:
                 ev = item["ev"]
                 if ev == self.channel:
-                    records += build([item])
+                    records.append(self._record(item))
                 elif ev == "heartbeat":
                     self._emit(Heartbeat())
                 elif ev == "status":
@@ -234,6 +207,32 @@ class DemoSession(ProviderSession):
             self._emit(ProviderMessage("error", message))
         else:
             self._emit(ProviderMessage("info", message))
+
+
+def _trade(item: dict[str, Any]) -> Record:
+    """A ``T`` element's record (docs/demo_protocol.md)."""
+    return {
+        "date": _ms_to_ns(item["t"]),
+        "symbol": item["sym"],
+        "type": "trade",
+        "exchange": item["x"],
+        "price": item["p"],
+        "size": item["s"],
+    }
+
+
+def _quote(item: dict[str, Any]) -> Record:
+    """A ``Q`` element's record (docs/demo_protocol.md)."""
+    return {
+        "date": _ms_to_ns(item["t"]),
+        "symbol": item["sym"],
+        "type": "quote",
+        "exchange": item["x"],
+        "bid": item["bp"],
+        "bid_size": item["bs"],
+        "ask": item["ap"],
+        "ask_size": item["as"],
+    }
 
 
 def _ms_to_ns(value: Any) -> int:
