@@ -58,7 +58,15 @@ FEEDS: dict[str, dict[str, Any]] = {
         "subscribe": "T.BTCUSD,T.ETHUSD,T.SOLUSD",
     },
     "polygon": {
-        "params": {"provider": "polygon", "symbol": "*", "asset_type": "crypto", "api_key": KEY},
+        # feed="trade": XT.*, the frames the ceiling and Polygon's client subscribe to (the
+        # default feed, aggs_sec, would be another stream: XAS aggregates)
+        "params": {
+            "provider": "polygon",
+            "symbol": "*",
+            "asset_type": "crypto",
+            "feed": "trade",
+            "api_key": KEY,
+        },
         "subscribe": "XT.*",
     },
 }
