@@ -15,13 +15,21 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
   every 0.2 s over the window, its least-squares slope; afterwards a ``count(*)`` query
   (which flushes) checks that the table holds what was stored (``limit=None``) or ``limit``
   rows, nothing dropped;
+* **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
+  frame parsed into records that are counted and dropped (no ids, no store): what the
+  socket-to-records path costs beside the ceiling, whatever the consumers cost; on
+  single-event frames also **driver:direct**, the same with ``direct_frames=True`` (the
+  option that reads the socket without websockets' message queue);
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
 Cases: demo frames of 1 and 50 events (``limit=1000`` and ``limit=None``), Polygon crypto
 trade frames of 50 and 1 events (``limit=None``, and Polygon's client). Each figure is the
 median events/s of ``--runs`` rounds; the ratio is ours over the ceiling's median (the
-per-round ratios' range is shown too). The peers' figures from issue #8 are quoted beside.
+per-round ratios' range is shown too). Beside it, each client's CPU time (every thread of its
+process) per event over the same window: the ceiling's over ours is the ratio the throughput
+would show on cores nobody else uses, so it stays put on a busy machine where the throughput
+ratio swings. The peers' figures from issue #8 are quoted beside.
 """
 
 from __future__ import annotations
@@ -50,7 +58,15 @@ FEEDS: dict[str, dict[str, Any]] = {
         "subscribe": "T.BTCUSD,T.ETHUSD,T.SOLUSD",
     },
     "polygon": {
-        "params": {"provider": "polygon", "symbol": "*", "asset_type": "crypto", "api_key": KEY},
+        # feed="trade": XT.*, the frames the ceiling and Polygon's client subscribe to (the
+        # default feed, aggs_sec, would be another stream: XAS aggregates)
+        "params": {
+            "provider": "polygon",
+            "symbol": "*",
+            "asset_type": "crypto",
+            "feed": "trade",
+            "api_key": KEY,
+        },
         "subscribe": "XT.*",
     },
 }
@@ -61,7 +77,6 @@ PEERS = [
     ("polygon-api-client (typed models)", "batched", "280k", "0.17"),
     ("polygon-api-client (typed models)", "single-event", "46k", "0.23"),
 ]
-EMPTY3 = ("", "", "")
 NAN = float("nan")
 SAMPLE_EVERY = 0.2  # seconds between status samples of ours (each costs the loop some GIL)
 CEILING = "ceiling: websockets + orjson"
@@ -85,10 +100,10 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None")),
-    Case("demo", 50, ("ceiling", "ours:1000", "ours:None")),
-    Case("polygon", 50, ("ceiling", "ours:None", "polygon-client")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client")),
+    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:direct")),
+    Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
+    Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
+    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:direct")),
 )
 
 
@@ -104,20 +119,28 @@ def _limit(text: str) -> int | None:
     return None if text == "None" else int(text)
 
 
-def _counts(conn: Any, seconds: float) -> tuple[list[float], list[int], list[int]]:
-    """``status`` every 0.2 s for ``seconds``: times, records stored, records received."""
+def _counts(conn: Any, seconds: float) -> tuple[list[float], list[int], list[int], list[float]]:
+    """``status`` every 0.2 s for ``seconds``: times, records stored, records received, and
+    the process's CPU seconds (every thread) at each sample."""
     times: list[float] = []
     stored: list[int] = []
     received: list[int] = []
+    cpu: list[float] = []
     end = time.perf_counter() + seconds
     while True:
         status = conn.status
         times.append(time.perf_counter())
+        cpu.append(time.process_time())
         stored.append(status.records_stored)
         received.append(status.records_received)
         if times[-1] >= end:
-            return times, stored, received
+            return times, stored, received, cpu
         time.sleep(SAMPLE_EVERY)  # the sampling cadence
+
+
+def _cpu_us(cpu: list[float], events: float) -> float:
+    """CPU microseconds (all threads of the process) per event over a window."""
+    return (cpu[-1] - cpu[0]) * 1e6 / events if events > 0 else NAN
 
 
 def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds: float) -> dict:
@@ -130,7 +153,7 @@ def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds:
     conn = obbws.create_connection(name="bench-ingest", url=url, limit=limit, **params)
     try:
         time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
-        times, stored, received = _counts(conn, seconds)
+        times, stored, received, cpu = _counts(conn, seconds)
         rss = common.rss_mb()
         conn.stop_connection()
         rows = int(conn.query("SELECT count(*) AS n FROM records")["n"].iloc[0])  # flushes
@@ -141,6 +164,7 @@ def measure_ours(feed: str, url: str, limit: int | None, warmup: float, seconds:
     return {
         "events_per_s": common.slope_per_minute(times, stored) / 60,
         "received_per_s": common.slope_per_minute(times, received) / 60,
+        "cpu_us": _cpu_us(cpu, stored[-1] - stored[0]),
         "rows": rows,
         "table_ok": rows == expected and final.dropped_records == 0,
         "dropped": final.dropped_records,
@@ -156,7 +180,7 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     clock = time.perf_counter
     events = 0
     start = clock() + warmup
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     async with connect(url, compression=None, close_timeout=0.1) as ws:
         await ws.send(orjson.dumps({"action": "auth", "params": KEY}).decode())
         await ws.send(orjson.dumps({"action": "subscribe", "params": subscribe}).decode())
@@ -167,9 +191,38 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
                 if clock() - t0 >= seconds:
                     break
             elif clock() >= start:
-                t0 = clock()
+                t0, cpu0 = clock(), time.process_time()
         elapsed = clock() - t0
-    return {"events_per_s": events / elapsed}
+        cpu = time.process_time() - cpu0
+    return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
+
+
+async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
+    """Our StreamDriver and session alone: records counted, then dropped."""
+    from obbws_jupyter.protocol import get_provider
+    from obbws_jupyter.stream import StreamDriver
+
+    spec = get_provider(FEEDS[feed]["params"]["provider"])
+    given = {k: v for k, v in FEEDS[feed]["params"].items() if k != "provider"}
+    session = spec.session_class(spec.resolve({**given, "url": url}, {}))
+    clock = time.perf_counter
+    counted = [0]
+
+    def count(records: list[Any]) -> None:
+        counted[0] += len(records)
+
+    driver = StreamDriver(
+        session, url=session.url(), on_records=count, name="bench", direct_frames=direct
+    )
+    await driver.start()
+    try:
+        await asyncio.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
+        t0, cpu0, n0 = clock(), time.process_time(), counted[0]
+        await asyncio.sleep(seconds)  # the measurement window
+        elapsed, cpu, events = clock() - t0, time.process_time() - cpu0, counted[0] - n0
+    finally:
+        await driver.stop()
+    return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
 async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
@@ -185,7 +238,7 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
         max_reconnects=0,
     )
     clock = time.perf_counter
-    state = {"t0": 0.0, "events": 0, "elapsed": 0.0}
+    state = {"t0": 0.0, "events": 0, "elapsed": 0.0, "cpu0": 0.0, "cpu": 0.0}
     done = asyncio.Event()
     start = clock() + warmup
 
@@ -194,16 +247,21 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
         if state["t0"]:
             state["events"] += len(messages)
             state["elapsed"] = now - state["t0"]
+            state["cpu"] = time.process_time() - state["cpu0"]
             if state["elapsed"] >= seconds:
                 done.set()
         elif now >= start:
-            state["t0"] = now
+            state["t0"], state["cpu0"] = now, time.process_time()
 
     task = asyncio.create_task(client.connect(handle))
     await asyncio.wait([task, asyncio.create_task(done.wait())], return_when="FIRST_COMPLETED")
     if not state["elapsed"]:
         raise RuntimeError(f"polygon-api-client received no data ({task!r})")
-    result = {"events_per_s": state["events"] / state["elapsed"], "rss_mb": common.rss_mb()}
+    result = {
+        "events_per_s": state["events"] / state["elapsed"],
+        "cpu_us": _cpu_us([0.0, state["cpu"]], state["events"]),
+        "rss_mb": common.rss_mb(),
+    }
     await client.close()  # its connect() then returns
     await asyncio.wait([task], timeout=5)
     if not task.done():
@@ -219,6 +277,9 @@ def worker(args: argparse.Namespace) -> None:
     if kind == "ceiling":
         path = url.rstrip("/") + "/crypto"
         result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
+    elif kind.startswith("driver"):
+        direct = kind == "driver:direct"
+        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, direct))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
     else:
@@ -262,18 +323,32 @@ def run_case(
 def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
+    if client.startswith("driver"):
+        how = ", direct_frames" if client == "driver:direct" else ""
+        return f"obbws-jupyter stream driver + session{how} (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
 
 def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
     ceiling = out["ceiling"]
     c_med = common.median(r["events_per_s"] for r in ceiling)
-    rows = [{"case": case.label, "client": "ceiling", "events_per_s": c_med, "ratio": 1.0}]
+    c_cpu = common.median(r.get("cpu_us", NAN) for r in ceiling)
+    rows = [
+        {
+            "case": case.label,
+            "client": "ceiling",
+            "events_per_s": c_med,
+            "ratio": 1.0,
+            "cpu_us": c_cpu,
+            "cpu_ratio": 1.0,
+        }
+    ]
     for client in case.clients:
         if client == "ceiling":
             continue
         results = out[client]
         med = common.median(r["events_per_s"] for r in results)
+        cpu = common.median(r.get("cpu_us", NAN) for r in results)
         per_round = [
             r["events_per_s"] / c["events_per_s"]
             for r, c in zip(results, ceiling, strict=True)
@@ -285,6 +360,8 @@ def summarize(case: Case, out: dict[str, list[dict]]) -> list[dict]:
             "client": client,
             "events_per_s": med,
             "ratio": med / c_med if c_med else float("nan"),
+            "cpu_us": cpu,
+            "cpu_ratio": c_cpu / cpu if cpu else NAN,
             "ratio_min": min(per_round, default=float("nan")),
             "ratio_max": max(per_round, default=float("nan")),
             "rss_mb": common.median(r["rss_mb"] for r in results),
@@ -304,7 +381,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
     for row in rows:
         if row["client"] == "ceiling":
             ceiling = common.rate(row["events_per_s"])
-            body.append([row["case"], CEILING, "-", ceiling, "1.00", *EMPTY3])
+            cpu = f"{row['cpu_us']:.2f} (1.00)"
+            body.append([row["case"], CEILING, "-", ceiling, "1.00", "", cpu, "", ""])
             continue
         who, limit = _client_label(row["client"])
         target = ""
@@ -314,6 +392,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
             stored = f"stored ({common.rate(row['received_per_s'])} received)" + (
                 "" if row["table_ok"] else "; TABLE CHECK FAILED"
             )
+        elif row["client"].startswith("driver"):
+            stored = "parsed into records"
         else:
             stored = "parsed into models"
         if row["failed_runs"]:
@@ -326,6 +406,7 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
                 f"{common.rate(row['events_per_s'])} {stored}",
                 f"**{row['ratio']:.2f}**",
                 f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+                f"{row['cpu_us']:.2f} (**{row['cpu_ratio']:.2f}**)",
                 target,
                 f"{row['rss_mb']:.0f}",
             ]
@@ -343,7 +424,10 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
         f"Medians of {runs} interleaved rounds of {seconds:g} s windows; {pin}. "
         "Ours is counted when rows are committed (slope of `status.records_stored` sampled "
         "every 0.2 s); ratio = ours / "
-        "ceiling (median), with the range of the per-round ratios.",
+        "ceiling (median), with the range of the per-round ratios. CPU µs/event: the client "
+        "process's CPU time (every thread) per event over the same window, median; its ratio "
+        "(ceiling's / ours) is what the throughput ratio becomes when the client's core is "
+        "not shared, so it holds on a busy machine where the throughput ratio swings.",
         "",
         common.table(
             [
@@ -353,6 +437,7 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
                 "events/s",
                 "ratio",
                 "per round",
+                "CPU µs/event (ratio)",
                 "target",
                 "RSS MiB",
             ],

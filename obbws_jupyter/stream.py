@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from obbws_jupyter._util import RateLimitedLog, backoff, clip, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
@@ -50,6 +59,7 @@ from obbws_jupyter.protocol import (
 
 __all__ = [
     "DEFAULT_CONNECT_KWARGS",
+    "DIRECT_FRAMES_ENV",
     "WIRE_LOGGER",
     "HttpClient",
     "StreamDriver",
@@ -73,6 +83,10 @@ DEFAULT_CONNECT_KWARGS: Mapping[str, Any] = {
 }
 
 HttpClient = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+#: ``OBBWS_DIRECT_FRAMES=1`` turns the direct-frames read path on for drivers that do not say
+#: (see :class:`StreamDriver`); off by default
+DIRECT_FRAMES_ENV = "OBBWS_DIRECT_FRAMES"
 
 
 async def urllib_client(request: HttpRequest) -> HttpResponse:
@@ -98,6 +112,7 @@ STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", 
 # came (a quiet market); shorter ones without data count as failures.
 HEALTHY_AFTER = 30.0
 MESSAGE_LIMIT = 500  # characters of a provider message kept in logs and status
+MAX_FRAGMENTS = 4096  # fragments of one message on the direct-frames path (websockets' default)
 
 
 class _Fatal(Exception):
@@ -125,6 +140,13 @@ class StreamDriver:
     connection that authenticated but ended before any record arrived (and within
     ``HEALTHY_AFTER`` seconds) is a failed attempt too: a provider that closes after every
     login cannot make the stream reconnect forever.
+
+    ``direct_frames`` (default off; ``None`` reads ``OBBWS_DIRECT_FRAMES``) reads the socket
+    without websockets' message queue: each complete message goes to the session as
+    websockets' parser finishes it, inside ``data_received`` (see :class:`_DirectConnection`).
+    It saves the queue, the ``recv()`` coroutines and a join per frame; the socket's own
+    buffer is the backpressure. It relies on websockets' ``process_event`` hook, which is
+    below its public API, so the ``recv()`` path stays the default.
     """
 
     def __init__(
@@ -141,6 +163,7 @@ class StreamDriver:
         stale_after: float | None = None,
         ack_timeout: float = 2.0,
         http_client: HttpClient | None = None,
+        direct_frames: bool | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -155,6 +178,11 @@ class StreamDriver:
         self.stale_after = stale_after if stale_after is not None else session.stale_after
         self.ack_timeout = ack_timeout
         self.http_client: HttpClient = http_client or urllib_client
+        if direct_frames is None:
+            direct_frames = os.environ.get(DIRECT_FRAMES_ENV, "").lower() in ("1", "true", "yes")
+        self.direct_frames = direct_frames
+        self._direct_error: asyncio.Future[BaseException] | None = None
+        self._outbox: asyncio.Queue[Frame] | None = None
         self.state = "idle"
         self.messages = 0
         self.records = 0
@@ -396,10 +424,11 @@ class StreamDriver:
 
     async def _connect_once(self) -> None:
         await self._http_steps()
+        options: dict[str, Any] = {"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
+        if self.direct_frames:
+            options["create_connection"] = _DirectConnection
         try:
-            ws = await connect(
-                self.url, **{"logger": wire_logger(WIRE_LOGGER), **self.connect_kwargs}
-            )
+            ws = await connect(self.url, **options)
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise _Fatal(
@@ -417,7 +446,10 @@ class StreamDriver:
         try:
             self.session.connection_made()
             await self._flush()
-            await self._read(ws)
+            if isinstance(ws, _DirectConnection):
+                await self._read_direct(ws)
+            else:
+                await self._read(ws)
         finally:
             self._ws = None
             if watchdog is not None:
@@ -426,26 +458,32 @@ class StreamDriver:
                 await asyncio.wait_for(ws.close(), 2.0)
 
     async def _read(self, ws: ClientConnection) -> None:
+        # The hot path, once per frame: no allocation, lock or log line of its own. recv() in
+        # a plain loop (``async for`` adds an async generator step per frame); a session that
+        # reads JSON from bytes gets a text frame undecoded (orjson reads UTF-8 bytes), except
+        # while a capture records frames as they came (text stays text in the file).
         session = self.session
-        on_frame = self.on_frame
+        receive = session.receive
+        on_records = self.on_records
+        recv = ws.recv
         monotonic = time.monotonic
+        as_bytes: bool | None = False if session.text_as_bytes else None
         try:
-            async for frame in ws:
+            while True:
+                on_frame = self.on_frame
+                frame = await recv(as_bytes if on_frame is None else None)
                 self._last_frame = monotonic()
                 self.messages += 1
                 if on_frame is not None:
                     on_frame(frame)
-                records = session.receive(frame)
+                records = receive(frame)
                 if records:
                     self.records += len(records)
-                    self.on_records(records)
-                events = session.events_received()
-                if events:
-                    self._handle(events)
-                outgoing = session.data_to_send()
-                for out in outgoing:
-                    await ws.send(out)
-                on_frame = self.on_frame
+                    on_records(records)
+                if session.has_output:
+                    await self._session_output(ws)
+        except ConnectionClosedOK:
+            pass  # the provider closed normally: a drop like any other (below)
         except ConnectionClosed as exc:
             if self._stale_hit:
                 raise _Stale(f"no data for {self.stale_after} s") from None
@@ -453,6 +491,83 @@ class StreamDriver:
         if self._stale_hit:
             raise _Stale(f"no data for {self.stale_after} s")
         raise ConnectionError("connection closed by the provider")
+
+    async def _read_direct(self, ws: _DirectConnection) -> None:
+        """The direct-frames read path: ``_deliver`` handles each message as websockets
+        parses it; this waits for the connection to end, or for ``_deliver`` to fail."""
+        loop = asyncio.get_running_loop()
+        self._direct_error = failed = loop.create_future()
+        outbox: asyncio.Queue[Frame] = asyncio.Queue()
+        self._outbox = outbox
+        sender = loop.create_task(self._send_outbox(ws, outbox))
+        closed = loop.create_task(ws.wait_closed())
+        try:
+            ws.start_delivery(self._deliver)  # messages held since the handshake go first
+            await asyncio.wait((failed, closed, sender), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ws.stop_delivery()
+            for task in (sender, closed):
+                task.cancel()
+            self._direct_error = self._outbox = None
+        if failed.done():
+            raise failed.result()
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            raise ConnectionError(f"sending failed: {sender.exception()}")
+        await ws.wait_closed()
+        if self._stale_hit:
+            raise _Stale(f"no data for {self.stale_after} s")
+        exc = ws.protocol.close_exc
+        if isinstance(exc, ConnectionClosedOK):
+            raise ConnectionError("connection closed by the provider")
+        raise ConnectionError(f"connection closed ({_close_text(exc)})")
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        """One message on the direct-frames path (in websockets' ``data_received``): the body
+        of :meth:`_read`'s loop. What would end that loop is raised by ``_read_direct``."""
+        failed = self._direct_error
+        if failed is None or failed.done():
+            return  # the read path is ending: the rest of this chunk is dropped
+        try:
+            on_frame = self.on_frame
+            frame: Frame = data
+            if text and (on_frame is not None or not self.session.text_as_bytes):
+                frame = data.decode()
+            self._last_frame = time.monotonic()
+            self.messages += 1
+            if on_frame is not None:
+                on_frame(frame)
+            session = self.session
+            records = session.receive(frame)
+            if records:
+                self.records += len(records)
+                self.on_records(records)
+            if session.has_output:
+                events = session.events_received()
+                if events:
+                    self._handle(events)
+                outbox = self._outbox
+                for out in session.data_to_send():
+                    if outbox is not None:
+                        outbox.put_nowait(out)
+        except BaseException as exc:  # ends the connection as the recv() path would
+            failed.set_result(exc)
+
+    async def _send_outbox(self, ws: ClientConnection, outbox: asyncio.Queue[Frame]) -> None:
+        """The direct path's frames to send, in order (``_deliver`` cannot await)."""
+        while True:
+            frame = await outbox.get()
+            try:
+                await ws.send(frame)
+            except ConnectionClosed:
+                return  # the close ends the read path; a reconnect sends again
+
+    async def _session_output(self, ws: ClientConnection) -> None:
+        """What the last frame made the session report or send (acks, heartbeats, replies)."""
+        events = self.session.events_received()
+        if events:
+            self._handle(events)
+        for out in self.session.data_to_send():
+            await ws.send(out)
 
     @property
     def _stale_hit(self) -> bool:
@@ -589,3 +704,68 @@ def _connect_error(exc: BaseException, url: str) -> BaseException:
     return ProviderConnectionError(
         f"The connection to {url} failed before authentication: {mask_secrets(str(exc))}"
     )
+
+
+class _DirectConnection(ClientConnection):
+    """websockets' client connection that hands each complete data message to a callback as
+    its parser finishes it (in ``data_received``), instead of queueing it for ``recv()``.
+
+    Until :meth:`start_delivery`, messages are held (a provider may speak right after the
+    handshake, before the session has been told the connection is open). Fragmented messages
+    are joined here (websockets' parser caps their size at ``max_size``; their count is capped
+    at ``MAX_FRAGMENTS``).
+    Control frames (ping, pong, close) take websockets' own path.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._callback: Callable[[bytes, bool], None] | None = None
+        self._held: list[tuple[bytes, bool]] = []
+        self._parts: list[bytes] = []
+        self._parts_text = False
+
+    def start_delivery(self, callback: Callable[[bytes, bool], None]) -> None:
+        self._callback = callback
+        held, self._held = self._held, []
+        for data, text in held:
+            callback(data, text)
+
+    def stop_delivery(self) -> None:
+        self._callback = None
+
+    def process_event(self, event: Any) -> None:
+        if self.response is None or type(event) is not WsFrame:  # the handshake
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not event.fin:
+                self._parts = [bytes(event.data)]
+                self._parts_text = opcode is Opcode.TEXT
+                return
+            data = event.data
+            self._message(data if type(data) is bytes else bytes(data), opcode is Opcode.TEXT)
+        elif opcode is Opcode.CONT:
+            self._fragment(event)
+        else:
+            super().process_event(event)
+
+    def _fragment(self, event: WsFrame) -> None:
+        parts = self._parts
+        parts.append(bytes(event.data))
+        # websockets' parser caps the message's size (max_size); this caps the count of
+        # (possibly empty) fragments, as its own message assembler does
+        if len(parts) > MAX_FRAGMENTS:
+            self._parts = []
+            self.transport.abort()
+            return
+        if event.fin:
+            self._parts = []
+            self._message(b"".join(parts), self._parts_text)
+
+    def _message(self, data: bytes, text: bool) -> None:
+        callback = self._callback
+        if callback is None:
+            self._held.append((data, text))
+        else:
+            callback(data, text)

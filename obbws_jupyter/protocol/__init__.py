@@ -25,12 +25,14 @@ The kit, one small module per concern:
 - ``_spec``: :class:`Param` and :class:`ProviderSpec` (typed parameters, credentials from the
   argument, the environment or OpenBB's user settings file);
 - ``_values``: symbol lists, timestamps, URL checks;
+- ``_json``: :func:`json_loads`, the one decoder of JSON frames (orjson, ``bytes`` or ``str``);
 - ``_capture``: the capture-file header;
 - ``_http``: HTTP steps before connecting (token exchanges), described not performed;
 - ``_lookup``: the one provider lookup (entry points + :func:`register_provider`).
 
-Only the standard library and :mod:`obbws_jupyter.exceptions` are imported: providers import
-this package and nothing else of ours (a test checks both rules).
+Only the standard library, :mod:`obbws_jupyter.exceptions` and orjson (a pure decoder, a
+runtime dependency) are imported: providers import this package and nothing else of ours (a
+test checks both rules).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from obbws_jupyter.protocol._events import (
     Unsubscribed,
 )
 from obbws_jupyter.protocol._http import HttpRequest, HttpResponse
+from obbws_jupyter.protocol._json import loads as json_loads
 from obbws_jupyter.protocol._lookup import (
     ENTRY_POINT_GROUP,
     available_providers,
@@ -106,6 +109,7 @@ __all__ = [
     "check_ws_url",
     "get_provider",
     "iso_to_ns",
+    "json_loads",
     "ms_to_ns",
     "openbb_settings_path",
     "read_capture_header",

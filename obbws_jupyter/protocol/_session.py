@@ -35,13 +35,17 @@ class ProviderSession:
       cannot read: ``receive`` turns that into a :class:`MalformedFrame` event.
 
     ``stale_after`` is how long (seconds) a silent connection may last before the driver treats
-    it as dead; ``None`` turns the watchdog off.
+    it as dead; ``None`` turns the watchdog off. ``text_as_bytes``: ``parse`` reads a text
+    frame given as its UTF-8 ``bytes`` exactly as the ``str`` (a JSON-only session decoding
+    with :func:`json_loads`), so the driver skips decoding it; leave it False for a session
+    that tells text from binary frames by their type.
     """
 
     provider: ClassVar[str] = ""
     fields: tuple[Field, ...] = ()
     stale_after: float | None = 30.0
     connect_kwargs: ClassVar[Mapping[str, Any]] = {}
+    text_as_bytes: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = dict(params)
@@ -102,9 +106,24 @@ class ProviderSession:
         try:
             return self.parse(frame)
         except Exception as exc:  # a bad frame is reported, never fatal
-            text = frame if isinstance(frame, str) else frame[:120].hex()
-            self._events.append(MalformedFrame(f"{type(exc).__name__}: {exc}", text[:200]))
+            reason = f"{type(exc).__name__}: {exc}"
+            self._events.append(MalformedFrame(reason, self.excerpt(frame)))
             return []
+
+    def excerpt(self, frame: Frame) -> str:
+        """The start of a frame as a log line shows it: text as text (a text frame given as
+        bytes too, see ``text_as_bytes``), a binary frame in hex."""
+        if isinstance(frame, str):
+            return frame[:200]
+        if self.text_as_bytes:
+            return frame[:200].decode("utf-8", "replace")
+        return frame[:100].hex()
+
+    @property
+    def has_output(self) -> bool:
+        """Events to report or frames to send are waiting: the driver's per-frame check,
+        which allocates nothing (most frames only carry records)."""
+        return bool(self._events or self._outgoing)
 
     def events_received(self) -> list[Event]:
         events, self._events = self._events, []

@@ -88,6 +88,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
     split_symbols,
 )
 
@@ -122,7 +123,7 @@ MAX_STREAMS = 1024  # per connection (Binance "WebSocket Limits")
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 _SEPARATORS = str.maketrans("", "", "-/_ ")
-_loads = json.loads
+_loads = json_loads
 
 _COMMON = (
     Field("date", FieldType.TIMESTAMP, "event time (trade time, bar open time, receipt time)"),
@@ -191,6 +192,7 @@ class BinanceSession(ProviderSession):
     """Protocol state machine of Binance spot streams (see the module docstring)."""
 
     provider = "binance"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.feed = str(params.get("feed") or "trade")

@@ -84,6 +84,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
 )
 
 __all__ = ["CHANNELS", "PROVIDER", "QUOTE_CURRENCIES", "CoinbaseSession"]
@@ -100,7 +101,7 @@ _SEPARATORS = str.maketrans({"/": "-", "_": "-", " ": ""})
 _NOT_VALID = " is not a valid product"
 _TAKER_OF_MAKER = {"buy": "sell", "sell": "buy"}
 _TAKER = {"buy": "buy", "sell": "sell"}
-_loads = json.loads
+_loads = json_loads
 
 _COMMON = (
     Field("date", FieldType.TIMESTAMP, "time of the trade (Coinbase time)"),
@@ -158,6 +159,7 @@ class CoinbaseSession(ProviderSession):
     """Protocol state machine of the Coinbase Exchange feed (see the module docstring)."""
 
     provider = "coinbase"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = 10.0  # heartbeats come every second per product
 
     def __init__(self, params: Mapping[str, Any]) -> None:

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from obbws_jupyter.protocol import (
     AuthFailed,
@@ -43,6 +43,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
     ms_to_ns,
 )
 
@@ -86,6 +87,8 @@ class DemoSession(ProviderSession):
 
     provider = "demo"
     stale_after = 5.0  # the server sends a heartbeat every second
+    text_as_bytes = True  # JSON text frames only
+    connect_kwargs: ClassVar[Mapping[str, Any]] = {"compression": None}  # our server: none
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.asset_type = str(params.get("asset_type") or "crypto").lower()
@@ -96,6 +99,7 @@ class DemoSession(ProviderSession):
             )
         self.channel = CHANNEL[self.feed]
         self.fields = TRADE_FIELDS if self.feed == "trade" else QUOTE_FIELDS
+        self._record = _trade if self.feed == "trade" else _quote
         super().__init__(params)
 
     # hooks -----------------------------------------------------------------------------------
@@ -133,42 +137,34 @@ class DemoSession(ProviderSession):
         return [self._action("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        data = json.loads(frame)
+        data = json_loads(frame)
         if type(data) is not list:
             raise ValueError(f"expected a JSON array of objects, got {type(data).__name__}")
-        records: list[Record] = []
-        append = records.append
+        try:
+            # the hot path: a frame of this feed's events only, built in one pass
+            records = self._build(data)
+        except (KeyError, TypeError, ValueError):
+            records = None
+        if records is None or len(records) != len(data):
+            return self._parse_each(data, frame)  # status, heartbeats or bad elements
+        return records
+
+    def _build(self, data: list[Any]) -> list[Record]:
+        """The records of this feed's events, in one pass (other elements are left out)."""
         wanted = self.channel
-        trades = wanted == "T"
+        record = self._record
+        return [record(item) for item in data if item["ev"] == wanted]
+
+    def _parse_each(self, data: list[Any], frame: Frame) -> list[Record]:
+        """Element by element: events of the feed, status and heartbeats; a bad element is
+        counted (one MalformedFrame for the frame) and the others are kept."""
+        records: list[Record] = []
         bad = 0
         for item in data:
             try:
                 ev = item["ev"]
-                if ev == wanted:
-                    if trades:
-                        append(
-                            {
-                                "date": ms_to_ns(item["t"]),
-                                "symbol": item["sym"],
-                                "type": "trade",
-                                "exchange": item["x"],
-                                "price": item["p"],
-                                "size": item["s"],
-                            }
-                        )
-                    else:
-                        append(
-                            {
-                                "date": ms_to_ns(item["t"]),
-                                "symbol": item["sym"],
-                                "type": "quote",
-                                "exchange": item["x"],
-                                "bid": item["bp"],
-                                "bid_size": item["bs"],
-                                "ask": item["ap"],
-                                "ask_size": item["as"],
-                            }
-                        )
+                if ev == self.channel:
+                    records.append(self._record(item))
                 elif ev == "heartbeat":
                     self._emit(Heartbeat())
                 elif ev == "status":
@@ -180,7 +176,7 @@ class DemoSession(ProviderSession):
             self._emit(
                 MalformedFrame(
                     f"{bad} of {len(data)} elements are not valid demo events",
-                    _excerpt(frame),
+                    self.excerpt(frame),
                 )
             )
         return records
@@ -213,13 +209,43 @@ class DemoSession(ProviderSession):
             self._emit(ProviderMessage("info", message))
 
 
+def _trade(item: dict[str, Any]) -> Record:
+    """A ``T`` element's record (docs/demo_protocol.md)."""
+    return {
+        "date": _ms_to_ns(item["t"]),
+        "symbol": item["sym"],
+        "type": "trade",
+        "exchange": item["x"],
+        "price": item["p"],
+        "size": item["s"],
+    }
+
+
+def _quote(item: dict[str, Any]) -> Record:
+    """A ``Q`` element's record (docs/demo_protocol.md)."""
+    return {
+        "date": _ms_to_ns(item["t"]),
+        "symbol": item["sym"],
+        "type": "quote",
+        "exchange": item["x"],
+        "bid": item["bp"],
+        "bid_size": item["bs"],
+        "ask": item["ap"],
+        "ask_size": item["as"],
+    }
+
+
+def _ms_to_ns(value: Any) -> int:
+    """:func:`ms_to_ns` inlined for the demo's epoch milliseconds (an int below 10**14; any
+    other value takes the general path, so both give the same)."""
+    if type(value) is int and value < 100_000_000_000_000:
+        return value * 1_000_000
+    return ms_to_ns(value)
+
+
 def _symbols(text: str) -> tuple[str, ...]:
     """``"T.BTCUSD,T.ETHUSD"`` -> ``("BTCUSD", "ETHUSD")`` (channel prefixes removed)."""
     return tuple(item.partition(".")[2] or item for item in text.split(",") if item)
-
-
-def _excerpt(frame: Frame) -> str:
-    return frame[:200] if isinstance(frame, str) else frame[:100].hex()
 
 
 def _check(params: dict[str, Any]) -> None:

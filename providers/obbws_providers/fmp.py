@@ -75,6 +75,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
     ms_to_ns,
 )
 from obbws_providers._tickers import normalize_ticker
@@ -158,6 +159,7 @@ class FmpSession(ProviderSession):
     """FMP's websocket protocol as a sans-I/O state machine (see the module docstring)."""
 
     provider = "fmp"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     fields = FIELDS
     # FMP's heartbeat interval is undocumented and quiet tickers may be silent for long:
     # no staleness limit (websocket pings still guard the socket; stale_timeout= sets one)
@@ -191,7 +193,7 @@ class FmpSession(ProviderSession):
         return [self._tickers("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        message = json.loads(frame)
+        message = json_loads(frame)
         if type(message) is not dict:
             raise ValueError(f"expected a JSON object, got {type(message).__name__}")
         event = message.get("event")

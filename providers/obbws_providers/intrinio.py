@@ -77,7 +77,6 @@ Deviations
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import urllib.parse
@@ -105,6 +104,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
 )
 
 __all__ = [
@@ -496,7 +496,7 @@ class IntrinioSession(ProviderSession):
         if not stripped:
             return  # an empty keep-alive
         try:
-            message = json.loads(stripped)
+            message = json_loads(stripped)
         except ValueError:
             self._emit(ProviderMessage("warning", stripped[:500]))
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from obbws_jupyter.protocol import (
     Authenticated,
@@ -90,6 +90,7 @@ class ReplaySession(ProviderSession):
 
     provider = "replay"
     stale_after = None  # a replay may be paused by its timing or finished: no watchdog
+    connect_kwargs: ClassVar[Mapping[str, Any]] = {"compression": None}  # our server: none
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         path = params.get("path")

@@ -96,6 +96,7 @@ from obbws_jupyter.protocol import (
     Unsubscribed,
     check_ws_url,
     iso_to_ns,
+    json_loads,
 )
 from obbws_providers._tickers import normalize_ticker
 
@@ -297,6 +298,7 @@ class TiingoSession(ProviderSession):
     """Tiingo's websocket protocol as a sans-I/O state machine (see the module docstring)."""
 
     provider = "tiingo"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = 120.0  # Tiingo sends "H" heartbeats; its interval is not documented
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -367,7 +369,7 @@ class TiingoSession(ProviderSession):
         return [self._update("unsubscribe", symbols)]
 
     def parse(self, frame: Frame) -> list[Record]:
-        message = json.loads(frame)
+        message = json_loads(frame)
         if type(message) is not dict:
             raise ValueError(f"expected a JSON object, got {type(message).__name__}")
         handler = self._messages.get(message.get("messageType", ""))

@@ -211,3 +211,41 @@ def test_missing_credentials_name_all_three_places(tmp_path, content: str) -> No
     assert "api_key=" in text and "KEYED_API_KEY" in text and "keyed_api_key" in text
     assert "user_settings.json" in text
     assert isinstance(info.value, InvalidParameterError)
+
+
+def test_has_output_says_when_events_or_frames_wait() -> None:
+    """has_output is true while events or frames to send wait, false once both are taken."""
+    session = EchoSession({})
+    assert not session.has_output
+    session.connection_made()  # queues the auth frame
+    assert session.has_output
+    session.data_to_send()
+    assert not session.has_output
+    session.receive('{"ok": true}')  # Authenticated, an event
+    assert session.has_output
+    session.events_received()
+    assert not session.has_output
+    session.receive('{"t": 1, "s": "A", "p": 2}')  # records only
+    assert not session.has_output
+
+
+@pytest.mark.parametrize(
+    ("as_bytes", "frame", "expected"),
+    [
+        (False, "not json", "not json"),
+        (False, b"\x00\xffnot json", "00ff6e6f74206a736f6e"),
+        (True, "not json", "not json"),
+        (True, "née".encode(), "née"),
+        (True, b"\xff{", "\ufffd{"),
+    ],
+)
+def test_a_malformed_frame_is_shown_as_text_or_hex(
+    as_bytes: bool, frame: str | bytes, expected: str
+) -> None:
+    """A bad frame's excerpt is its text (a text frame read as bytes too), binary in hex."""
+    session = EchoSession({})
+    session.text_as_bytes = as_bytes  # type: ignore[misc]
+    assert session.receive(frame) == []
+    [event] = session.events_received()
+    assert isinstance(event, MalformedFrame)
+    assert event.excerpt == expected

@@ -222,6 +222,7 @@ def _window_end(m: dict[str, Any]) -> int:
 
 
 # -- parse functions, one per model -----------------------------------------------------------
+# The crypto trade and quote parsers (the busiest feeds) skip int() when a time already is one.
 
 
 def _currency_aggs(m: dict[str, Any]) -> Record:
@@ -246,7 +247,7 @@ def _currency_aggs(m: dict[str, Any]) -> Record:
 
 def _crypto_trade(m: dict[str, Any]) -> Record:
     rec = {
-        "date": int(m["t"]) * _MS,
+        "date": (t if type(t := m["t"]) is int else int(t)) * _MS,
         "symbol": m["pair"],
         "type": m["ev"],
         "exchange": CRYPTO_EXCHANGES[m["x"]],
@@ -255,18 +256,23 @@ def _crypto_trade(m: dict[str, Any]) -> Record:
     }
     conditions = m.get("c")
     if conditions:
-        codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
-        if codes and codes != [0]:  # 0 means "no condition"
-            rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
+        if type(conditions) is list and len(conditions) == 1:  # the usual [1] or [2]
+            code = conditions[0]
+            if code != 0:  # 0 means "no condition"
+                rec["conditions"] = CRYPTO_CONDITIONS[code]
+        else:
+            codes = [c for c in conditions if c] if len(conditions) > 1 else conditions
+            if codes and codes != [0]:
+                rec["conditions"] = _names(codes, CRYPTO_CONDITIONS)
     received = m.get("r")
     if received is not None:
-        rec["provider_received_at"] = int(received) * _MS
+        rec["provider_received_at"] = (received if type(received) is int else int(received)) * _MS
     return rec
 
 
 def _crypto_quote(m: dict[str, Any]) -> Record:
     rec = {
-        "date": int(m["t"]) * _MS,
+        "date": (t if type(t := m["t"]) is int else int(t)) * _MS,
         "symbol": m["pair"],
         "type": m["ev"],
         "exchange": CRYPTO_EXCHANGES[m["x"]],
@@ -277,7 +283,7 @@ def _crypto_quote(m: dict[str, Any]) -> Record:
     }
     received = m.get("r")
     if received is not None:
-        rec["provider_received_at"] = int(received) * _MS
+        rec["provider_received_at"] = (received if type(received) is int else int(received)) * _MS
     return rec
 
 

@@ -45,6 +45,7 @@ from obbws_jupyter.protocol import (
     SymbolError,
     Unsubscribed,
     check_ws_url,
+    json_loads,
     split_symbols,
 )
 from obbws_providers.polygon._channels import (
@@ -66,13 +67,8 @@ from obbws_providers.polygon._records import (
     fields_for,
 )
 
-_loads: Callable[[str | bytes], Any] = json.loads
-try:  # orjson (a runtime dependency) decodes Polygon's batches 2-3x faster than the stdlib
-    import orjson
-
-    _loads = orjson.loads
-except ImportError:  # pragma: no cover - the stdlib path is tested by patching _loads
-    pass
+#: the frame decoder (orjson; a module global so that a test can swap in the stdlib's)
+_loads: Callable[[str | bytes], Any] = json_loads
 
 __all__ = ["PROVIDER", "PolygonSession"]
 
@@ -91,6 +87,7 @@ class PolygonSession(ProviderSession):
     """
 
     provider = "polygon"
+    text_as_bytes = True  # JSON text frames only: read from bytes, never decoded first
     stale_after = None  # no heartbeat in Polygon's protocol; quiet tickers send nothing
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -163,6 +160,17 @@ class PolygonSession(ProviderSession):
         data = _loads(frame)
         if type(data) is not list:
             raise ValueError(f"expected a JSON array of events, got {type(data).__name__}")
+        parsers = self._parsers
+        try:
+            # the hot path: every element an event of this table, built in one pass (the
+            # parse functions are pure, so a frame that fails here is simply read again below)
+            return [parsers[event["ev"]](event) for event in data]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return self._parse_each(data, frame)  # status, other channels or bad elements
+
+    def _parse_each(self, data: list[Any], frame: Frame) -> list[Record]:
+        """Element by element: events, status elements; a bad element is counted (one
+        MalformedFrame for the frame) and the others are kept."""
         records: list[Record] = []
         append = records.append
         parsers = self._parsers
@@ -178,10 +186,10 @@ class PolygonSession(ProviderSession):
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 bad += 1
         if bad:
-            excerpt = frame[:200] if isinstance(frame, str) else frame[:100].hex()
             self._emit(
                 MalformedFrame(
-                    f"{bad} of {len(data)} elements are not valid Polygon events", excerpt
+                    f"{bad} of {len(data)} elements are not valid Polygon events",
+                    self.excerpt(frame),
                 )
             )
         return records
