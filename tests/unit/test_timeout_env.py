@@ -20,7 +20,7 @@ def test_the_default_timeout_follows_the_environment_at_call_time(
     assert runtime.default_timeout() == runtime.DEFAULT_TIMEOUT
     monkeypatch.setenv(runtime.TIMEOUT_ENV, "0.05")
     assert runtime.default_timeout() == 0.05
-    with pytest.raises(ObbwsTimeoutError, match="within 0.05 s"):
+    with pytest.raises(ObbwsTimeoutError, match=r"within 0\.05 s"):
         runtime.run(asyncio.sleep(TIMEOUT))
     assert runtime.run(asyncio.sleep(0, result="explicit"), timeout=TIMEOUT) == "explicit"
 
