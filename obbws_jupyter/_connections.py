@@ -87,10 +87,6 @@ class Registry:
         with self._lock:
             return name in self._clients
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._clients)
-
     def __repr__(self) -> str:
         return f"Registry(names={self.names()!r})"
 
@@ -344,7 +340,7 @@ class Registry:
     def kill(self, name: str, auth_token: str | None = None) -> str:
         """Stop everything of a connection, delete its temporary results file, forget the
         name. See :func:`obbws_jupyter.kill`."""
-        if not len(self):
+        if not self.names():
             raise UnknownConnectionError("No connections to kill.")
         client = self.get(name, auth_token)
         if runtime.in_loop_thread():

@@ -370,7 +370,8 @@ def create_app(
         openapi_tags=[{"name": "websockets", "description": "The endpoints, by connection name."}],
     )
     app.state.feeds = feeds
-    app.include_router(_routes(endpoints or default_endpoints(), feeds, sse_keepalive))
+    chosen = endpoints if endpoints is not None else default_endpoints()
+    app.include_router(_routes(chosen, feeds, sse_keepalive))
     install_handlers(app)
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
