@@ -183,8 +183,24 @@ class Registry:
         provider_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Connection:
-        """Open a named connection to ``provider`` and return its :class:`Connection` at once
-        (after authentication). See :func:`obbws_jupyter.create_connection`."""
+        """Open a named connection to ``provider`` and return its :class:`Connection` at
+        once (after authentication). Provider parameters (``symbol``, ``asset_type``, ``feed``,
+        ``api_key``, ...) go in ``kwargs``; so do the client options (``tz``, ``record_file``,
+        ``max_reconnects``, ``stale_timeout``, ``connect_timeout``: see
+        :class:`~obbws_jupyter.ClientOptions`), or all at once as ``options=ClientOptions(...)``.
+        A provider parameter whose name is also a client option's goes in
+        ``provider_params={...}`` (as a keyword it is refused as ambiguous). Every argument is
+        checked before anything starts.
+
+        ``if_exists`` says what to do when ``name`` is taken: ``"error"`` (OpenBB's behaviour)
+        raises NameInUseError; ``"replace"`` kills the old connection first (so re-running a
+        notebook cell works); ``"reuse"`` returns the existing connection when it was created
+        with the same provider and parameters, and raises NameInUseError naming the
+        differences otherwise.
+
+        ``sinks`` sends the records to more destinations too (see :mod:`obbws_jupyter.sinks`):
+        URLs (``"nats://127.0.0.1:4222"``), ``{"url": ..., **options}`` dicts, or Sink objects.
+        """
         name = check_name(name)
         auth_token = check_token(auth_token)
         if if_exists not in IF_EXISTS:
@@ -338,8 +354,12 @@ class Registry:
         return client.status()
 
     def kill(self, name: str, auth_token: str | None = None) -> str:
-        """Stop everything of a connection, delete its temporary results file, forget the
-        name. See :func:`obbws_jupyter.kill`."""
+        """Stop everything of a connection, delete its temporary results file, forget the name.
+
+        Returns ``"Client NAME killed."``; if received rows could not be written (the results
+        file was failing), the text says how many were lost (a RuntimeWarning says it too).
+        Called from a record hook or a ``listen()`` callback (the loop thread), the name is
+        forgotten at once and the teardown finishes in the background."""
         if not self.names():
             raise UnknownConnectionError("No connections to kill.")
         client = self.get(name, auth_token)

@@ -5,7 +5,8 @@ connected."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,21 @@ from tests.conftest import TIMEOUT
 
 def _client(name: str, token: str | None = None) -> WebSocketClient:
     return WebSocketClient("demo", name, symbol="btcusd", auth_token=token)
+
+
+def _together(target: Callable[[Any], None], args: list[Any]) -> None:
+    """Run ``target(arg)`` for every arg in its own thread, all released at once."""
+    barrier = threading.Barrier(len(args))
+
+    def run(arg: Any) -> None:
+        barrier.wait(TIMEOUT)
+        target(arg)
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
 
 
 @pytest.fixture
@@ -70,23 +86,17 @@ def test_a_name_being_created_is_in_use(registry: Registry) -> None:
 def test_concurrent_adds_of_one_name_register_exactly_one(registry: Registry) -> None:
     """Eight threads adding clients under one name: one wins, seven get NameInUseError."""
     clients = [_client("race") for _ in range(8)]
-    barrier = threading.Barrier(len(clients))
     won: list[WebSocketClient] = []
     refused: list[WebSocketClient] = []
 
     def attempt(client: WebSocketClient) -> None:
-        barrier.wait(TIMEOUT)
         try:
             registry.add(client)
             won.append(client)
         except NameInUseError:
             refused.append(client)
 
-    threads = [threading.Thread(target=attempt, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    _together(attempt, clients)
     try:
         assert len(won) == 1 and len(refused) == 7
         assert registry.get("race") is won[0]
@@ -98,19 +108,13 @@ def test_concurrent_adds_of_one_name_register_exactly_one(registry: Registry) ->
 def test_concurrent_adds_and_removes_keep_the_registry_consistent(registry: Registry) -> None:
     """Threads adding and removing their own names leave exactly the names not removed."""
     clients = {f"c{i}": _client(f"c{i}") for i in range(12)}
-    barrier = threading.Barrier(len(clients))
 
     def churn(name: str) -> None:
-        barrier.wait(TIMEOUT)
         registry.add(clients[name])
         if int(name[1:]) % 2:
             registry.remove(name)
 
-    threads = [threading.Thread(target=churn, args=(n,)) for n in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    _together(churn, list(clients))
     kept = sorted(n for n in clients if int(n[1:]) % 2 == 0)
     assert sorted(registry.names()) == kept
     assert all(clients[n].closed == (n not in kept) for n in clients)
