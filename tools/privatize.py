@@ -17,8 +17,9 @@ What it does, idempotently (a second run changes nothing):
    - ``from obbws_jupyter import store`` becomes ``from obbws_jupyter import _store as store``,
      so the code below it keeps its local name;
    - module paths inside strings, docstrings and comments (``importlib.import_module(...)``,
-     ``"-m", "obbws_jupyter.cli"``, ``"obbws_jupyter.x:serve"`` entry points, Sphinx roles),
-     and file paths (``obbws_jupyter/store.py``);
+     ``"-m", "obbws_jupyter.cli"``, ``"obbws_jupyter.x:serve"`` entry points, Sphinx roles,
+     the import lines of a script held in a string), and file paths
+     (``obbws_jupyter/store.py``);
    - the same in Markdown, notebooks (their JSON text), TOML and the Makefile.
 
    Logger names are left alone: they are part of the logging contract (``obbws_jupyter.<area>``)
@@ -198,10 +199,7 @@ def _rewrite_python(text: str) -> str:
         if tok.type in (tokenize.STRING, tokenize.COMMENT):
             if tok.type == tokenize.STRING and tok.start in loggers:
                 continue
-            replaced = _PATH.sub(
-                lambda m: f"{PACKAGE}/{RENAMES[m.group(1)]}.py",
-                _DOTTED.sub(lambda m: f"{PACKAGE}.{RENAMES[m.group(1)]}", tok.string),
-            )
+            replaced = _rewrite_text(tok.string)  # code in strings (a subprocess's script) too
             if replaced != tok.string:
                 edits.append((start, end, replaced))
         elif tok.type == tokenize.NAME and tok.string in RENAMES:

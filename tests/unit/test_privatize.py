@@ -42,6 +42,9 @@ WIRE = "obbws_jupyter.stream.websockets"
 SERVER_LOGGER = "obbws_jupyter.broadcast"
 ARGS = ["-m", "obbws_jupyter.cli"]  # run obbws_jupyter.cli as a module
 TARGET = "obbws_jupyter.tail:LiveTail"
+SCRIPT = """
+    from obbws_jupyter import api
+"""
 driver = obbws_jupyter.stream.StreamDriver
 apis = [api.kill, st.ResultsStore, runtime.run, protocol]
 
@@ -67,6 +70,9 @@ WIRE = "obbws_jupyter.stream.websockets"
 SERVER_LOGGER = "obbws_jupyter.broadcast"
 ARGS = ["-m", "obbws_jupyter._cli"]  # run obbws_jupyter._cli as a module
 TARGET = "obbws_jupyter._tail:LiveTail"
+SCRIPT = """
+    from obbws_jupyter import _api as api
+"""
 driver = obbws_jupyter._stream.StreamDriver
 apis = [api.kill, st.ResultsStore, runtime.run, protocol]
 
