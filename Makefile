@@ -62,8 +62,8 @@ notebooks: $(KERNEL)
 	$(PY) -m pytest tests/notebooks notebooks --nbval-lax
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check obbws_jupyter providers tests benchmarks
-	$(VENV)/bin/ruff format --check obbws_jupyter providers tests benchmarks
+	$(VENV)/bin/ruff check obbws_jupyter providers tests benchmarks tools
+	$(VENV)/bin/ruff format --check obbws_jupyter providers tests benchmarks tools
 	$(VENV)/bin/mypy
 
 # Issue #8's five benchmarks in their --quick mode (about 10 minutes in all with the others),

@@ -22,14 +22,38 @@ __version__ = "0.1.0"
 logging.getLogger("obbws_jupyter").addHandler(logging.NullHandler())
 
 _EXPORTS = {
+    "BroadcastError": "obbws_jupyter.exceptions",
+    "ClientOptions": "obbws_jupyter._options",
+    "ConfigurationError": "obbws_jupyter.exceptions",
     "Connection": "obbws_jupyter.connection",
+    "ConnectionNameError": "obbws_jupyter.exceptions",
+    "InvalidParameterError": "obbws_jupyter.exceptions",
+    "MissingCredentialsError": "obbws_jupyter.exceptions",
+    "NameInUseError": "obbws_jupyter.exceptions",
+    "NotBroadcastingError": "obbws_jupyter.exceptions",
+    "NotRunningError": "obbws_jupyter.exceptions",
     "ObbwsError": "obbws_jupyter.exceptions",
+    "ObbwsTimeoutError": "obbws_jupyter.exceptions",
+    "PortInUseError": "obbws_jupyter.exceptions",
+    "ProviderAuthError": "obbws_jupyter.exceptions",
+    "ProviderConnectionError": "obbws_jupyter.exceptions",
+    "ProviderError": "obbws_jupyter.exceptions",
+    "Registry": "obbws_jupyter._connections",
+    "SchemaMismatchError": "obbws_jupyter.exceptions",
+    "StoreError": "obbws_jupyter.exceptions",
+    "StreamState": "obbws_jupyter.models",
+    "SymbolError": "obbws_jupyter.exceptions",
+    "UnauthorizedError": "obbws_jupyter.exceptions",
+    "UnknownConnectionError": "obbws_jupyter.exceptions",
+    "UnknownProviderError": "obbws_jupyter.exceptions",
     "WebSocketClient": "obbws_jupyter.client",
     "WebSocketConnectionStatus": "obbws_jupyter.models",
+    "WrongThreadError": "obbws_jupyter.exceptions",
     "available_providers": "obbws_jupyter._registry",
     "clear_results": "obbws_jupyter.api",
     "create_connection": "obbws_jupyter.api",
     "dashboard": "obbws_jupyter.widgets",
+    "default_registry": "obbws_jupyter._connections",
     "get_client": "obbws_jupyter.api",
     "get_client_status": "obbws_jupyter.api",
     "get_provider": "obbws_jupyter._registry",
@@ -47,15 +71,39 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BroadcastError",
+    "ClientOptions",
+    "ConfigurationError",
     "Connection",
+    "ConnectionNameError",
+    "InvalidParameterError",
+    "MissingCredentialsError",
+    "NameInUseError",
+    "NotBroadcastingError",
+    "NotRunningError",
     "ObbwsError",
+    "ObbwsTimeoutError",
+    "PortInUseError",
+    "ProviderAuthError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "Registry",
+    "SchemaMismatchError",
+    "StoreError",
+    "StreamState",
+    "SymbolError",
+    "UnauthorizedError",
+    "UnknownConnectionError",
+    "UnknownProviderError",
     "WebSocketClient",
     "WebSocketConnectionStatus",
+    "WrongThreadError",
     "__version__",
     "available_providers",
     "clear_results",
     "create_connection",
     "dashboard",
+    "default_registry",
     "get_client",
     "get_client_status",
     "get_provider",
@@ -73,6 +121,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from obbws_jupyter._connections import Registry, default_registry
+    from obbws_jupyter._options import ClientOptions
     from obbws_jupyter._registry import available_providers, get_provider, register_provider
     from obbws_jupyter.api import (
         clear_results,
@@ -90,9 +140,31 @@ if TYPE_CHECKING:
     )
     from obbws_jupyter.client import WebSocketClient
     from obbws_jupyter.connection import Connection
-    from obbws_jupyter.exceptions import ObbwsError
+    from obbws_jupyter.exceptions import (
+        BroadcastError,
+        ConfigurationError,
+        ConnectionNameError,
+        InvalidParameterError,
+        MissingCredentialsError,
+        NameInUseError,
+        NotBroadcastingError,
+        NotRunningError,
+        ObbwsError,
+        ObbwsTimeoutError,
+        PortInUseError,
+        ProviderAuthError,
+        ProviderConnectionError,
+        ProviderError,
+        SchemaMismatchError,
+        StoreError,
+        SymbolError,
+        UnauthorizedError,
+        UnknownConnectionError,
+        UnknownProviderError,
+        WrongThreadError,
+    )
     from obbws_jupyter.listen import listen
-    from obbws_jupyter.models import WebSocketConnectionStatus
+    from obbws_jupyter.models import StreamState, WebSocketConnectionStatus
     from obbws_jupyter.rest import serve_api
     from obbws_jupyter.widgets import dashboard
 

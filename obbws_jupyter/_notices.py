@@ -22,7 +22,8 @@ from typing import Any
 __all__ = ["failure_text", "notices", "watch"]
 
 _lock = threading.Lock()
-_watched: set[str] = set()  # names of connections made in this kernel
+# (registry, name) of the connections made in this kernel
+_watched: set[tuple[Any, str]] = set()
 _shown: set[tuple[Any, ...]] = set()  # notices already written (once each)
 _shell: Any = None  # the IPython shell the hooks are registered with
 
@@ -66,15 +67,15 @@ def notices(client: Any) -> list[tuple[tuple[Any, ...], str]]:
     return out
 
 
-def watch(name: str) -> None:
-    """Remember a connection made in this kernel; the first call inside IPython registers the
-    cell hooks. A no-op outside IPython."""
+def watch(name: str, registry: Any) -> None:
+    """Remember a connection made in this kernel (its name in ``registry``); the first call
+    inside IPython registers the cell hooks. A no-op outside IPython."""
     global _shell
     shell = _ipython()
     if shell is None:
         return
     with _lock:
-        _watched.add(name)
+        _watched.add((registry, name))
         if _shell is shell:
             return
         _shell = shell
@@ -89,13 +90,11 @@ def _ipython() -> Any:
 
 def _flush(*_event: Any) -> None:
     """Write the notices not written yet (a cell hook: main thread, inside the cell)."""
-    from obbws_jupyter import api
-
     lines = []
     with _lock:
-        names = sorted(_watched)
-    for name in names:
-        client = api._clients.get(name)
+        watched = sorted(_watched, key=lambda item: item[1])
+    for registry, name in watched:
+        client = registry.find(name)
         if client is None:
             continue
         try:

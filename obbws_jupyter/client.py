@@ -20,9 +20,7 @@ import atexit
 import contextlib
 import hmac
 import importlib
-import inspect
 import itertools
-import json
 import logging
 import os
 import threading
@@ -34,21 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from websockets.asyncio.client import connect as _ws_connect
 
 from obbws_jupyter import _bars, runtime
+from obbws_jupyter._options import ClientOptions, parse_connect_kwargs, split_options
 from obbws_jupyter._registry import get_provider
 from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remember_secret
 from obbws_jupyter._validate import (
-    check_bool,
-    check_limit,
     check_name,
     check_path,
     check_port,
-    check_positive,
-    check_retries,
     check_token,
-    check_tz,
 )
 from obbws_jupyter.broadcast import BroadcastServer
 from obbws_jupyter.capture import CaptureWriter
@@ -60,14 +53,14 @@ from obbws_jupyter.exceptions import (
     SymbolError,
     WrongThreadError,
 )
-from obbws_jupyter.models import SinkStatus, WebSocketConnectionStatus
+from obbws_jupyter.models import SinkStatus, StreamState, WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
 from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, sink_from_url
 from obbws_jupyter.store import ResultsStore
 from obbws_jupyter.stream import StreamDriver
 from obbws_jupyter.wire import DEFAULT_PORT
 
-__all__ = ["DEFAULT_BROADCAST_PORT", "WebSocketClient", "parse_connect_kwargs"]
+__all__ = ["DEFAULT_BROADCAST_PORT", "ClientOptions", "WebSocketClient", "parse_connect_kwargs"]
 
 log = logging.getLogger("obbws_jupyter.client")
 
@@ -76,47 +69,16 @@ _names = itertools.count(1)
 _live: weakref.WeakSet[WebSocketClient] = weakref.WeakSet()
 
 
-def parse_connect_kwargs(value: Any) -> dict[str, Any]:
-    """``connect_kwargs`` as a dict: a dict, a JSON object string, or None. Keys are checked
-    against what ``websockets`` accepts, so a typo fails now rather than at connect time."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise InvalidParameterError(
-                f"Invalid JSON format for 'connect_kwargs': {exc.msg} at position {exc.pos}. "
-                "Pass a dict or a JSON object string such as '{\"ping_interval\": 10}'."
-            ) from None
-    if not isinstance(value, Mapping):
-        raise InvalidParameterError(
-            "Invalid 'connect_kwargs' format. Must be a dictionary or serialized JSON string "
-            f"of an object, got {type(value).__name__}."
-        )
-    unknown = sorted(set(value) - _CONNECT_KEYS)
-    if unknown:
-        raise InvalidParameterError(
-            f"connect_kwargs has unknown key(s) {', '.join(map(str, unknown))}; "
-            f"websockets.connect accepts {', '.join(sorted(_CONNECT_KEYS))}."
-        )
-    return dict(value)
-
-
-_CONNECT_KEYS = frozenset(
-    name
-    for name, p in inspect.signature(_ws_connect.__init__).parameters.items()
-    if name not in {"self", "uri"} and p.kind is not inspect.Parameter.VAR_KEYWORD
-) | {"ssl", "server_hostname", "local_addr", "family", "ssl_handshake_timeout"}
-
-
 class WebSocketClient:
     """One provider stream, stored in DuckDB and optionally re-broadcast.
 
     Arguments are validated before anything starts; nothing connects until :meth:`connect`.
     ``auth_token`` protects the broadcast (and, through the registry, every endpoint).
     Provider parameters (``symbol``, ``asset_type``, ``feed``, ``api_key``, ...) go in
-    ``**provider_params``; ``obbws providers`` lists them.
+    ``**kwargs`` (``obbws providers`` lists them), beside the client's own options
+    (:class:`~obbws_jupyter.ClientOptions`: ``tz``, ``limit``, ``max_reconnects``, ...), which
+    can also come as one ``options=ClientOptions(...)``. A provider parameter whose name is
+    also an option's goes in ``provider_params={...}``.
     """
 
     def __init__(
@@ -125,28 +87,18 @@ class WebSocketClient:
         name: str | None = None,
         *,
         auth_token: str | None = None,
-        results_file: str | os.PathLike[str] | None = None,
-        save_results: bool = False,
-        table_name: str = "records",
-        limit: int | None = 1000,
-        tz: str = "America/New_York",
-        sleep_time: float = 0.25,
-        connect_kwargs: Mapping[str, Any] | str | None = None,
-        record_file: str | os.PathLike[str] | None = None,
-        connect_timeout: float = 15.0,
-        max_reconnects: int | None = 10,
-        reconnect_base: float = 0.5,
-        reconnect_cap: float = 30.0,
-        stale_timeout: float | None = None,
-        flush_interval: float = 0.1,
-        http_client: Any = None,
-        **provider_params: Any,
+        options: ClientOptions | None = None,
+        provider_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.spec: ProviderSpec = get_provider(provider)
         self.provider = self.spec.name
         self.name = check_name(name) if name is not None else f"{self.provider}-{next(_names)}"
         auth_token = check_token(auth_token)
-        params = self.spec.resolve(provider_params, os.environ)
+        declared = [p.name for p in self.spec.params]
+        opts, given = split_options(kwargs, options, provider_params, declared)
+        self.options = opts
+        params = self.spec.resolve(given, os.environ)
         for secret in self.spec.secret_params:  # masked in logs, e.g. in an auth frame
             remember_secret(params.get(secret))
         session = self.spec.session_class(params)
@@ -157,32 +109,31 @@ class WebSocketClient:
             )
         self._session: ProviderSession = session
         self._params = params
-        self.limit = check_limit(limit)
-        self.tz = check_tz(tz)
-        self.sleep_time = check_positive("sleep_time", sleep_time)
-        self.connect_timeout = check_positive("connect_timeout", connect_timeout)
+        self.limit = opts.limit
+        self.tz = opts.tz
+        self.sleep_time = opts.sleep_time
+        self.connect_timeout = opts.connect_timeout
         self._driver_options: dict[str, Any] = {
-            "max_reconnects": check_retries("max_reconnects", max_reconnects),
-            "reconnect_base": check_positive("reconnect_base", reconnect_base),
-            "reconnect_cap": check_positive("reconnect_cap", reconnect_cap),
-            "stale_after": None
-            if stale_timeout is None
-            else check_positive("stale_timeout", stale_timeout),
-            "connect_kwargs": parse_connect_kwargs(connect_kwargs),
-            "http_client": _check_http_client(http_client),
+            "max_reconnects": opts.max_reconnects,
+            "reconnect_base": opts.reconnect_base,
+            "reconnect_cap": opts.reconnect_cap,
+            "stale_after": opts.stale_timeout,
+            "connect_kwargs": parse_connect_kwargs(opts.connect_kwargs),
+            "http_client": opts.http_client,
         }
+        record_file = opts.record_file
         if record_file is not None:
             self._check_record_target(record_file)
         self._auth_token = auth_token
-        self.save_results = check_bool("save_results", save_results)
+        self.save_results = opts.save_results
         self._store = ResultsStore(
             session.fields,
-            results_file=results_file,
-            table_name=table_name,
+            results_file=opts.results_file,
+            table_name=opts.table_name,
             limit=self.limit,
             tz=self.tz,
             save_results=self.save_results,
-            flush_interval=flush_interval,
+            flush_interval=opts.flush_interval,
             # rows waiting beyond the newest `limit` would be cut by the cap anyway: bound
             # the writer's backlog (and memory) by the limit when there is one
             max_pending=max(4 * self.limit, 200_000) if self.limit else 2_000_000,
@@ -447,15 +398,20 @@ class WebSocketClient:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, path: str | os.PathLike[str]) -> Path:
+    def capture(self, path: str | os.PathLike[str]) -> Path:
         """Write every raw provider frame from now on to a capture file for the replay provider."""
         with self._serialized():
             return self._record(path)
 
+    def record(self, path: str | os.PathLike[str]) -> Path:
+        """Deprecated name of :meth:`capture` ("record" also means a stored row)."""
+        _deprecated("record", "capture")
+        return self.capture(path)
+
     def _record(self, path: str | os.PathLike[str]) -> Path:
         if self._capture is not None:
             raise InvalidParameterError(
-                f"{self.name} is already recording to {self._capture.path}; stop_recording() first."
+                f"{self.name} is already capturing to {self._capture.path}; stop_capture() first."
             )
         self._check_record_target(path)
         url = self._driver.url if self._driver else ""
@@ -491,9 +447,15 @@ class WebSocketClient:
         self._capture = writer
         return writer
 
-    def stop_recording(self) -> Path | None:
+    def stop_capture(self) -> Path | None:
+        """Stop capturing raw frames; returns the capture file (None when not capturing)."""
         with self._serialized(check_open=False):
             return self._stop_recording()
+
+    def stop_recording(self) -> Path | None:
+        """Deprecated name of :meth:`stop_capture`."""
+        _deprecated("stop_recording", "stop_capture")
+        return self.stop_capture()
 
     def _stop_recording(self) -> Path | None:
         capture, self._capture = self._capture, None
@@ -653,7 +615,9 @@ class WebSocketClient:
             table_name=self.table_name,
             save_results=self.save_results,
             provider=self.provider,
-            state="closed" if self._closed else (driver.state if driver else "idle"),
+            state=StreamState.CLOSED
+            if self._closed
+            else (driver.state if driver else StreamState.IDLE),
             url=mask_secrets(driver.url) if driver else None,
             acknowledged_symbols=",".join(self._session.acknowledged),
             messages_received=driver.messages if driver else 0,
@@ -774,15 +738,10 @@ class WebSocketClient:
         )
 
 
-def _check_http_client(http_client: Any) -> Any:
-    """``http_client``: an async callable ``(HttpRequest) -> HttpResponse`` for the provider's
-    HTTP steps before connecting (default: the stdlib); tests inject a fake."""
-    if http_client is not None and not callable(http_client):
-        raise InvalidParameterError(
-            "http_client must be an async callable taking an obbws_jupyter.protocol.HttpRequest "
-            f"and returning an HttpResponse, got {type(http_client).__name__}."
-        )
-    return http_client
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old}() is deprecated; use {new}() (same behaviour).", DeprecationWarning, stacklevel=3
+    )
 
 
 def _last_message_ns(driver: StreamDriver | None) -> int | None:

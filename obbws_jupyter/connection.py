@@ -3,6 +3,11 @@
 In Jupyter (an IPython kernel) it renders as the live connection widget
 (``obbws_jupyter.widgets``); elsewhere its ``repr`` is a readable one-line summary. Holding it is
 optional: the registry keeps the stream alive.
+
+A Connection is a handle: a name, its token and the :class:`~obbws_jupyter.Registry` that
+holds the client. Its methods call that registry, so this module imports neither the registry
+nor the module functions (``Registry.create_connection`` and ``Registry.connection`` make
+the handles).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from obbws_jupyter import _notices, api
+from obbws_jupyter import _notices
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
@@ -32,6 +38,7 @@ from obbws_jupyter.sinks import Sink, SinkHealth
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from obbws_jupyter._connections import Registry
     from obbws_jupyter.widgets.chart import LiveChart
 
 __all__ = ["Connection"]
@@ -40,55 +47,63 @@ __all__ = ["Connection"]
 class Connection:
     """A named connection: ``conn.get_results()``, ``conn.subscribe("ethusd")``, ``conn.kill()``."""
 
-    def __init__(self, name: str, auth_token: str | None = None) -> None:
+    def __init__(self, name: str, auth_token: str | None = None, *, registry: Registry) -> None:
         self._name = name
         self._auth_token = auth_token
-        _notices.watch(name)  # background failures show in the next cell (IPython only)
+        self._registry = registry
+        _notices.watch(name, registry)  # background failures show in the next cell (IPython)
 
     @property
     def name(self) -> str:
         return self._name
 
+    @property
+    def registry(self) -> Registry:
+        """The registry that holds this connection's client."""
+        return self._registry
+
     # -- the endpoints ------------------------------------------------------------------------
 
     @property
     def status(self) -> WebSocketConnectionStatus:
-        return api.get_client_status(self._name, self._auth_token)[0]
+        return self._registry.get_client_status(self._name, self._auth_token)[0]
 
     def get_client_status(self) -> list[WebSocketConnectionStatus]:
-        return api.get_client_status(self._name, self._auth_token)
+        return self._registry.get_client_status(self._name, self._auth_token)
 
     def get_client(self) -> WebSocketClient:
-        return api.get_client(self._name, self._auth_token)
+        return self._registry.get_client(self._name, self._auth_token)
 
     def get_results(self) -> pd.DataFrame:
-        return api.get_results(self._name, self._auth_token)
+        return self._registry.get_results(self._name, self._auth_token)
 
     def clear_results(self) -> str:
-        return api.clear_results(self._name, self._auth_token)
+        return self._registry.clear_results(self._name, self._auth_token)
 
     def subscribe(self, symbol: str | list[str]) -> WebSocketConnectionStatus:
-        return api.subscribe(self._name, symbol, self._auth_token)
+        return self._registry.subscribe(self._name, symbol, self._auth_token)
 
     def unsubscribe(self, symbol: str | list[str]) -> WebSocketConnectionStatus:
-        return api.unsubscribe(self._name, symbol, self._auth_token)
+        return self._registry.unsubscribe(self._name, symbol, self._auth_token)
 
     def stop_connection(self) -> WebSocketConnectionStatus:
-        return api.stop_connection(self._name, self._auth_token)
+        return self._registry.stop_connection(self._name, self._auth_token)
 
     def restart_connection(self) -> WebSocketConnectionStatus:
-        return api.restart_connection(self._name, self._auth_token)
+        return self._registry.restart_connection(self._name, self._auth_token)
 
     def start_broadcasting(
         self, host: str = "127.0.0.1", port: int = DEFAULT_BROADCAST_PORT, **server_kwargs: Any
     ) -> WebSocketConnectionStatus:
-        return api.start_broadcasting(self._name, self._auth_token, host, port, **server_kwargs)
+        return self._registry.start_broadcasting(
+            self._name, self._auth_token, host, port, **server_kwargs
+        )
 
     def stop_broadcasting(self) -> WebSocketConnectionStatus | str:
-        return api.stop_broadcasting(self._name, self._auth_token)
+        return self._registry.stop_broadcasting(self._name, self._auth_token)
 
     def kill(self) -> str:
-        return api.kill(self._name, self._auth_token)
+        return self._registry.kill(self._name, self._auth_token)
 
     # -- beyond OpenBB ------------------------------------------------------------------------
 
@@ -100,12 +115,24 @@ class Connection:
         """Write the stored rows to a Parquet or CSV file (readable by other processes)."""
         return self.get_client().export(path, format)
 
+    def capture(self, path: str | os.PathLike[str]) -> Path:
+        """Capture every raw provider frame from now on to a file for the ``replay`` provider
+        (stored records are :meth:`get_results`; this keeps the frames as they came)."""
+        return self.get_client().capture(path)
+
+    def stop_capture(self) -> Path | None:
+        """Stop capturing raw frames; returns the capture file (None when not capturing)."""
+        return self.get_client().stop_capture()
+
     def record(self, path: str | os.PathLike[str]) -> Path:
-        """Record raw provider frames to a capture file for the ``replay`` provider."""
-        return self.get_client().record(path)
+        """Deprecated name of :meth:`capture` ("record" also means a stored row)."""
+        _deprecated("record", "capture")
+        return self.capture(path)
 
     def stop_recording(self) -> Path | None:
-        return self.get_client().stop_recording()
+        """Deprecated name of :meth:`stop_capture`."""
+        _deprecated("stop_recording", "stop_capture")
+        return self.stop_capture()
 
     def add_sink(self, sink: str | Sink, **options: Any) -> Sink:
         """Send every record from now on to another destination too: ``nats://host:port``,
@@ -141,7 +168,7 @@ class Connection:
         if got >= n_records:
             return got
         status = client.status()
-        detail = f"{got} of {n_records} records (state {status.state!r}"
+        detail = f"{got} of {n_records} records (state {str(status.state)!r}"
         detail += f", last error: {status.last_error})" if status.last_error else ")"
         if not client.is_running:
             raise NotRunningError(f"{self._name}: the stream stopped after {detail}.")
@@ -232,7 +259,8 @@ class Connection:
         if s is None:
             return f"Connection(name={self._name!r}, state='killed')"
         text = (
-            f"Connection(name={s['name']!r}, provider={s['provider']!r}, state={s['state']!r}, "
+            f"Connection(name={s['name']!r}, provider={s['provider']!r}, "
+            f"state={str(s['state'])!r}, "
             f"symbols={s['subscribed_symbols']!r}, records={s['records_received']}, "
             f"broadcast={s['broadcast_address']!r}, results_file={s['results_file']!r}"
         )
@@ -249,6 +277,14 @@ class Connection:
             for k, v in s.items()
         )
         return f"<table class='obbws-status'>{rows}</table>"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"Connection.{old}() is deprecated; use {new}() (same behaviour).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _in_kernel() -> bool:

@@ -1,13 +1,28 @@
-"""Public data models: the status of a connection."""
+"""Public data models: the status of a connection and the states of its stream."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SinkStatus", "StatusList", "WebSocketConnectionStatus"]
+__all__ = ["SinkStatus", "StatusList", "StreamState", "WebSocketConnectionStatus"]
+
+
+class StreamState(StrEnum):
+    """The state of a connection's provider stream (``status.state``). A ``str`` enum: each
+    member equals its text (``status.state == "running"``), and JSON carries the text."""
+
+    IDLE = "idle"  # created, never connected
+    CONNECTING = "connecting"  # first connection and authentication under way
+    RUNNING = "running"  # receiving
+    RECONNECTING = "reconnecting"  # the connection dropped; backing off and reconnecting
+    STOPPED = "stopped"  # stopped by a call (stop_connection); restart_connection resumes
+    FAILED = "failed"  # gave up (max_reconnects, a fatal provider error): see last_error
+    FINISHED = "finished"  # the provider ended the stream on purpose (a replay's end)
+    CLOSED = "closed"  # killed: nothing more happens on it
 
 
 class SinkStatus(BaseModel):
@@ -48,7 +63,7 @@ class WebSocketConnectionStatus(BaseModel):
     save_results: bool
     # -- beyond OpenBB ------------------------------------------------------------------------
     provider: str = ""
-    state: str = "stopped"
+    state: StreamState = StreamState.STOPPED
     url: str | None = None
     acknowledged_symbols: str = ""
     messages_received: int = 0

@@ -14,19 +14,30 @@ import atexit
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from obbws_jupyter.exceptions import ObbwsTimeoutError, WrongThreadError
+from obbws_jupyter.exceptions import InvalidParameterError, ObbwsTimeoutError, WrongThreadError
 
-__all__ = ["DEFAULT_TIMEOUT", "get_loop", "in_loop_thread", "run", "shutdown", "submit"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TIMEOUT_ENV",
+    "default_timeout",
+    "get_loop",
+    "in_loop_thread",
+    "run",
+    "shutdown",
+    "submit",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("obbws_jupyter.runtime")
 
-DEFAULT_TIMEOUT = float(os.environ.get("OBBWS_TIMEOUT", "30"))
+TIMEOUT_ENV = "OBBWS_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0  # seconds run() waits when $OBBWS_TIMEOUT is not set
 THREAD_NAME = "obbws-loop"
 
 _lock = threading.Lock()
@@ -64,6 +75,34 @@ def get_loop() -> asyncio.AbstractEventLoop:
         return loop
 
 
+class _Default:
+    """The default of ``run(timeout=...)``: :func:`default_timeout` at the time of the call."""
+
+    def __repr__(self) -> str:
+        return f"${TIMEOUT_ENV} or {DEFAULT_TIMEOUT:g}"
+
+
+_DEFAULT = _Default()
+
+
+def default_timeout() -> float:
+    """Seconds :func:`run` waits by default: ``$OBBWS_TIMEOUT``, read at each call (so it can
+    be changed in a running kernel), else 30. A value that is not seconds > 0 is refused."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise InvalidParameterError(
+            f"{TIMEOUT_ENV}={text!r} is invalid: set it to a number of seconds > 0 (such as "
+            f"60), or unset it for {DEFAULT_TIMEOUT:g}."
+        )
+    return value
+
+
 def in_loop_thread() -> bool:
     """True when called from the background loop's own thread."""
     return _thread is not None and threading.current_thread() is _thread
@@ -74,11 +113,12 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+def run(coro: Coroutine[Any, Any, T], timeout: float | _Default | None = _DEFAULT) -> T:
     """Run ``coro`` on the background loop and wait for its result.
 
     Raises :class:`ObbwsTimeoutError` (after cancelling the coroutine) when it takes longer than
-    ``timeout`` seconds; a coroutine's own error (its own, more precise timeout included) is
+    ``timeout`` seconds (default: :func:`default_timeout`; None waits for ever); a
+    coroutine's own error (its own, more precise timeout included) is
     raised as it is. Called on the loop thread it raises :class:`WrongThreadError` at once
     (waiting there would deadlock). A KeyboardInterrupt while waiting — even one that lands
     while the coroutine is being handed to the loop — cancels the coroutine and waits for its
@@ -90,6 +130,12 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -
             "obbws_jupyter.runtime.run() was called from the obbws-loop thread (a record hook "
             "or a listen() callback); await the coroutine instead, or call from another thread."
         )
+    if isinstance(timeout, _Default):
+        try:
+            timeout = default_timeout()
+        except InvalidParameterError:
+            coro.close()
+            raise
     call = _Call(coro, get_loop())
     try:
         call.start()

@@ -37,6 +37,7 @@ from obbws_jupyter.exceptions import (
     ProviderConnectionError,
     SymbolError,
 )
+from obbws_jupyter.models import StreamState
 from obbws_jupyter.protocol import (
     Authenticated,
     AuthFailed,
@@ -107,7 +108,6 @@ def _urllib_fetch(request: HttpRequest) -> HttpResponse:
             return HttpResponse(exc.code, exc.read(1 << 20), dict(exc.headers or {}))
 
 
-STATES = ("idle", "connecting", "running", "reconnecting", "stopped", "failed", "finished")
 # A connection that lasted this long counts as a success for max_reconnects even if no data
 # came (a quiet market); shorter ones without data count as failures.
 HEALTHY_AFTER = 30.0
@@ -183,7 +183,7 @@ class StreamDriver:
         self.direct_frames = direct_frames
         self._direct_error: asyncio.Future[BaseException] | None = None
         self._outbox: asyncio.Queue[Frame] | None = None
-        self.state = "idle"
+        self.state: StreamState = StreamState.IDLE
         self.messages = 0
         self.records = 0
         self.malformed = 0
@@ -232,7 +232,7 @@ class StreamDriver:
         self._ready = loop.create_future()
         self._done = asyncio.Event()
         self._stopping = False
-        self.state = "connecting"
+        self.state = StreamState.CONNECTING
         self.last_error = None
         self._task = loop.create_task(self._run(), name=f"obbws-stream-{self.name}")
         try:
@@ -245,10 +245,12 @@ class StreamDriver:
                 "connect_timeout."
             ) from None
         except BaseException:
-            await self.stop(final_state="failed" if self.state == "failed" else "stopped")
+            await self.stop(
+                final_state=StreamState.FAILED if self.state == "failed" else StreamState.STOPPED
+            )
             raise
 
-    async def stop(self, final_state: str = "stopped") -> None:
+    async def stop(self, final_state: StreamState = StreamState.STOPPED) -> None:
         """Close the socket gracefully and end the run loop. Idempotent."""
         self._stopping = True
         task, self._task = self._task, None
@@ -348,7 +350,7 @@ class StreamDriver:
                 self._fail(fatal.error)
                 return
             except _Finished:
-                self.state = "finished"
+                self.state = StreamState.FINISHED
                 log.info("%s: %s", self.name, self.last_error or "stream finished")
                 return
             except asyncio.CancelledError:
@@ -372,7 +374,7 @@ class StreamDriver:
                         )
                     )
                     return
-            self.state = "reconnecting"
+            self.state = StreamState.RECONNECTING
             self.reconnects += 1
             delay = backoff(failures or 1, self.reconnect_base, self.reconnect_cap)
             log.warning(
@@ -395,7 +397,7 @@ class StreamDriver:
         )
 
     def _fail(self, error: BaseException) -> None:
-        self.state = "failed"
+        self.state = StreamState.FAILED
         self.last_error = clip(mask_secrets(str(error)), 1000)
         log.error("%s: %s", self.name, error)
         if self._ready is not None and not self._ready.done():
@@ -661,7 +663,7 @@ class StreamDriver:
                 raise _Finished(_shown(event.message))
 
     def _on_authenticated(self, event: Authenticated) -> None:
-        self.state = "running"
+        self.state = StreamState.RUNNING
         self._authed = True
         self._authed_at = time.monotonic()
         self._records_at_auth = self.records

@@ -62,12 +62,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 
 
 def kill_all() -> None:
-    from obbws_jupyter import api
+    from obbws_jupyter import default_registry
 
-    for name in api._names():
-        client = api._clients.get(name)
-        if client is not None:
-            api._remove(name, client)
+    default_registry().kill_all()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 Each route takes the endpoint's parameters (OpenBB's names, defaults and text flags such as
 ``limit=None`` or ``save_results=True``), calls that endpoint on the :class:`Endpoints`
-object given to :func:`create_app` (by default the process-wide ``obbws_jupyter.api``), and
+object given to :func:`create_app` (by default this process's registry), and
 answers OpenBB's envelope ``{"results": ..., "provider": ..., "warnings": null, "extra": {}}``.
 Routes are plain ``def`` functions: FastAPI runs them in its thread pool, so an endpoint that
 waits for the provider never blocks the HTTP server's loop.
@@ -10,7 +10,6 @@ waits for the provider never blocks the HTTP server's loop.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -19,7 +18,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from obbws_jupyter import __version__
-from obbws_jupyter.client import WebSocketClient
+from obbws_jupyter._options import ClientOptions
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.models import WebSocketConnectionStatus
 from obbws_jupyter.rest._errors import ERROR_RESPONSES, install_handlers
@@ -47,11 +46,7 @@ MessageEnvelope = Envelope[str]
 
 # Client options settable over HTTP (typed); the client's other options are refused.
 CLIENT_OPTIONS = ("tz", "connect_timeout", "max_reconnects", "stale_timeout")
-_CLIENT_ONLY = frozenset(
-    name
-    for name, p in inspect.signature(WebSocketClient.__init__).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-) - set(CLIENT_OPTIONS)
+_CLIENT_ONLY = (ClientOptions.names() | {"options", "provider_params"}) - set(CLIENT_OPTIONS)
 _STANDARD = frozenset(CreateConnectionBody.model_fields)
 
 
@@ -375,7 +370,8 @@ def create_app(
         openapi_tags=[{"name": "websockets", "description": "The endpoints, by connection name."}],
     )
     app.state.feeds = feeds
-    app.include_router(_routes(endpoints or default_endpoints(), feeds, sse_keepalive))
+    chosen = endpoints if endpoints is not None else default_endpoints()
+    app.include_router(_routes(chosen, feeds, sse_keepalive))
     install_handlers(app)
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)

@@ -2,9 +2,9 @@
 
 Every route calls a function of this object by the endpoint's name, with the endpoint's own
 parameters; the endpoint does the checking (``auth_token``, names, arguments). The default is
-the module :mod:`obbws_jupyter.api` (the process-wide registry of named connections), so a
-notebook and the HTTP API drive the same connections. When the registry becomes an object,
-:func:`default_endpoints` is the line that changes.
+this process's :class:`~obbws_jupyter.Registry` (:func:`~obbws_jupyter.default_registry`), the
+one the module functions and the ``Connection`` objects use, so a notebook and the HTTP API
+drive the same connections; ``create_app(Registry())`` serves an isolated set instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["Endpoints", "default_endpoints"]
 
 
 class Endpoints(Protocol):
-    """The endpoint functions the routes call (``obbws_jupyter.api`` has them all)."""
+    """The endpoint functions the routes call (a ``Registry`` has them all)."""
 
     def create_connection(self, provider: str, name: str, **kwargs: Any) -> Any: ...
 
@@ -59,7 +59,7 @@ class Endpoints(Protocol):
 
 
 def default_endpoints() -> Endpoints:
-    """The process-wide endpoints: the module functions of :mod:`obbws_jupyter.api`."""
-    from obbws_jupyter import api
+    """The process-wide endpoints: :func:`obbws_jupyter.default_registry`."""
+    from obbws_jupyter._connections import default_registry
 
-    return api
+    return default_registry()

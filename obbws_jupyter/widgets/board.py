@@ -17,9 +17,8 @@ import anywidget
 import ipywidgets
 import traitlets
 
-from obbws_jupyter import api
+from obbws_jupyter._connections import default_registry
 from obbws_jupyter._registry import available_providers, get_provider
-from obbws_jupyter.connection import Connection
 from obbws_jupyter.exceptions import ObbwsError, UnauthorizedError
 from obbws_jupyter.widgets._refresher import refresher
 from obbws_jupyter.widgets.connection import (
@@ -84,7 +83,9 @@ class DashboardHeader(anywidget.AnyWidget):
         provider = fields.pop("provider", "")
         name = fields.pop("name", "") or f"{provider or 'conn'}-{next(_names)}"
         try:
-            api.create_connection(provider, name, auth_token=self._dashboard.auth_token, **fields)
+            default_registry().create_connection(
+                provider, name, auth_token=self._dashboard.auth_token, **fields
+            )
             result = {"ok": True, "message": f"opened {name}"}
         except ObbwsError as exc:
             result = {"ok": False, "message": str(exc)}
@@ -122,7 +123,8 @@ class Dashboard(ipywidgets.VBox):
     def sync(self) -> None:
         """Show exactly the registered connections this dashboard's token may see."""
         with self._lock:
-            clients = [c for c in (api._clients.get(n) for n in api._names()) if c is not None]
+            registry = default_registry()
+            clients = registry.clients()
             visible = [c for c in clients if c.check_token(self.auth_token)]
             self.header.hidden = len(clients) - len(visible)
             self.header.count = len(visible)
@@ -132,7 +134,7 @@ class Dashboard(ipywidgets.VBox):
             widgets = []
             for client in visible:
                 try:
-                    conn = Connection(client.name, self.auth_token)
+                    conn = registry.connection(client.name, self.auth_token)
                     widgets.append(connection_widget(conn, rows=None))
                 except (UnauthorizedError, ObbwsError):  # killed meanwhile
                     continue

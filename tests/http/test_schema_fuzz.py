@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from obbws_jupyter import api
+from obbws_jupyter import default_registry
 from obbws_jupyter.rest import create_app
 from tests.conftest import kill_all
 
@@ -38,13 +38,12 @@ CHECKS = [
 
 
 def _keep_demo_only() -> None:
-    for name in api._names():
+    registry = default_registry()
+    for name in registry.names():
         if name != "demo":
-            client = api._clients.get(name)
-            if client is not None:
-                api._remove(name, client)
-    if "demo" not in api._names():
-        api.create_connection(provider="demo", name="demo", symbol="btcusd", rate=20)
+            registry.remove(name)
+    if "demo" not in registry:
+        registry.create_connection(provider="demo", name="demo", symbol="btcusd", rate=20)
 
 
 def _pin(case: schemathesis.Case) -> None:

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderConnectionError, SymbolError
 from obbws_jupyter.fakes.binance import BinanceServerHandle, start_binance_server
 from obbws_jupyter.protocol import get_provider
@@ -186,7 +186,7 @@ def test_an_unreachable_endpoint_is_a_clear_connection_error() -> None:
         obbws.create_connection(
             provider="binance", name="bn_down", symbol="btcusdt", url=f"ws://127.0.0.1:{port}"
         )
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert {t.name for t in threading.enumerate()} - threads <= {"obbws-loop"}
 
 
@@ -196,7 +196,7 @@ def test_a_restricted_location_is_a_clear_connection_error() -> None:
     try:
         with pytest.raises(ProviderConnectionError, match="HTTP 451"):
             open_binance(fake, "bn_451", symbol="btcusdt")
-        assert api._names() == []
+        assert obbws.default_registry().names() == []
     finally:
         fake.close()
 

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderConnectionError, SymbolError
 from obbws_jupyter.fakes.coinbase import CoinbaseServerHandle, start_coinbase_server
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all
@@ -184,7 +184,7 @@ def test_an_unreachable_feed_is_a_clear_connection_error() -> None:
         obbws.create_connection(
             provider="coinbase", name="cb_down", symbol="btc-usd", url=f"ws://127.0.0.1:{port}"
         )
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert {t.name for t in threading.enumerate()} - threads <= {"obbws-loop"}
 
 

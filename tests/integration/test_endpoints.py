@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     NameInUseError,
@@ -111,7 +110,7 @@ def test_module_functions_and_methods_cover_every_endpoint() -> None:
     assert st.is_running and st.subscribed_symbols == "BTCUSD,SOLUSD"
     assert obbws.clear_results("ep").endswith("results cleared from ep.")
     assert conn.kill() == "Client ep killed."
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     with pytest.raises(UnknownConnectionError):
         conn.get_results()
 
@@ -123,7 +122,7 @@ def test_stop_broadcasting_removes_a_stopped_connection() -> None:
     conn.stop_connection()
     message = conn.stop_broadcasting()
     assert message == "Client sb stopped broadcasting and was not running, client removed."
-    assert "sb" not in api._names()
+    assert "sb" not in obbws.default_registry().names()
     with pytest.raises(NotBroadcastingError):
         _demo("sb2").stop_broadcasting()
 
@@ -133,7 +132,7 @@ def test_unknown_provider_lists_the_installed_ones() -> None:
     with pytest.raises(UnknownProviderError, match="demo") as info:
         obbws.create_connection(provider="nope", name="x", symbol="a")
     assert "replay" in str(info.value)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
 
 
 def test_duplicate_name_is_refused() -> None:
@@ -258,7 +257,7 @@ def test_bad_arguments_fail_before_anything_starts(kwargs, error, match) -> None
     threads = {t.name for t in threading.enumerate()}
     with pytest.raises(error, match=match):
         _demo("bad", **kwargs)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert not any(t.name == "obbws-store-bad" for t in threading.enumerate())
     assert {t.name for t in threading.enumerate()} - threads <= {"obbws-loop"}
 
@@ -273,7 +272,7 @@ def test_bad_credentials_are_refused_and_nothing_stays(tmp_path: Path) -> None:
         with pytest.raises(ProviderAuthError) as info:
             _demo("cred", url=server.url, api_key="wrong-key", results_file=str(results))
         assert "wrong-key" not in str(info.value)
-        assert api._names() == []
+        assert obbws.default_registry().names() == []
         assert not results.exists()
         conn = _demo("cred", url=server.url, api_key="right-key")
         assert _waiter(conn).wait(3)
@@ -286,7 +285,7 @@ def test_unreachable_provider_fails_fast() -> None:
     port = _free_port()
     with pytest.raises(ProviderConnectionError, match="Could not connect"):
         _demo("gone", url=f"ws://127.0.0.1:{port}")
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
 
 
 def test_limit_caps_the_table_under_a_high_rate() -> None:
@@ -465,17 +464,17 @@ def test_record_targets_are_checked_before_anything_starts(tmp_path: Path) -> No
         _demo("r1", record_file=str(existing))
     with pytest.raises(InvalidParameterError, match="does not exist"):
         _demo("r2", record_file=str(tmp_path / "nope" / "c.jsonl"))
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     conn = _demo("r3", record_file=str(tmp_path / "c.jsonl"))
     assert _waiter(conn).wait(5)
     conn.stop_connection()
-    assert conn.stop_recording() == tmp_path / "c.jsonl"
+    assert conn.stop_capture() == tmp_path / "c.jsonl"
     conn.kill()
     replay = obbws.create_connection(
         provider="replay", name="r4", path=str(tmp_path / "c.jsonl"), speed=0
     )
     with pytest.raises(InvalidParameterError, match="replay connection cannot be recorded"):
-        replay.record(tmp_path / "again.jsonl")
+        replay.capture(tmp_path / "again.jsonl")
     assert replay.get_client().wait_stopped(TIMEOUT) == "finished"
     assert len(replay.get_results()) > 0
 

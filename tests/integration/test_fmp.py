@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.fmp import FmpServer
@@ -113,7 +113,7 @@ def test_bad_key_raises_and_leaves_nothing_running(fmp: ServerHandle) -> None:
     with pytest.raises(ProviderAuthError, match="Unauthorized") as info:
         connect(fmp.url, "badkey", api_key="wrong-key-456")
     assert "wrong-key-456" not in str(info.value)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert not any(t.name == "obbws-store-badkey" for t in threading.enumerate())
 
 
@@ -123,7 +123,7 @@ def test_plan_without_websockets_is_a_fatal_error() -> None:
     try:
         with pytest.raises(ProviderConnectionError, match="plan"):
             connect(handle.url, "noplan")
-        assert api._names() == [] and handle.connections_total == 1
+        assert obbws.default_registry().names() == [] and handle.connections_total == 1
     finally:
         handle.close()
 

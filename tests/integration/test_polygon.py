@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle
 from obbws_jupyter.fakes.polygon import CHANNELS, PolygonServer, start_polygon_server
@@ -328,7 +328,7 @@ def test_bad_key_raises_and_leaves_nothing_running(fake: ServerHandle) -> None:
     with pytest.raises(ProviderAuthError, match="authentication failed") as info:
         polygon(fake, "badkey", symbol="btcusd", api_key="wrong-key-123")
     assert "wrong-key-123" not in str(info.value)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert not any(t.name == "obbws-store-badkey" for t in threading.enumerate())
 
 
@@ -340,7 +340,7 @@ def test_plan_refusal_raises_a_clear_error() -> None:
             obbws.create_connection(
                 provider="polygon", name="plan", url=server.url, api_key="k", symbol="aapl"
             )
-        assert api._names() == []
+        assert obbws.default_registry().names() == []
         assert not any(t.name == "obbws-store-plan" for t in threading.enumerate())
     finally:
         server.close()
@@ -355,7 +355,7 @@ def test_max_connections_is_fatal_not_a_reconnect_storm() -> None:
                 provider="polygon", name="maxed", url=server.url, api_key="k", symbol="aapl"
             )
         assert server.connections_total == 1
-        assert api._names() == []
+        assert obbws.default_registry().names() == []
     finally:
         server.close()
 

@@ -21,7 +21,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ObbwsError, ObbwsTimeoutError
 from obbws_jupyter.listen import listen
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
@@ -110,7 +110,7 @@ def test_kill_from_a_record_hook_tears_the_connection_down() -> None:
     assert wait_until(lambda: bool(results))
     assert isinstance(results[0], str) and "hooked" in results[0], results[0]
     assert wait_until(lambda: client.closed and not client.is_running)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert wait_until(lambda: _listening_ports() <= before)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ObbwsTimeoutError
 from tests.conftest import TIMEOUT
 
@@ -102,7 +102,7 @@ def test_interrupted_create_connection_leaves_nothing_behind() -> None:
     finally:
         mute.close()
     assert accepted.is_set()
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     leftover = {t.name for t in threading.enumerate()} - before
     assert not any(name.startswith("obbws-store") for name in leftover)
 

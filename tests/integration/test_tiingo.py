@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api, runtime
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.tiingo import TiingoServer
@@ -140,7 +140,7 @@ def test_bad_key_raises_and_leaves_nothing_running(tiingo: ServerHandle) -> None
     with pytest.raises(ProviderAuthError, match="Authorization failed") as info:
         connect(tiingo, "badkey", api_key="wrong-key-123")
     assert "wrong-key-123" not in str(info.value)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
     assert not any(t.name == "obbws-store-badkey" for t in threading.enumerate())
 
 
@@ -150,7 +150,7 @@ def test_endpoint_outside_the_plan_is_a_fatal_error() -> None:
     try:
         with pytest.raises(ProviderConnectionError, match="Not authorized for service: fx"):
             connect(handle, "noplan", asset_type="fx", symbol="eurusd")
-        assert api._names() == [] and handle.connections_total == 1
+        assert obbws.default_registry().names() == [] and handle.connections_total == 1
     finally:
         handle.close()
 
@@ -221,7 +221,7 @@ def test_recorded_stream_replays_into_the_same_rows_without_the_key(
     conn = connect(tiingo, "rec", symbol="btcusd", record_file=str(capture), limit=None)
     assert RecordWaiter(conn.get_client()).wait(30)
     conn.stop_connection()
-    assert conn.stop_recording() == capture
+    assert conn.stop_capture() == capture
     recorded = conn.get_results()
     assert KEY not in capture.read_text()
     replay = obbws.create_connection(

@@ -185,7 +185,7 @@ def test_kill_from_the_widget_shows_killed_and_detaches() -> None:
     assert comm.wait(lambda c: widget.finished)
     assert widget.snapshot["state"] == "closed"
     assert widget not in refresher
-    assert "w" not in obbws.api._names()
+    assert "w" not in obbws.default_registry().names()
 
 
 def test_log_panel_gets_this_connections_messages_only() -> None:

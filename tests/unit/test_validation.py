@@ -24,7 +24,7 @@ def test_bad_broadcast_port_is_refused_not_truncated(port: object) -> None:
     """A float, infinite, huge or negative broadcast_port is refused naming the parameter."""
     with pytest.raises(InvalidParameterError, match="broadcast_port"):
         obbws.create_connection(provider="demo", name="p", symbol="btcusd", broadcast_port=port)
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
 
 
 @pytest.mark.parametrize("rate", [10**400, float("inf"), -1, "fast"])
@@ -54,7 +54,7 @@ def test_bad_auth_tokens_are_refused_at_the_door(token: object, match: str) -> N
         BroadcastServer(fields=FIELDS, auth_token=token)  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="auth_token"):
         listen("ws://127.0.0.1:1", auth_token=token, block=False)  # type: ignore[arg-type]
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
 
 
 @pytest.mark.parametrize(
@@ -65,24 +65,24 @@ def test_bad_connection_names_are_refused(name: str, match: str) -> None:
     """Names with lone surrogates, NUL bytes, huge sizes or only blanks are refused."""
     with pytest.raises(InvalidParameterError, match=rf"name.*{match}"):
         obbws.create_connection(provider="demo", name=name, symbol="btcusd")
-    assert api._names() == []
+    assert obbws.default_registry().names() == []
 
 
 def test_a_surrogate_token_on_an_endpoint_is_unauthorized_not_a_crash() -> None:
     """An endpoint called with a malformed token refuses it with UnauthorizedError."""
     from obbws_jupyter.exceptions import UnauthorizedError
 
-    client = WebSocketClient("demo", symbol="btcusd", auth_token="good")
+    client = WebSocketClient("demo", "guarded", symbol="btcusd", auth_token="good")
     try:
         assert client.check_token("\ud800") is False
-        api._clients["guarded"] = client
+        obbws.default_registry().add(client)
         with pytest.raises(UnauthorizedError):
             api.get_client_status("guarded", auth_token="\ud800")
         with pytest.raises(UnauthorizedError):
             api.kill("guarded", auth_token="\ud800")
         assert api.kill("guarded", auth_token="good").startswith("Client guarded killed")
     finally:
-        api._clients.pop("guarded", None)
+        obbws.default_registry().remove("guarded", client)
         client.close()
 
 
