@@ -161,15 +161,18 @@ def _maxlen(value: Any) -> int | str | None:
     return value
 
 
-def _client(
-    url: str, connect_timeout: float, timeout: float | None, password: str | None = None
-) -> aioredis.Redis:
-    """A client that connects on first use and never retries by itself (the caller does)."""
+def _client(url: str, connect_timeout: float, password: str | None = None) -> aioredis.Redis:
+    """A client that connects on first use and never retries by itself (the caller does).
+
+    No socket timeout: redis-py enforces it on sends with ``asyncio.wait_for``, which on
+    Python 3.11 can swallow a cancellation that lands meanwhile (a listener's ``stop()`` or a
+    sink's close would then hang); callers bound each call with ``asyncio.timeout`` instead.
+    """
     extra: dict[str, Any] = {"password": password} if password else {}
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=connect_timeout,
-        socket_timeout=timeout,
+        socket_timeout=None,
         retry=Retry(NoBackoff(), 0),
         client_name="obbws-jupyter",
         **extra,
@@ -220,7 +223,7 @@ class RedisSink(AsyncBatchingSink):
         limit = self.context.limit if self._maxlen_option == "limit" else self._maxlen_option
         self.maxlen = limit if isinstance(limit, int) else None
         self._encode = self.context.record_encoder().encode
-        self._client = _client(self.url, self.connect_timeout, self.timeout)
+        self._client = _client(self.url, self.connect_timeout)
 
     async def teardown(self) -> None:
         client, self._client = self._client, None
@@ -233,10 +236,11 @@ class RedisSink(AsyncBatchingSink):
         fresh = [id(b) not in self._prepared for b in batches]
         entries = [self._entries(b) for b in batches]
         try:
-            if self.method == "script":
-                refused = await self._by_script(self._client, entries)
-            else:
-                refused = await self._by_pipeline(self._client, entries)
+            async with asyncio.timeout(self.timeout):
+                if self.method == "script":
+                    refused = await self._by_script(self._client, entries)
+                else:
+                    refused = await self._by_pipeline(self._client, entries)
         except BaseException:
             self._sha = None  # a restarted server forgets scripts: load it again next time
             raise
@@ -399,8 +403,8 @@ class _Reader:
     ) -> None:
         self.shown = f"{mask_secrets(url)} ({key})"
         password = auth_token if auth_token and not urlsplit(url).password else None
-        socket_timeout = connect_timeout + _BLOCK_MS / 1000
-        self.client = _client(url, connect_timeout, socket_timeout, password)
+        self.client = _client(url, connect_timeout, password)
+        self.timeout = connect_timeout + _BLOCK_MS / 1000  # per call: a silent server shows
         self.key = key
         self.count = count
         self.replayed: list[dict[str, Any]] = []
@@ -408,7 +412,8 @@ class _Reader:
     async def start(self, replay: int | None) -> bytes:
         """Replay the last ``replay`` entries; return the id to read after."""
         try:
-            newest = await self.client.xrevrange(self.key, count=replay or 1)
+            async with asyncio.timeout(self.timeout):
+                newest: Any = await self.client.xrevrange(self.key, count=replay or 1)
         except (RedisError, OSError) as exc:
             raise _listen_error(exc, self.shown) from None
         if replay:
@@ -424,9 +429,10 @@ class _Reader:
         failures, since = 0, time.monotonic()
         while True:
             try:
-                reply = await self.client.xread(
-                    {self.key: after}, count=self.count, block=_BLOCK_MS
-                )
+                async with asyncio.timeout(self.timeout):
+                    reply: Any = await self.client.xread(
+                        {self.key: after}, count=self.count, block=_BLOCK_MS
+                    )
             except (RedisError, OSError) as exc:
                 if isinstance(exc, (AuthenticationError, NoPermissionError)):
                     raise _listen_error(exc, self.shown) from None
@@ -443,7 +449,7 @@ class _Reader:
                 continue
             if failures:
                 log.info("reconnected to %s; resuming after %s", self.shown, after.decode())
-            entries = [entry for _, stream in reply for entry in stream]
+            entries: list[Any] = [entry for _, stream in reply for entry in stream]
             if not entries:
                 return after, []
             found = (_decode(fields, self.shown) for _, fields in entries)

@@ -1,0 +1,124 @@
+"""A real redis-server for the Redis sink tests: a free loopback port, a temporary data
+directory, and stop/start of the same server (same port, same data) mid-stream."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import TIMEOUT
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH or the usual system folders (``make engine-deps`` installs it)."""
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError("redis-server is not installed: run `make engine-deps`")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:``port`` with its data in ``directory``.
+
+    ``appendonly`` keeps every write across :meth:`stop` / :meth:`start` (the restart tests);
+    ``password`` turns on ``requirepass``. RDB snapshots are off.
+    """
+
+    def __init__(self, directory: Path, *, appendonly: bool = False, password: str | None = None):
+        self.directory = directory
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+    def start(self) -> None:
+        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
+        argv += ["--appendonly", "yes" if self.appendonly else "no", "--loglevel", "warning"]
+        argv += ["--appendfsync", "always"] if self.appendonly else []
+        if self.password:
+            argv += ["--requirepass", self.password]  # argv of a test server only
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        client = self.client()
+        try:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError(f"redis-server exited: {err[-500:]}")
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                    if client.ping():
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not answer on port {self.port}")
+                time.sleep(0.02)  # polling the server's readiness, with a deadline
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server (no persistence) for one test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server with the append-only file on (fsync always): its data survives a
+    stop/start, which the restart tests do."""
+    server = RedisServer(tmp_path, appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that requires a password."""
+    server = RedisServer(tmp_path, password="s3cret-redis-pw")
+    server.start()
+    yield server
+    server.stop()
