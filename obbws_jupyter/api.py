@@ -156,9 +156,9 @@ def create_connection(
             **kwargs,
         )
         try:
-            client.connect()
-            for sink in wanted_sinks:
+            for sink in wanted_sinks:  # before the stream starts: they get every record
                 client.add_sink(sink)
+            client.connect()
             if start_broadcast:
                 client.start_broadcasting(broadcast_host, broadcast_port)
         except BaseException:

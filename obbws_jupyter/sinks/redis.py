@@ -70,6 +70,21 @@ KEY_PREFIX = "obbws:"
 ENTRIES_PER_CALL = 1_000  # entries per script call: Redis runs a script without interruption
 METHODS = ("script", "pipeline")
 ENTRY_IDS = ("record", "server")
+SINK_OPTIONS = (
+    "batch_rows",
+    "connect_timeout",
+    "drop",
+    "entry_ids",
+    "flush_interval",
+    "key",
+    "key_prefix",
+    "max_pending",
+    "maxlen",
+    "method",
+    "retry_base",
+    "retry_cap",
+    "timeout",
+)
 _REFUSED = "equal or smaller"  # Redis's reply to an XADD id not above the stream's last one
 
 # KEYS[1] the stream; ARGV[1] MAXLEN (0 = no trim), then id, value pairs. Returns
@@ -200,7 +215,13 @@ class RedisSink(AsyncBatchingSink):
         method: str = "script",
         **options: Any,
     ) -> None:
-        super().__init__(check_url(url), **options)
+        try:
+            super().__init__(check_url(url), **options)
+        except TypeError:  # an option neither we nor the batching base know
+            raise InvalidParameterError(
+                f"Unknown option(s) for the Redis sink: {', '.join(sorted(options))}; known: "
+                f"{', '.join(SINK_OPTIONS)}."
+            ) from None
         _key(key, key_prefix)
         self._key_option, self.key_prefix = key, key_prefix
         self._maxlen_option = _maxlen(maxlen)

@@ -19,7 +19,11 @@ from tests.conftest import TIMEOUT
 
 def redis_server_binary() -> str:
     """redis-server from PATH or the usual system folders (``make engine-deps`` installs it)."""
-    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+    for candidate in (
+        shutil.which("redis-server"),
+        "/usr/bin/redis-server",
+        "/usr/sbin/redis-server",
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     raise RuntimeError("redis-server is not installed: run `make engine-deps`")
