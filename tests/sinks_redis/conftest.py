@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import TIMEOUT
+from tests.conftest import TIMEOUT, kill_all
 
 
 def redis_server_binary() -> str:
@@ -106,6 +106,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     server.start()
     yield server
+    kill_all()  # before the server goes: closing sinks deliver what they still hold
     server.stop()
 
 
@@ -116,6 +117,7 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path, appendonly=True)
     server.start()
     yield server
+    kill_all()  # before the server goes: closing sinks deliver what they still hold
     server.stop()
 
 
@@ -125,4 +127,5 @@ def secured_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path, password="s3cret-redis-pw")
     server.start()
     yield server
+    kill_all()  # before the server goes: closing sinks deliver what they still hold
     server.stop()

@@ -61,7 +61,7 @@ def test_a_listener_resumes_after_a_redis_restart(durable_redis: RedisServer) ->
     assert listener.wait(200, TIMEOUT)
     durable_redis.stop()
     waiter = RecordWaiter(conn.get_client())
-    assert waiter.wait_more(500)  # written while Redis is down: the sink keeps them
+    assert waiter.wait_more(2_000)  # ~2 s written while Redis is down: the sink keeps them
     durable_redis.start()
     assert waiter.wait_more(300)
     conn.stop_connection()
