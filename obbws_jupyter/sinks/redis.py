@@ -276,7 +276,8 @@ class RedisSink(AsyncBatchingSink):
         self._client: aioredis.Redis | None = None
         self._sha: str | None = None
         self._last_ms = 0
-        self._prepared: dict[int, list[bytes]] = {}  # id(batch) -> id, value, id, value, ...
+        # id(batch) -> (the batch, kept so its id is not reused; id, value, id, value, ...)
+        self._prepared: dict[int, tuple[Batch, list[bytes]]] = {}
 
     async def setup(self) -> None:
         assert self.context is not None
@@ -295,6 +296,8 @@ class RedisSink(AsyncBatchingSink):
     async def deliver(self, batches: list[Batch]) -> None:
         assert self._client is not None
         fresh = [id(b) not in self._prepared for b in batches]
+        # a failed delivery's batches come back first; any other kept one was dropped meanwhile
+        self._prepared = {id(b): self._prepared[id(b)] for b in batches if id(b) in self._prepared}
         entries: list[list[bytes]] = []
         encoded = 0
         for batch in batches:
@@ -319,10 +322,10 @@ class RedisSink(AsyncBatchingSink):
 
     def _entries(self, batch: Batch) -> list[bytes]:
         """``id, value, id, value, ...`` of a batch, built once: a retry sends the same ids."""
-        prepared = self._prepared.get(id(batch))
-        if prepared is None:
-            prepared = self._prepared[id(batch)] = self._prepare(batch)
-        return prepared
+        kept = self._prepared.get(id(batch))
+        if kept is None:
+            kept = self._prepared[id(batch)] = (batch, self._prepare(batch))
+        return kept[1]
 
     def _prepare(self, batch: Batch) -> list[bytes]:
         encode = self._encode
