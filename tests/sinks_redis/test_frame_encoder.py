@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from obbws_jupyter.protocol import Field, FieldType
+from obbws_jupyter.sinks import Batch
 from obbws_jupyter.sinks.redis import FrameEncoder
 from obbws_jupyter.wire import RecordEncoder
 
@@ -55,3 +56,16 @@ def test_a_value_orjson_cannot_take_falls_back() -> None:
     reference = RecordEncoder(FIELDS, "UTC")
     row = {"id": 1, "received_at": NS, "flag": {"a"}}
     assert FrameEncoder(reference).encode(row) == reference.encode(row).encode()
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_a_batch_encodes_as_its_records_do(odd: bool) -> None:
+    """encode_batch (by column) gives, record by record, what RecordEncoder gives: on plain
+    rows, and on rows with a value orjson refuses (the whole batch then goes record by record)."""
+    reference = RecordEncoder(FIELDS, "America/New_York")
+    rows = [dict(row) for row in ROWS]
+    if not odd:
+        for row in rows:
+            row.pop("flag", None)
+    got = FrameEncoder(reference).encode_batch(Batch.from_records(rows, FIELDS))
+    assert [orjson.loads(g) for g in got] == [json.loads(reference.encode(r)) for r in rows]
