@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import shutil
 import socket
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _binary(name: str) -> str | None:
     return None
 
 
-def _wait_port(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
+def _wait_port(proc: subprocess.Popen[str], port: int, what: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -111,18 +112,14 @@ def engine(kind: str, cores: set[int] | None) -> Iterator[str | None]:
             argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            text=True,
             preexec_fn=(lambda: common.pin_self(cores)) if cores else None,
         )
         try:
             _wait_port(proc, port, kind)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            common.stop(proc)
 
 
 def nats_sink_loads() -> bool:
@@ -153,62 +150,66 @@ def encoded_records(n: int) -> list[bytes]:
     ]
 
 
+async def _timed(
+    publish_chunk: Callable[[], Awaitable[None]], warmup: float, seconds: float
+) -> float:
+    """Records/s of ``publish_chunk()`` (CHUNK records acknowledged per call), called again
+    and again: ``warmup`` seconds, then a window of ``seconds``."""
+    clock = time.perf_counter
+    start, t0, sent = clock() + warmup, 0.0, 0
+    while True:
+        await publish_chunk()
+        now = clock()
+        if not t0:
+            t0 = now if now >= start else 0.0
+        else:
+            sent += CHUNK
+            if now - t0 >= seconds:
+                return sent / (now - t0)
+
+
 async def _redis_ceiling(url: str, warmup: float, seconds: float) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
-    records = encoded_records(POOL)
+    records = itertools.cycle(encoded_records(POOL))
     client = aioredis.Redis.from_url(url)
     key = f"bench:ceiling:{time.time_ns()}"
-    clock = time.perf_counter
-    start, t0, sent, i = clock() + warmup, 0.0, 0, 0
+
+    async def chunk() -> None:
+        pipe = client.pipeline(transaction=False)
+        for record in itertools.islice(records, CHUNK):
+            pipe.xadd(key, {"record": record}, maxlen=LIMIT, approximate=True)
+        await pipe.execute()
+
     try:
-        while True:
-            pipe = client.pipeline(transaction=False)
-            for _ in range(CHUNK):
-                pipe.xadd(key, {"record": records[i % POOL]}, maxlen=LIMIT, approximate=True)
-                i += 1
-            await pipe.execute()
-            now = clock()
-            if t0:
-                sent += CHUNK
-                if now - t0 >= seconds:
-                    break
-            elif now >= start:
-                t0 = now
+        rate = await _timed(chunk, warmup, seconds)
         await client.delete(key)
     finally:
         await client.aclose()
-    return {"records_per_s": sent / (clock() - t0)}
+    return {"records_per_s": rate}
 
 
 async def _nats_ceiling(url: str, warmup: float, seconds: float) -> dict[str, Any]:
     import nats
 
-    records = encoded_records(POOL)
+    records = itertools.cycle(encoded_records(POOL))
     nc = await nats.connect(url)
     js = nc.jetstream(publish_async_max_pending=CHUNK)
     stream = f"BENCH_CEILING_{time.time_ns()}"
     await js.add_stream(name=stream, subjects=[f"{stream}.>"], max_msgs=LIMIT)
     subject = f"{stream}.trades"
-    clock = time.perf_counter
-    start, t0, sent, i = clock() + warmup, 0.0, 0, 0
+
+    async def chunk() -> None:
+        for record in itertools.islice(records, CHUNK):
+            await js.publish_async(subject, record)
+        await js.publish_async_completed()
+
     try:
-        while True:
-            for _ in range(CHUNK):
-                await js.publish_async(subject, records[i % POOL])
-                i += 1
-            await js.publish_async_completed()
-            now = clock()
-            if t0:
-                sent += CHUNK
-                if now - t0 >= seconds:
-                    break
-            elif now >= start:
-                t0 = now
+        rate = await _timed(chunk, warmup, seconds)
         await js.delete_stream(stream)
     finally:
         await nc.close()
-    return {"records_per_s": sent / (clock() - t0)}
+    return {"records_per_s": rate}
 
 
 def measure_connection(
@@ -404,10 +405,13 @@ def render(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
 
 def main() -> None:
     p = common.parser(__doc__)
-    p.add_argument("--seconds", type=float, default=None, help="window per measurement")
-    p.add_argument("--warmup", type=float, default=None, help="seconds before each window")
-    p.add_argument("--runs", type=int, default=None, help="interleaved rounds")
-    p.add_argument("--events-per-frame", type=int, default=50, help="firehose frame size")
+    for flag, kind, default, text in (
+        ("--seconds", float, None, "window per measurement"),
+        ("--warmup", float, None, "seconds before each window"),
+        ("--runs", int, None, "interleaved rounds"),
+        ("--events-per-frame", int, 50, "events per firehose frame"),
+    ):
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -91,41 +91,36 @@ class RedisServer:
         if proc is None:
             return
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:  # it did not stop: no flush to wait for any more
             proc.kill()
             proc.wait(TIMEOUT)
         if proc.stderr is not None:
             proc.stderr.close()
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server (no persistence) for one test."""
-    server = RedisServer(tmp_path)
+def _running(server: RedisServer) -> Iterator[RedisServer]:
     server.start()
     yield server
     kill_all()  # before the server goes: closing sinks deliver what they still hold
     server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server (no persistence) for one test."""
+    yield from _running(RedisServer(tmp_path))
 
 
 @pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server with the append-only file on (fsync always): its data survives a
     stop/start, which the restart tests do."""
-    server = RedisServer(tmp_path, appendonly=True)
-    server.start()
-    yield server
-    kill_all()  # before the server goes: closing sinks deliver what they still hold
-    server.stop()
+    yield from _running(RedisServer(tmp_path, appendonly=True))
 
 
 @pytest.fixture
 def secured_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server that requires a password."""
-    server = RedisServer(tmp_path, password="s3cret-redis-pw")
-    server.start()
-    yield server
-    kill_all()  # before the server goes: closing sinks deliver what they still hold
-    server.stop()
+    yield from _running(RedisServer(tmp_path, password="s3cret-redis-pw"))
