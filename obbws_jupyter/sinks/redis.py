@@ -376,7 +376,18 @@ class RedisSink(AsyncBatchingSink):
         self, client: aioredis.Redis, ids: list[bytes], values: list[bytes]
     ) -> int:
         if self._sha is None:
-            self._sha = await client.script_load(_APPEND)
+            try:
+                self._sha = await client.script_load(_APPEND)
+            except ResponseError as exc:
+                if not _no_scripts(exc):
+                    raise
+                log.warning(
+                    "sink %s: the server refuses scripts (%s); appending with one XADD per entry",
+                    self.display_url,
+                    exc,
+                )
+                self.method = "pipeline"
+                return await self._by_pipeline(client, ids, values)
         maxlen = self.maxlen or 0
         pipe = client.pipeline(transaction=False)
         for i in range(0, len(ids), ENTRIES_PER_CALL):
@@ -416,6 +427,12 @@ class RedisSink(AsyncBatchingSink):
             self.key,
             refused,
         )
+
+
+def _no_scripts(exc: ResponseError) -> bool:
+    """Whether ``exc`` says that this server or user may not run scripts (ACL, or disabled)."""
+    text = str(exc).lower()
+    return isinstance(exc, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
 # -- listening -------------------------------------------------------------------------------

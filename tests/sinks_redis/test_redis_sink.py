@@ -265,3 +265,25 @@ def test_an_unknown_sink_option_is_refused() -> None:
     with pytest.raises(InvalidParameterError, match=r"colour.*known"):
         conn.add_sink("redis://127.0.0.1:6379/0", colour="red")
     assert conn.sinks == []
+
+
+def test_a_user_without_scripts_falls_back_to_xadd(redis_server: RedisServer) -> None:
+    """A Redis user whose ACL forbids scripts still gets every record: the sink switches from
+    the Lua script to one XADD per entry, once."""
+    admin = redis_server.client()
+    admin.acl_setuser(
+        "capture",
+        enabled=True,
+        passwords=["+capture-pw"],
+        keys=["*"],
+        commands=["+@all", "-@scripting"],
+    )
+    admin.close()
+    url = f"redis://capture:capture-pw@127.0.0.1:{redis_server.port}/0"
+    conn = demo("rs-noscript", limit=None, sinks=[{"url": url, **FAST}])
+    assert RecordWaiter(conn.get_client()).wait_more(300)
+    finish(conn)
+    sink = conn.get_client()._sink_list[0]
+    assert isinstance(sink, RedisSink) and sink.method == "pipeline"
+    ids = [record["id"] for _, record in entries(redis_server, "obbws:rs-noscript")]
+    assert ids == list(range(1, conn.status.records_received + 1))
