@@ -548,7 +548,7 @@ class _Reader:
     ) -> tuple[bytes, list[dict[str, Any]]]:
         """The id of the last entry read and the records of the entries after ``after`` (waits
         for some); reconnects after a drop."""
-        failures, since = 0, time.monotonic()
+        failures, since = 0, 0.0
         while True:
             try:
                 async with asyncio.timeout(self.timeout):
@@ -559,8 +559,8 @@ class _Reader:
                 if isinstance(exc, (AuthenticationError, NoPermissionError)):
                     raise _listen_error(exc, self.shown) from None
                 failures += 1
-                waited = time.monotonic() - since
-                if reconnect_for is not None and waited >= reconnect_for:
+                since = since or time.monotonic()  # the first failure of this outage
+                if reconnect_for is not None and time.monotonic() - since >= reconnect_for:
                     raise BroadcastError(
                         f"Lost {self.shown} and could not reconnect for {reconnect_for:g} s "
                         f"({type(exc).__name__}: {mask_secrets(str(exc))})."

@@ -136,3 +136,14 @@ def test_a_bad_redis_url_fails_before_anything_starts() -> None:
     """listen() of a malformed redis:// URL raises InvalidParameterError at once."""
     with pytest.raises(InvalidParameterError, match="Invalid Redis URL"):
         listen("redis://127.0.0.1:6379/db", name="x", block=False)
+
+
+def test_a_listener_gives_up_after_reconnect_for(redis_server: RedisServer) -> None:
+    """A listener whose Redis stays away longer than reconnect_for ends with an error that
+    says so, instead of waiting forever."""
+    listener = listen(redis_server.url, name="rl-gone", reconnect_for=0.5, block=False)
+    assert listener.wait_connected(TIMEOUT)
+    redis_server.stop()
+    assert wait_until(lambda: not listener.is_running)
+    assert isinstance(listener.error, obbws.ObbwsError)
+    assert "could not reconnect for 0.5 s" in str(listener.error)
