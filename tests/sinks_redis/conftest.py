@@ -39,23 +39,46 @@ class RedisServer:
     """One redis-server process on 127.0.0.1:``port`` with its data in ``directory``.
 
     ``appendonly`` keeps every write across :meth:`stop` / :meth:`start` (the restart tests);
-    ``password`` turns on ``requirepass``. RDB snapshots are off.
+    ``password`` turns on ``requirepass``; ``tls`` (a folder holding ``ca.pem``, ``server.pem``
+    and ``server.key``) serves TLS only, on the same port. RDB snapshots are off.
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = False, password: str | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        tls: Path | None = None,
+    ):
         self.directory = directory
         self.port = free_port()
         self.appendonly = appendonly
         self.password = password
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls / 'ca.pem'}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
+        if self.tls:
+            return redis.Redis.from_url(self.url)
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+            "--tls-cert-file", str(self.tls / "server.pem"),
+            "--tls-key-file", str(self.tls / "server.key"),
+            "--tls-ca-cert-file", str(self.tls / "ca.pem"),
+        ]  # fmt: skip
 
     def start(self) -> None:
         argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
@@ -64,6 +87,7 @@ class RedisServer:
         argv += ["--appendfsync", "always"] if self.appendonly else []
         if self.password:
             argv += ["--requirepass", self.password]  # argv of a test server only
+        argv += self._tls_args()  # the last --port wins
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
 
@@ -124,3 +148,30 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def secured_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server that requires a password."""
     yield from _running(RedisServer(tmp_path, password="s3cret-redis-pw"))
+
+
+def make_certificates(folder: Path) -> Path:
+    """A throw-away CA and a server certificate for 127.0.0.1 (made here with openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is needed to make the TLS test certificates")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=obbws test CA",
+        "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that speaks TLS only (rediss://), with a CA made for the test."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    yield from _running(RedisServer(tmp_path, tls=make_certificates(certs)))

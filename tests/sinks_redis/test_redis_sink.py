@@ -287,3 +287,17 @@ def test_a_user_without_scripts_falls_back_to_xadd(redis_server: RedisServer) ->
     assert isinstance(sink, RedisSink) and sink.method == "pipeline"
     ids = [record["id"] for _, record in entries(redis_server, "obbws:rs-noscript")]
     assert ids == list(range(1, conn.status.records_received + 1))
+
+
+def test_rediss_carries_records_over_tls(tls_redis: RedisServer) -> None:
+    """A rediss:// URL (TLS, the CA given in the URL's query) works for the sink and for
+    listen(), with the same records."""
+    conn = demo("rs-tls", limit=None, sinks=[{"url": tls_redis.url, **FAST}])
+    assert RecordWaiter(conn.get_client()).wait_more(200)
+    finish(conn)
+    stored = [record for _, record in entries(tls_redis, "obbws:rs-tls")]
+    assert [r["id"] for r in stored] == list(range(1, conn.status.records_received + 1))
+    listener = listen(tls_redis.url, name="rs-tls", replay=50, block=False)
+    assert listener.wait(50, TIMEOUT), listener.error
+    listener.stop()
+    assert list(listener.records) == stored[-50:]
