@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
+import psutil
 
 DEMO_SERVER = "obbws_jupyter.offline.demo_server"
 DEMO_SYMBOLS = "btcusd,ethusd,solusd"
@@ -61,7 +62,11 @@ CLIENTS = {
     "nats-ceiling": ("nats", "ceiling: nats-py JetStream publish_async"),
     "nats-sink": ("nats", "NatsSink"),
     "duckdb": ("duckdb", "no sink"),
+    "steady-duckdb": ("duckdb", "no sink"),
+    "steady-redis-sink": ("redis", "+ RedisSink"),
+    "steady-nats-sink": ("nats", "+ NatsSink"),
 }
+STEADY_RATE = 20_000  # events/s of the steady feed (the demo server's paced mode)
 
 
 # -- engines ---------------------------------------------------------------------------------
@@ -231,9 +236,11 @@ def measure_connection(
     times: list[float] = []
     stored: list[int] = []
     written: list[int] = []
+    me = psutil.Process()
     try:
         time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
         end = time.perf_counter() + seconds
+        cpu0, received0 = sum(me.cpu_times()[:2]), conn.status.records_received
         while True:
             status = conn.status
             times.append(time.perf_counter())
@@ -242,10 +249,14 @@ def measure_connection(
             if times[-1] >= end:
                 break
             time.sleep(SAMPLE_EVERY)  # the sampling cadence
+        cpu = sum(me.cpu_times()[:2]) - cpu0
+        received = status.records_received - received0
         health = status.sinks[0] if status.sinks else None
         result = {
             "records_per_s": common.slope_per_minute(times, written) / 60 if sink else NAN,
             "stored_per_s": common.slope_per_minute(times, stored) / 60,
+            "received_per_s": received / (times[-1] - times[0]),
+            "cpu_us_per_record": 1e6 * cpu / received if received else NAN,
             "sink_dropped": health.rows_dropped if health else 0,
             "sink_state": health.state if health else None,
             "sink_error": health.last_error if health else None,
@@ -272,6 +283,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def sink_spec(client: str, urls: dict[str, str | None]) -> dict[str, Any] | None:
+    client = client.removeprefix("steady-")
     if client == "redis-sink":
         return {"url": urls["redis"]}
     if client == "redis-sink-pipeline":
@@ -281,7 +293,9 @@ def sink_spec(client: str, urls: dict[str, str | None]) -> dict[str, Any] | None
     return None
 
 
-def run_all(args: argparse.Namespace, clients: list[str], urls: dict[str, str | None], feed: str):
+def run_all(
+    args: argparse.Namespace, clients: list[str], urls: dict[str, str | None], feeds: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
     _, client_cores = common.pinning()
     out: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     for r in range(args.runs):
@@ -291,7 +305,7 @@ def run_all(args: argparse.Namespace, clients: list[str], urls: dict[str, str | 
             spec = {
                 "client": client,
                 "engine": urls.get(engine_name),
-                "feed": feed,
+                "feed": feeds["steady" if client.startswith("steady") else "firehose"],
                 "sink": sink_spec(client, urls),
                 "warmup": args.warmup,
                 "seconds": args.seconds,
@@ -320,6 +334,8 @@ def summarize(out: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
             "client": client,
             "records_per_s": common.median(r["records_per_s"] for r in results),
             "stored_per_s": common.median(r.get("stored_per_s", NAN) for r in results),
+            "received_per_s": common.median(r.get("received_per_s", NAN) for r in results),
+            "cpu_us_per_record": common.median(r.get("cpu_us_per_record", NAN) for r in results),
             "sink_dropped": sum(r.get("sink_dropped", 0) for r in done),
             "errors": sorted({r["sink_error"] for r in done if r.get("sink_error")}),
             "failed_runs": len(results) - len(done),
@@ -339,7 +355,7 @@ def _sink_table(rows: dict[str, dict[str, Any]]) -> str:
     body = []
     for client, row in rows.items():
         engine_name, label = CLIENTS[client]
-        if engine_name == "duckdb":
+        if engine_name == "duckdb" or client.startswith("steady"):
             continue
         ceiling = client.endswith("ceiling")
         ratio = "1.00" if ceiling else f"**{row.get('ratio', NAN):.2f}**"
@@ -374,6 +390,23 @@ def _cost_table(rows: dict[str, dict[str, Any]]) -> str:
     return common.table(["connection", "DuckDB rows/s committed", "cost", "target"], body)
 
 
+def _steady_table(rows: dict[str, dict[str, Any]]) -> str:
+    body = []
+    alone = rows.get("steady-duckdb", {}).get("cpu_us_per_record", NAN)
+    for client in ("steady-duckdb", "steady-nats-sink", "steady-redis-sink"):
+        row = rows.get(client)
+        if row is None:
+            continue
+        cpu = row["cpu_us_per_record"]
+        extra = "-" if client == "steady-duckdb" else f"+{100 * (cpu / alone - 1):.0f}%"
+        acked = "-" if client == "steady-duckdb" else common.rate(row["records_per_s"])
+        body.append(
+            [CLIENTS[client][1], common.rate(row["received_per_s"]), f"{cpu:.1f}", extra, acked]
+        )
+    headers = ["connection", "records/s received", "CPU µs per record", "CPU", "sink acked/s"]
+    return common.table(headers, body)
+
+
 def render(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: list[str]) -> str:
     server_cores, client_cores = common.pinning()
     pin = (
@@ -403,6 +436,11 @@ def render(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
         "of that core, and a sink slower than the stream drops the oldest rows beyond its "
         "bounded backlog (counted in `rows_dropped`, never slowing the stream). Below full "
         "speed ingestion keeps its rate and a sink only adds CPU.",
+        "",
+        f"So at a steady {STEADY_RATE:,} events/s (the demo server's paced mode, DuckDB on): "
+        "the process's CPU time (user + system) per record received, alone and with a sink:",
+        "",
+        _steady_table(rows),
     ]
     if notes:
         lines += ["", *[f"- {note}" for note in notes]]
@@ -435,25 +473,27 @@ def main() -> None:
     with (
         engine("redis", server_cores) as redis_url,
         engine("nats", server_cores) as nats_url,
-        common.server(DEMO_SERVER, *feed_args, cores=server_cores) as feed,
+        common.server(DEMO_SERVER, *feed_args, cores=server_cores) as firehose,
+        common.server(DEMO_SERVER, "--rate", str(STEADY_RATE), cores=server_cores) as steady,
     ):
         urls = {"redis": redis_url, "nats": nats_url}
-        clients = ["duckdb"]
+        feeds = {"firehose": firehose, "steady": steady}
+        clients = ["duckdb", "steady-duckdb"]
         if redis_url is None:
             notes.append("Redis skipped: redis-server is not installed (`make engine-deps`).")
         else:
-            clients += ["redis-ceiling", "redis-sink", "redis-sink-pipeline"]
+            clients += ["redis-ceiling", "redis-sink", "redis-sink-pipeline", "steady-redis-sink"]
         if nats_url is None:
             notes.append("NATS skipped: nats-server is not installed (`make engine-deps`).")
         elif not nats_sink_loads():
             notes.append("NATS skipped: the nats:// sink (obbws_jupyter.sinks.nats) is not here.")
         else:
-            clients += ["nats-ceiling", "nats-sink"]
+            clients += ["nats-ceiling", "nats-sink", "steady-nats-sink"]
         for note in notes:
             print(note, file=sys.stderr, flush=True)
         if args.smoke:  # one sink and its ceiling prove the script works
             clients = [c for c in clients if c in ("duckdb", "redis-ceiling", "redis-sink")]
-        rows = summarize(run_all(args, clients, urls, feed))
+        rows = summarize(run_all(args, clients, urls, feeds))
     common.emit(args, "sinks", render(rows, args, notes), rows)
 
 
