@@ -534,14 +534,29 @@ class _Reader:
     async def start(self, replay: int | None) -> bytes:
         """Replay the last ``replay`` entries; return the id to read after."""
         try:
-            async with asyncio.timeout(self.timeout):
-                newest: Any = await self.client.xrevrange(self.key, count=replay or 1)
+            newest = await self._newest(replay or 1)
         except (RedisError, OSError) as exc:
             raise _listen_error(exc, self.shown) from None
         if replay:
             self.replayed = [r for _, f in reversed(newest) if (r := _decode(f, self.shown))]
         log.info("listening to %s", self.shown)
         return bytes(newest[0][0]) if newest else b"0-0"
+
+    async def _newest(self, n: int) -> list[Any]:
+        """The ``n`` newest entries, newest first, fetched a page at a time (a replay of
+        100,000 is not one huge reply to parse in one go)."""
+        entries: list[Any] = []
+        upper = "+"
+        while len(entries) < n:
+            async with asyncio.timeout(self.timeout):
+                page: Any = await self.client.xrevrange(
+                    self.key, max=upper, count=min(self.count, n - len(entries))
+                )
+            if not page:
+                break
+            entries += page
+            upper = "(" + bytes(page[-1][0]).decode()  # exclusive: below the oldest so far
+        return entries
 
     async def read(
         self, after: bytes, reconnect_for: float | None

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,6 +28,13 @@ def redis_server_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise RuntimeError("redis-server is not installed: run `make engine-deps`")
+
+
+def finish(conn: Any) -> None:
+    """Stop a connection's stream and wait until every sink has settled what it was given."""
+    conn.stop_connection()
+    for sink in conn.get_client()._sink_list:
+        sink.flush(TIMEOUT)
 
 
 def free_port() -> int:

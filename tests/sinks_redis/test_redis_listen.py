@@ -11,7 +11,7 @@ import obbws_jupyter as obbws
 from obbws_jupyter.exceptions import InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import listen
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
-from tests.sinks_redis.conftest import RedisServer
+from tests.sinks_redis.conftest import RedisServer, finish, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +36,19 @@ def consecutive(ids: list[int]) -> bool:
 
 
 def test_replay_gives_the_last_n_then_live_records(redis_server: RedisServer) -> None:
-    """replay=50 yields the 50 newest entries first, then live ones, with no gap or duplicate
-    between them; the records are the broadcast's dicts."""
+    """replay=50 yields the 50 newest entries first (read in pages of count=16), then live
+    ones, with no gap or duplicate between them; the records are the broadcast's dicts."""
     conn = capture("rl-replay", redis_server)
     assert RecordWaiter(conn.get_client()).wait_more(300)
-    conn.get_client()._sink_list[0].flush(TIMEOUT)
-    listener = listen(redis_server.url, name="rl-replay", replay=50, block=False)
+    finish(conn)  # the stream holds ids 1..last, nothing moves
+    last = conn.status.records_received
+    listener = listen(redis_server.url, name="rl-replay", replay=50, count=16, block=False)
+    assert listener.wait(50, TIMEOUT), listener.error
+    conn.restart_connection()  # then live ones
     assert listener.wait(250, TIMEOUT), listener.error
     listener.stop()
     ids = [record["id"] for record in listener.records]
-    assert consecutive(ids) and ids[0] >= 251
+    assert ids[0] == last - 49 and consecutive(ids) and len(ids) == listener.count
     assert set(listener.records[0]) >= {"id", "received_at", "symbol", "price", "size"}
     stored = conn.get_results().set_index("id")
     first = listener.records[0]
@@ -64,8 +67,7 @@ def test_a_listener_resumes_after_a_redis_restart(durable_redis: RedisServer) ->
     assert waiter.wait_more(2_000)  # ~2 s written while Redis is down: the sink keeps them
     durable_redis.start()
     assert waiter.wait_more(300)
-    conn.stop_connection()
-    conn.get_client()._sink_list[0].flush(TIMEOUT)
+    finish(conn)
     last = conn.status.records_received
     assert wait_until(lambda: listener.records[-1]["id"] == last, 2 * TIMEOUT), listener.error
     listener.stop()
@@ -106,8 +108,6 @@ def test_the_password_comes_from_the_url_or_auth_token(secured_redis: RedisServe
 
 def test_nothing_listening_is_a_clear_error() -> None:
     """A Redis address where nothing answers ends the listener with an error that says so."""
-    from tests.sinks_redis.conftest import free_port
-
     with pytest.raises(obbws.ObbwsError, match="redis-server running"):
         listen(f"redis://127.0.0.1:{free_port()}/0", name="x", connect_timeout=1, block=True)
 

@@ -20,7 +20,7 @@ from obbws_jupyter.sinks import Batch, SinkContext, sink_from_url
 from obbws_jupyter.sinks.redis import RedisSink
 from obbws_providers.demo import TRADE_FIELDS
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
-from tests.sinks_redis.conftest import RedisServer, free_port
+from tests.sinks_redis.conftest import RedisServer, finish, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,6 @@ def entries(server: RedisServer, key: str) -> list[tuple[str, dict[str, Any]]]:
         return [(i.decode(), orjson.loads(f[b"record"])) for i, f in client.xrange(key)]
     finally:
         client.close()
-
-
-def finish(conn: obbws.Connection) -> None:
-    """Stop the stream and wait until every sink has settled what it was given."""
-    conn.stop_connection()
-    for sink in conn.get_client()._sink_list:
-        sink.flush(TIMEOUT)
 
 
 def test_records_arrive_in_order_as_broadcast_frames(redis_server: RedisServer) -> None:
