@@ -19,9 +19,10 @@ name, or ``key=``) as one entry:
 Each delivery is one round trip: a pipeline of ``EVALSHA`` calls of a small Lua script that
 appends up to 1,000 entries each (handed over as two newline-joined arguments) and trims once
 (``method="script"``, the default: several times the rate of one ``XADD`` per entry, whose
-arguments redis-py packs and whose replies it parses one by one, in Python), or a pipeline of
-one ``XADD ... MAXLEN ~`` per entry (``method="pipeline"``, for a server whose ACL forbids
-scripts). Records are encoded by :class:`FrameEncoder`, a faster twin of the wire encoder.
+arguments redis-py packs and whose replies it parses one by one, in Python), or pipelines of
+one ``XADD ... MAXLEN ~`` per entry, a round trip per thousand (``method="pipeline"``, taken
+by itself when the server or the user may not run scripts). Records are encoded by
+:class:`FrameEncoder`, a faster twin of the wire encoder.
 
 Nothing connects until the first delivery, so a dead address never fails ``add_sink``: its
 deliveries fail, the base retries them with backoff, and ``status.sinks`` shows ``retrying`` and
@@ -401,16 +402,20 @@ class RedisSink(AsyncBatchingSink):
     async def _by_pipeline(
         self, client: aioredis.Redis, ids: list[bytes], values: list[bytes]
     ) -> int:
+        """One XADD per entry, a pipeline per thousand: redis-py parses every reply in Python
+        without yielding, so a whole delivery in one pipeline would hold the loop too long."""
         trim: tuple[Any, ...] = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
-        pipe = client.pipeline(transaction=False)
-        for entry_id, value in zip(ids, values, strict=True):
-            pipe.execute_command("XADD", self.key, *trim, entry_id, FIELD, value)
         refused = 0
-        for reply in await pipe.execute(raise_on_error=False):
-            if isinstance(reply, ResponseError):
-                if _REFUSED not in str(reply):
-                    raise reply
-                refused += 1
+        for i in range(0, len(ids), ENTRIES_PER_CALL):
+            part = slice(i, i + ENTRIES_PER_CALL)
+            pipe = client.pipeline(transaction=False)
+            for entry_id, value in zip(ids[part], values[part], strict=True):
+                pipe.execute_command("XADD", self.key, *trim, entry_id, FIELD, value)
+            for reply in await pipe.execute(raise_on_error=False):
+                if isinstance(reply, ResponseError):
+                    if _REFUSED not in str(reply):
+                        raise reply
+                    refused += 1
         return refused
 
     def _count_refused(self, refused: int, *, retried: bool) -> None:
