@@ -16,7 +16,7 @@ name, or ``key=``) as one entry:
   keeps all). The trim is approximate: Redis drops whole macro nodes only, so the stream holds
   from ``limit`` to ``limit + stream-node-max-entries`` (100 by default) entries.
 
-Each delivery is one round trip: a pipeline of ``EVALSHA`` calls of a small Lua script that
+A delivery is one round trip: a pipeline of ``EVALSHA`` calls of a small Lua script that
 appends up to 1,000 entries each (handed over as two newline-joined arguments) and trims once
 (``method="script"``, the default: several times the rate of one ``XADD`` per entry, whose
 arguments redis-py packs and whose replies it parses one by one, in Python), or pipelines of
