@@ -71,12 +71,13 @@ lint: $(STAMP)
 # soak for 10 minutes; about 25 minutes); bench-profile samples where ingest time goes.
 BENCH_QUICK ?= --quick
 
-bench: $(STAMP)
+bench: $(STAMP) engine-deps
 	$(PY) benchmarks/ingest.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/latency.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/fanout.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/results.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/soak_ingest.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/sinks.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/store_ingest.py
 	$(PY) benchmarks/provider_parse.py
 	$(PY) benchmarks/broadcast.py

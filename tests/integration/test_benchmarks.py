@@ -24,6 +24,7 @@ SCRIPTS = {
     "results": "### Results",
     "soak_ingest": "### Soak",
     "profile_ingest": "### Profile",
+    "sinks": "### Sinks",
 }
 
 
