@@ -33,8 +33,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from obbws_jupyter import runtime
@@ -66,7 +66,7 @@ class Batch:
     cache. Treat a batch and what it returns as read-only: every sink sees the same objects.
     """
 
-    __slots__ = ("_columns", "_rows", "fields", "n")
+    __slots__ = ("_columns", "_rows", "_stamp", "fields", "n")
 
     def __init__(
         self,
@@ -82,6 +82,7 @@ class Batch:
         self._columns: dict[str, Sequence[Any]] | None = (
             dict(columns) if columns is not None else None
         )
+        self._stamp: tuple[int, int] | None = None
         if rows is not None:
             self.n = len(rows)
         else:
@@ -91,6 +92,45 @@ class Batch:
     @classmethod
     def from_records(cls, records: list[Record], fields: Sequence[Field]) -> Batch:
         return cls(fields, rows=records)
+
+    @classmethod
+    def stamped(
+        cls, records: list[Record], fields: Sequence[Field], first_id: int, received_at: int
+    ) -> Batch:
+        """A frame's records that get ids ``first_id, first_id + 1, ...`` and one
+        ``received_at`` (int ns). The stamp is written into the record dicts only when someone
+        asks for :meth:`rows`; a sink reading :meth:`column` / :attr:`ids` never pays a
+        per-record loop for it."""
+        batch = cls(fields, rows=records)
+        batch._stamp = (first_id, received_at)
+        batch._columns = {
+            "id": range(first_id, first_id + batch.n),
+            "received_at": [received_at] * batch.n,
+        }
+        return batch
+
+    def has_column(self, name: str) -> bool:
+        """True when :meth:`column` ``(name)`` is at hand without a conversion."""
+        return self._columns is not None and name in self._columns
+
+    @property
+    def raw_rows(self) -> list[Record] | None:
+        """The row dicts this batch was built from, as they are (without the ``id`` and
+        ``received_at`` of a :meth:`stamped` batch unless :meth:`rows` added them); None for
+        a batch built from columns. For sinks that convert rows in bulk (Arrow)."""
+        return self._rows
+
+    def tail(self, n: int) -> Batch:
+        """A batch of the newest ``n`` records (all of them when ``n >= len(self)``)."""
+        if n >= self.n:
+            return self
+        start = self.n - n
+        if self._stamp is not None and self._rows is not None:
+            first_id, received_at = self._stamp
+            return Batch.stamped(self._rows[start:], self.fields, first_id + start, received_at)
+        if self._rows is not None:
+            return Batch(self.fields, rows=self._rows[start:])
+        return Batch(self.fields, columns={k: v[start:] for k, v in self.columns().items()})
 
     def __len__(self) -> int:
         return self.n
@@ -113,6 +153,8 @@ class Batch:
 
     def rows(self) -> list[Record]:
         """The records as dicts (missing values absent)."""
+        if self._stamp is not None:
+            self._apply_stamp()
         if self._rows is None:
             assert self._columns is not None
             names = [n for n in self.names if n in self._columns]
@@ -122,6 +164,15 @@ class Batch:
                 for values in zip(*columns, strict=True)
             ]
         return self._rows
+
+    def _apply_stamp(self) -> None:
+        assert self._rows is not None and self._stamp is not None
+        next_id, received_at = self._stamp
+        for record in self._rows:
+            record["id"] = next_id
+            record["received_at"] = received_at
+            next_id += 1
+        self._stamp = None
 
     def column(self, name: str) -> Sequence[Any]:
         """One column (``None`` where a record lacks the field)."""
@@ -215,36 +266,112 @@ class Sink(abc.ABC):
 # -- the batching machinery shared by the thread and the loop bases -------------------------
 
 
-@dataclass(slots=True)
 class _Backlog:
-    """Batches waiting for delivery, bounded in rows, with the counters health reports."""
+    """Batches waiting for delivery, bounded in rows, with the counters health reports.
 
-    max_pending: int
-    drop: str
-    batches: deque[tuple[Batch, float]] = field(default_factory=deque)
-    rows: int = 0
-    put_seq: int = 0  # rows ever accepted (dropped ones included)
-    done_seq: int = 0  # rows whose fate is settled (delivered or dropped)
-    written: int = 0
-    dropped: int = 0
+    Shared by both batching bases and by the DuckDB store's writer. Beyond ``max_pending``
+    rows the ``drop`` policy discards rows, counted in ``dropped`` (a loss): "oldest" cuts
+    exactly the excess from the front, "newest" refuses a whole incoming batch. With ``keep``
+    (a cap such as the store's ``limit``), only the newest ``keep`` rows are worth
+    delivering at all: older ones are *superseded* (counted apart, not a loss: the cap would
+    delete them). ``put_seq`` / ``done_seq`` count rows accepted / settled, so a flush waits
+    for exactly what was written before it. Callers hold :attr:`lock` (``settled`` is its
+    condition, notified whenever rows settle).
+    """
 
-    def add(self, batch: Batch) -> None:
+    __slots__ = (
+        "batches",
+        "done_seq",
+        "drop",
+        "dropped",
+        "keep",
+        "lock",
+        "max_pending",
+        "put_seq",
+        "rows",
+        "settled",
+        "superseded",
+        "written",
+    )
+
+    def __init__(self, max_pending: int, drop: str = "oldest", keep: int | None = None) -> None:
+        self.max_pending = max_pending
+        self.drop = drop
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.settled = threading.Condition(self.lock)
+        self.batches: deque[tuple[Batch, float]] = deque()
+        self.rows = 0
+        self.put_seq = 0  # rows ever accepted (dropped ones included)
+        self.done_seq = 0  # rows whose fate is settled (delivered, superseded or dropped)
+        self.written = 0
+        self.dropped = 0
+        self.superseded = 0  # not yet taken by the writer (see take_superseded)
+
+    def add(self, batch: Batch) -> int:
+        """Queue ``batch``; returns how many rows were dropped to stay in bounds."""
         self.put_seq += batch.n
         if self.drop == "newest" and self.rows + batch.n > self.max_pending:
             self._discard(batch.n)
-            return
+            return batch.n
         self.batches.append((batch, time.monotonic()))
         self.rows += batch.n
-        while self.rows > self.max_pending and self.batches:
-            old, _ = self.batches.popleft()
-            self.rows -= old.n
-            self._discard(old.n)
+        return self._trim()
+
+    def requeue(self, batches: list[Batch]) -> int:
+        """Put back batches a failed delivery took, first in line; returns rows dropped."""
+        now = time.monotonic()
+        for batch in reversed(batches):
+            self.batches.appendleft((batch, now))
+            self.rows += batch.n
+        if self.drop == "newest":  # the bound holds on retries too
+            self._supersede()
+            dropped = 0
+            while self.rows > self.max_pending and self.batches:
+                old, _ = self.batches.pop()
+                self.rows -= old.n
+                self._discard(old.n)
+                dropped += old.n
+            return dropped
+        return self._trim()
+
+    def _trim(self) -> int:
+        self._supersede()
+        if self.rows <= self.max_pending:
+            return 0
+        dropped = self._cut(self.rows - self.max_pending)
+        self._discard(dropped)
+        return dropped
+
+    def _supersede(self) -> None:
+        if self.keep is not None and self.rows > self.keep:
+            cut = self._cut(self.rows - self.keep)
+            self.superseded += cut
+            self.done_seq += cut
+
+    def _cut(self, excess: int) -> int:
+        """Remove ``excess`` rows from the front (the last batch touched is split)."""
+        cut_total = 0
+        while excess > 0 and self.batches:
+            oldest, since = self.batches[0]
+            if oldest.n <= excess:
+                self.batches.popleft()
+                cut = oldest.n
+            else:
+                self.batches[0] = (oldest.tail(oldest.n - excess), since)
+                cut = excess
+            excess -= cut
+            cut_total += cut
+        self.rows -= cut_total
+        return cut_total
 
     def _discard(self, n: int) -> None:
         self.dropped += n
         self.done_seq += n
+        self.settled.notify_all()
 
     def take(self, max_rows: int) -> list[Batch]:
+        """Whole batches from the front, up to ``max_rows`` rows (at least one batch)."""
         taken: list[Batch] = []
         count = 0
         while self.batches and (not taken or count + self.batches[0][0].n <= max_rows):
@@ -254,20 +381,50 @@ class _Backlog:
         self.rows -= count
         return taken
 
-    def requeue(self, batches: list[Batch]) -> None:
-        now = time.monotonic()
-        for batch in reversed(batches):
-            self.batches.appendleft((batch, now))
-            self.rows += batch.n
-        while self.rows > self.max_pending and self.batches:  # the bound holds on retries too
-            old, _ = self.batches.pop() if self.drop == "newest" else self.batches.popleft()
-            self.rows -= old.n
-            self._discard(old.n)
+    def take_superseded(self) -> int:
+        """Rows superseded since the last call (the store counts them as written)."""
+        superseded, self.superseded = self.superseded, 0
+        return superseded
 
     def delivered(self, batches: list[Batch]) -> None:
+        """``batches`` are settled: delivered."""
         n = sum(b.n for b in batches)
         self.written += n
         self.done_seq += n
+        self.settled.notify_all()
+
+    def rejected(self, n: int) -> None:
+        """``n`` rows taken are settled without delivery: refused as invalid (not a drop)."""
+        self.done_seq += n
+        self.settled.notify_all()
+
+    def abandon(self) -> int:
+        """At close: what is still pending is lost; count it and return how many rows."""
+        lost = self.rows
+        self.dropped += lost
+        self.done_seq += lost
+        self.batches.clear()
+        self.rows = 0
+        self.settled.notify_all()
+        return lost
+
+    def wait_settled(
+        self,
+        deadline: float,
+        alive: Callable[[], bool] = lambda: True,
+        target: int | None = None,
+    ) -> bool:
+        """Wait (holding :attr:`lock`) until every row accepted so far (or up to ``target``)
+        is settled; False at ``deadline`` (monotonic) or once ``alive()`` says the deliverer
+        died."""
+        if target is None:
+            target = self.put_seq
+        while self.done_seq < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not alive():
+                return False
+            self.settled.wait(min(remaining, 0.5))
+        return True
 
     def lag(self) -> float | None:
         return time.monotonic() - self.batches[0][1] if self.batches else None
@@ -308,8 +465,8 @@ class _Batching(Sink):
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self._backlog = _Backlog(max_pending, drop)
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
+        self._lock = self._backlog.lock
+        self._settled = self._backlog.settled
         self._state = "opening"
         self._last_error: str | None = None
         self._failures = 0
@@ -334,10 +491,7 @@ class _Batching(Sink):
         if not batch.n or self._closing:
             return False
         with self._lock:
-            dropped = self._backlog.dropped
             self._backlog.add(batch)
-            if self._backlog.dropped != dropped:
-                self._settled.notify_all()
             return self._backlog.rows >= self.batch_rows
 
     def _take(self) -> list[Batch]:
@@ -349,7 +503,6 @@ class _Batching(Sink):
             self._backlog.delivered(batches)
             self._failures = 0
             self._state, self._last_error = "ok", None
-            self._settled.notify_all()
 
     def _failed(self, batches: list[Batch], exc: BaseException) -> float:
         """Keep ``batches`` for the next try; return how long to wait before it."""
@@ -367,27 +520,18 @@ class _Batching(Sink):
     def _wait_settled(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._settled:
-            target = self._backlog.put_seq
-            while self._backlog.done_seq < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ObbwsTimeoutError(
-                        f"sink {self.display_url}: {self._backlog.rows} rows still pending after "
-                        f"{timeout:g} s (state {self._state}"
-                        + (f", last error: {self._last_error})" if self._last_error else ")")
-                    )
-                self._settled.wait(remaining)
+            if not self._backlog.wait_settled(deadline):
+                raise ObbwsTimeoutError(
+                    f"sink {self.display_url}: {self._backlog.rows} rows still pending after "
+                    f"{timeout:g} s (state {self._state}"
+                    + (f", last error: {self._last_error})" if self._last_error else ")")
+                )
 
     def _abandon(self) -> int:
         """At close: what is still pending is lost; count it."""
         with self._lock:
-            lost = self._backlog.rows
-            self._backlog.dropped += lost
-            self._backlog.done_seq += lost
-            self._backlog.batches.clear()
-            self._backlog.rows = 0
+            lost = self._backlog.abandon()
             self._state = "closed"
-            self._settled.notify_all()
         if lost:
             log.warning("sink %s: closed with %d rows undelivered", self.display_url, lost)
         return lost
