@@ -156,6 +156,7 @@ class WebSocketClient:
                 "several, '*' where the provider supports all symbols)."
             )
         self._session: ProviderSession = session
+        self._fields = tuple(session.fields)  # the schema of every Batch
         self._params = params
         self.limit = check_limit(limit)
         self.tz = check_tz(tz)
@@ -366,7 +367,7 @@ class WebSocketClient:
             return
         first_id = self._next_id
         self._next_id = first_id + len(records)
-        batch = Batch.stamped(records, self._session.fields, first_id, time.time_ns())
+        batch = Batch.stamped(records, self._fields, first_id, time.time_ns())
         self._store_sink.write(batch)
         for sink in sinks:
             try:

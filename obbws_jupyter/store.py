@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -326,7 +327,7 @@ class ResultsStore:
             raise
         self._file_id = _file_id(self.path)
 
-        self._backlog = _Backlog(self.max_pending, "oldest", keep=self.limit)
+        self._backlog = _Backlog(self.max_pending, "oldest", keep=self.limit, coalesce=True)
         self._wake = threading.Event()
         self._write_lock = threading.Lock()  # writer transactions vs clear() and recovery
         self._con_lock = threading.Lock()  # cursor creation vs close() and reopening
@@ -600,7 +601,7 @@ class ResultsStore:
             if superseded:
                 self._wrote(0, 0, superseded, 0.0)
             return True
-        self._in_flight = sum(b.n for b in batches)
+        taken = self._in_flight = sum(b.n for b in batches)
         try:
             table, batches, rejected = self._to_arrow(batches)
             started = time.perf_counter()
@@ -617,7 +618,7 @@ class ResultsStore:
         finally:
             self._in_flight = 0
         with backlog.lock:
-            backlog.delivered(batches)
+            backlog.delivered(batches, taken - rejected)
             backlog.rejected(rejected)
         return True
 
@@ -710,18 +711,17 @@ class ResultsStore:
             raise ValueError("a record has no 'id'")
         return pa.Table.from_batches([batch], schema=self._arrow_schema)
 
-    def _stamped_to_table(self, batches: list[Batch]) -> pa.Table:
-        """Batches of row dicts whose ids and received_at are columns beside them (what
-        ``WebSocketClient`` hands over): the dicts of all batches in one C++ pass over the
-        provider fields, the two base columns from plain int lists."""
-        rows: list[Record] = []
-        ids: list[int] = []
-        received: list[int] = []
-        for batch in batches:
-            rows.extend(batch.raw_rows or ())
-            ids.extend(batch.column("id"))
-            received.extend(batch.column("received_at"))
+    def _stamped_to_table(
+        self, rows: list[Record], firsts: list[int], counts: list[int], times: list[int]
+    ) -> pa.Table:
+        """Frames as ``WebSocketClient`` hands them over (see :meth:`Batch.gather`): the
+        dicts of all frames in one C++ pass over the provider fields; ids and received_at
+        from each frame's first id, length and time, vectorized (no per-record Python)."""
         fields = pa.RecordBatch.from_struct_array(pa.array(rows, type=self._field_struct))
+        lengths = np.asarray(counts, dtype=np.int64)
+        starts = np.asarray(firsts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
+        ids = np.repeat(starts, lengths) + np.arange(len(rows), dtype=np.int64)
+        received = np.repeat(np.asarray(times, dtype=np.int64), lengths)
         arrays = [pa.array(ids, pa.int64()), pa.array(received, _ARROW_TIMESTAMP)]
         return pa.Table.from_arrays([*arrays, *fields.columns], schema=self._arrow_schema)
 
@@ -738,13 +738,11 @@ class ResultsStore:
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
     def _batches_to_table(self, batches: list[Batch]) -> pa.Table:
+        parts = Batch.gather(batches)
+        if parts is not None:
+            return self._stamped_to_table(*parts)
         if all(b.raw_rows is None for b in batches):
             return self._columns_to_table(batches)
-        if all(
-            b.raw_rows is not None and b.has_column("id") and b.has_column("received_at")
-            for b in batches
-        ):
-            return self._stamped_to_table(batches)
         if len(batches) == 1:
             return self._rows_to_table(batches[0].rows())
         rows: list[Record] = []

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -55,6 +55,7 @@ __all__ = [
 log = logging.getLogger("obbws_jupyter.sinks")
 
 BASE_COLUMNS = ("id", "received_at")
+FRAMES_CHUNK = 8192  # rows a coalescing backlog merges into one _Frames before starting another
 DROP_POLICIES = ("oldest", "newest")
 
 
@@ -66,7 +67,7 @@ class Batch:
     cache. Treat a batch and what it returns as read-only: every sink sees the same objects.
     """
 
-    __slots__ = ("_columns", "_rows", "_stamp", "fields", "n")
+    __slots__ = ("_columns", "_first", "_pending", "_received", "_rows", "fields", "n")
 
     def __init__(
         self,
@@ -82,7 +83,9 @@ class Batch:
         self._columns: dict[str, Sequence[Any]] | None = (
             dict(columns) if columns is not None else None
         )
-        self._stamp: tuple[int, int] | None = None
+        self._first: int | None = None  # the first id of a stamped() batch
+        self._received = 0  # and its received_at (ints: no tuple per frame to collect)
+        self._pending = False  # stamped() ids not yet written into the dicts
         if rows is not None:
             self.n = len(rows)
         else:
@@ -95,29 +98,60 @@ class Batch:
 
     @classmethod
     def stamped(
-        cls, records: list[Record], fields: Sequence[Field], first_id: int, received_at: int
+        cls, records: list[Record], fields: tuple[Field, ...], first_id: int, received_at: int
     ) -> Batch:
-        """A frame's records that get ids ``first_id, first_id + 1, ...`` and one
-        ``received_at`` (int ns). The stamp is written into the record dicts only when someone
-        asks for :meth:`rows`; a sink reading :meth:`column` / :attr:`ids` never pays a
-        per-record loop for it."""
-        batch = cls(fields, rows=records)
-        batch._stamp = (first_id, received_at)
-        batch._columns = {
-            "id": range(first_id, first_id + batch.n),
-            "received_at": [received_at] * batch.n,
-        }
+        """A frame's records, ids ``first_id, first_id + 1, ...``, one ``received_at`` (int
+        ns). Built in O(1) (it runs once per frame on the loop thread): the ids are written
+        into the record dicts only when someone asks for :meth:`rows`, and a sink reading
+        :meth:`column` or :meth:`gather` never pays a per-record loop for them."""
+        batch = cls.__new__(cls)
+        batch.fields = fields
+        batch._rows = records
+        batch._columns = None
+        batch.n = len(records)
+        batch._first = first_id
+        batch._received = received_at
+        batch._pending = True
         return batch
 
+    @staticmethod
+    def gather(
+        batches: Sequence[Batch],
+    ) -> tuple[list[Record], list[int], list[int], list[int]] | None:
+        """For sinks that convert in bulk (Arrow): the row dicts of every batch in one list,
+        with each batch's first id, length and received_at (so the two base columns can be
+        built without touching the dicts); None unless every batch came from
+        :meth:`stamped`. The dicts may or may not hold ``id`` / ``received_at`` yet."""
+        rows: list[Record] = []
+        firsts: list[int] = []
+        counts: list[int] = []
+        times: list[int] = []
+        for batch in batches:
+            first = batch._first
+            if first is None or batch._rows is None:
+                return None
+            rows += batch._rows
+            if isinstance(batch, _Frames):
+                firsts += batch.firsts
+                counts += batch.counts
+                times += batch.times
+            else:
+                firsts.append(first)
+                counts.append(batch.n)
+                times.append(batch._received)
+        return rows, firsts, counts, times
+
     def has_column(self, name: str) -> bool:
-        """True when :meth:`column` ``(name)`` is at hand without a conversion."""
+        """True when :meth:`column` ``(name)`` is at hand without a per-record conversion."""
+        if self._first is not None and name in BASE_COLUMNS:
+            return True
         return self._columns is not None and name in self._columns
 
     @property
     def raw_rows(self) -> list[Record] | None:
         """The row dicts this batch was built from, as they are (without the ``id`` and
         ``received_at`` of a :meth:`stamped` batch unless :meth:`rows` added them); None for
-        a batch built from columns. For sinks that convert rows in bulk (Arrow)."""
+        a batch built from columns."""
         return self._rows
 
     def tail(self, n: int) -> Batch:
@@ -125,9 +159,9 @@ class Batch:
         if n >= self.n:
             return self
         start = self.n - n
-        if self._stamp is not None and self._rows is not None:
-            first_id, received_at = self._stamp
-            return Batch.stamped(self._rows[start:], self.fields, first_id + start, received_at)
+        if self._first is not None and self._rows is not None:
+            rows = self._rows[start:]
+            return Batch.stamped(rows, self.fields, self._first + start, self._received)
         if self._rows is not None:
             return Batch(self.fields, rows=self._rows[start:])
         return Batch(self.fields, columns={k: v[start:] for k, v in self.columns().items()})
@@ -145,15 +179,19 @@ class Batch:
 
     @property
     def first_id(self) -> int | None:
+        if self._first is not None:
+            return self._first if self.n else None
         return int(self.column("id")[0]) if self.n else None
 
     @property
     def last_id(self) -> int | None:
+        if self._first is not None:
+            return self._first + self.n - 1 if self.n else None
         return int(self.column("id")[-1]) if self.n else None
 
     def rows(self) -> list[Record]:
         """The records as dicts (missing values absent)."""
-        if self._stamp is not None:
+        if self._pending:
             self._apply_stamp()
         if self._rows is None:
             assert self._columns is not None
@@ -166,22 +204,31 @@ class Batch:
         return self._rows
 
     def _apply_stamp(self) -> None:
-        assert self._rows is not None and self._stamp is not None
-        next_id, received_at = self._stamp
+        # Two threads may both get here: they write the same values, so that is harmless.
+        assert self._rows is not None and self._first is not None
+        next_id, received_at = self._first, self._received
         for record in self._rows:
             record["id"] = next_id
             record["received_at"] = received_at
             next_id += 1
-        self._stamp = None
+        self._pending = False
 
     def column(self, name: str) -> Sequence[Any]:
         """One column (``None`` where a record lacks the field)."""
         if self._columns is not None and name in self._columns:
             return self._columns[name]
+        if self._first is not None and name in BASE_COLUMNS:
+            have = dict(self._columns or {})
+            have["id"] = range(self._first, self._first + self.n)
+            have["received_at"] = [self._received] * self.n
+            self._columns = have
+            return have[name]
         return self.columns()[name]
 
     def columns(self) -> dict[str, Sequence[Any]]:
         """Every column of :attr:`names`, each of length ``n`` (``None`` where missing)."""
+        if self._first is not None:
+            self.column("id")  # the base columns without reading the dicts
         have = self._columns
         if have is None or any(name not in have for name in self.names):
             rows = self.rows()
@@ -191,6 +238,86 @@ class Batch:
                     have[name] = [row.get(name) for row in rows]
             self._columns = have
         return have
+
+
+class _Frames(Batch):
+    """Consecutive :meth:`Batch.stamped` frames merged into one batch: their dicts in one
+    list and, per frame, its first id, length and received_at. A backlog that coalesces
+    (the store's) keeps one of these instead of one object per frame, so a frame leaves
+    nothing behind for the garbage collector to walk while it waits for the writer."""
+
+    __slots__ = ("counts", "firsts", "times")
+
+    def __init__(self, fields: tuple[Field, ...], rows: list[Record]) -> None:
+        super().__init__(fields, rows=rows)
+        self.firsts: list[int] = []
+        self.counts: list[int] = []
+        self.times: list[int] = []
+
+    @classmethod
+    def starting(cls, batch: Batch) -> _Frames:
+        frames = cls(batch.fields, list(batch._rows or ()))
+        frames._first = batch._first
+        frames._pending = True
+        frames.firsts.append(batch._first or 0)
+        frames.counts.append(batch.n)
+        frames.times.append(batch._received)
+        return frames
+
+    def extend(self, batch: Batch) -> None:
+        """Append one stamped frame (the caller holds the backlog's lock)."""
+        self._rows += batch._rows or ()  # type: ignore[operator]
+        self.firsts.append(batch._first or 0)
+        self.counts.append(batch.n)
+        self.times.append(batch._received)
+        self.n += batch.n
+        self._pending = True
+        self._columns = None
+
+    @property
+    def last_id(self) -> int | None:
+        return self.firsts[-1] + self.counts[-1] - 1 if self.n else None
+
+    def _runs(self) -> Iterator[tuple[int, int, int]]:
+        return zip(self.firsts, self.counts, self.times, strict=True)
+
+    def _apply_stamp(self) -> None:
+        assert self._rows is not None
+        rows = iter(self._rows)
+        for first, count, received_at in self._runs():
+            for next_id in range(first, first + count):
+                record = next(rows)
+                record["id"] = next_id
+                record["received_at"] = received_at
+        self._pending = False
+
+    def column(self, name: str) -> Sequence[Any]:
+        if name in BASE_COLUMNS and not (self._columns and name in self._columns):
+            ids: list[int] = []
+            received: list[int] = []
+            for first, count, received_at in self._runs():
+                ids += range(first, first + count)
+                received += [received_at] * count
+            self._columns = {**(self._columns or {}), "id": ids, "received_at": received}
+        return super().column(name)
+
+    def tail(self, n: int) -> Batch:
+        if n >= self.n:
+            return self
+        assert self._rows is not None
+        out = _Frames(self.fields, self._rows[self.n - n :])
+        out._pending = True
+        skip = self.n - n
+        for first, count, received_at in self._runs():
+            if skip >= count:
+                skip -= count
+                continue
+            out.firsts.append(first + skip)
+            out.counts.append(count - skip)
+            out.times.append(received_at)
+            skip = 0
+        out._first = out.firsts[0]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,32 +408,48 @@ class _Backlog:
 
     __slots__ = (
         "batches",
+        "coalesce",
         "done_seq",
         "drop",
         "dropped",
+        "head_skip",
         "keep",
         "lock",
         "max_pending",
         "put_seq",
         "rows",
         "settled",
+        "since",
         "superseded",
         "written",
     )
 
-    def __init__(self, max_pending: int, drop: str = "oldest", keep: int | None = None) -> None:
+    def __init__(
+        self,
+        max_pending: int,
+        drop: str = "oldest",
+        keep: int | None = None,
+        coalesce: bool = False,
+    ) -> None:
         self.max_pending = max_pending
         self.drop = drop
         self.keep = keep
+        self.coalesce = coalesce  # merge consecutive stamped frames into one _Frames
         self.lock = threading.Lock()
         self.settled = threading.Condition(self.lock)
-        self.batches: deque[tuple[Batch, float]] = deque()
+        # one entry per frame: the batch, and apart (floats are not tracked by the garbage
+        # collector, a tuple per frame would be) the monotonic time it was queued, for lag
+        self.batches: deque[Batch] = deque()
+        self.since: deque[float] = deque()
         self.rows = 0
         self.put_seq = 0  # rows ever accepted (dropped ones included)
         self.done_seq = 0  # rows whose fate is settled (delivered, superseded or dropped)
         self.written = 0
         self.dropped = 0
         self.superseded = 0  # not yet taken by the writer (see take_superseded)
+        # rows cut from the front batch but not yet sliced off it: a cut is O(1) per frame,
+        # the slice (a copy) happens once, when the batch is taken
+        self.head_skip = 0
 
     def add(self, batch: Batch) -> int:
         """Queue ``batch``; returns how many rows were dropped to stay in bounds."""
@@ -314,21 +457,35 @@ class _Backlog:
         if self.drop == "newest" and self.rows + batch.n > self.max_pending:
             self._discard(batch.n)
             return batch.n
-        self.batches.append((batch, time.monotonic()))
         self.rows += batch.n
-        return self._trim()
+        if self.coalesce and batch._first is not None:
+            last = self.batches[-1] if self.batches else None
+            if isinstance(last, _Frames) and last.n < FRAMES_CHUNK:
+                last.extend(batch)
+            else:
+                self.batches.append(_Frames.starting(batch))
+                self.since.append(time.monotonic())
+        else:
+            self.batches.append(batch)
+            self.since.append(time.monotonic())
+        if self.rows > self.max_pending or (self.keep is not None and self.rows > self.keep):
+            return self._trim()
+        return 0
 
     def requeue(self, batches: list[Batch]) -> int:
         """Put back batches a failed delivery took, first in line; returns rows dropped."""
         now = time.monotonic()
+        self._settle_head()
         for batch in reversed(batches):
-            self.batches.appendleft((batch, now))
+            self.batches.appendleft(batch)
+            self.since.appendleft(now)
             self.rows += batch.n
         if self.drop == "newest":  # the bound holds on retries too
             self._supersede()
             dropped = 0
             while self.rows > self.max_pending and self.batches:
-                old, _ = self.batches.pop()
+                old = self.batches.pop()
+                self.since.pop()
                 self.rows -= old.n
                 self._discard(old.n)
                 dropped += old.n
@@ -350,20 +507,29 @@ class _Backlog:
             self.done_seq += cut
 
     def _cut(self, excess: int) -> int:
-        """Remove ``excess`` rows from the front (the last batch touched is split)."""
+        """Remove ``excess`` rows from the front (the last batch touched loses its first
+        rows: counted in ``head_skip`` now, sliced off by :meth:`_settle_head`)."""
         cut_total = 0
         while excess > 0 and self.batches:
-            oldest, since = self.batches[0]
-            if oldest.n <= excess:
+            left = self.batches[0].n - self.head_skip
+            if left <= excess:
                 self.batches.popleft()
-                cut = oldest.n
+                self.since.popleft()
+                self.head_skip = 0
+                cut = left
             else:
-                self.batches[0] = (oldest.tail(oldest.n - excess), since)
+                self.head_skip += excess
                 cut = excess
             excess -= cut
             cut_total += cut
         self.rows -= cut_total
         return cut_total
+
+    def _settle_head(self) -> None:
+        if self.head_skip and self.batches:
+            oldest = self.batches[0]
+            self.batches[0] = oldest.tail(oldest.n - self.head_skip)
+        self.head_skip = 0
 
     def _discard(self, n: int) -> None:
         self.dropped += n
@@ -372,10 +538,17 @@ class _Backlog:
 
     def take(self, max_rows: int) -> list[Batch]:
         """Whole batches from the front, up to ``max_rows`` rows (at least one batch)."""
+        self._settle_head()
+        if max_rows >= self.rows:  # everything: swap the queue (one batch per frame: many)
+            queued, self.batches = self.batches, deque()
+            self.since = deque()
+            self.rows = 0
+            return list(queued)
         taken: list[Batch] = []
         count = 0
-        while self.batches and (not taken or count + self.batches[0][0].n <= max_rows):
-            batch, _ = self.batches.popleft()
+        while self.batches and (not taken or count + self.batches[0].n <= max_rows):
+            batch = self.batches.popleft()
+            self.since.popleft()
             taken.append(batch)
             count += batch.n
         self.rows -= count
@@ -386,9 +559,9 @@ class _Backlog:
         superseded, self.superseded = self.superseded, 0
         return superseded
 
-    def delivered(self, batches: list[Batch]) -> None:
-        """``batches`` are settled: delivered."""
-        n = sum(b.n for b in batches)
+    def delivered(self, batches: list[Batch], rows: int | None = None) -> None:
+        """``batches`` (``rows`` rows, when the caller counted them) are settled: delivered."""
+        n = sum(b.n for b in batches) if rows is None else rows
         self.written += n
         self.done_seq += n
         self.settled.notify_all()
@@ -404,6 +577,8 @@ class _Backlog:
         self.dropped += lost
         self.done_seq += lost
         self.batches.clear()
+        self.since.clear()
+        self.head_skip = 0
         self.rows = 0
         self.settled.notify_all()
         return lost
@@ -427,7 +602,7 @@ class _Backlog:
         return True
 
     def lag(self) -> float | None:
-        return time.monotonic() - self.batches[0][1] if self.batches else None
+        return time.monotonic() - self.since[0] if self.since else None
 
 
 def _check_options(max_pending: int, batch_rows: int, flush_interval: float, drop: str) -> None:
