@@ -18,22 +18,16 @@ import pyarrow as pa
 import pytest
 
 from obbws_jupyter.client import WebSocketClient
-from obbws_jupyter.protocol import Field, FieldType, Record, get_provider
+from obbws_jupyter.protocol import Field, Record, get_provider
 from obbws_jupyter.sinks import Batch, Sink, SinkHealth
 from obbws_jupyter.sinks._base import FRAMES_CHUNK, _Backlog
 from obbws_jupyter.store import ResultsStore
 from obbws_jupyter.tail import LiveTail
 from tests.conftest import TIMEOUT
 from tests.provider_fixtures import FIXTURES, load_fixture
+from tests.unit.test_store import FIELDS  # date, symbol, price, size (int), is_bid
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-FIELDS = (
-    Field("date", FieldType.TIMESTAMP),
-    Field("symbol", FieldType.STRING),
-    Field("price", FieldType.FLOAT),
-    Field("size", FieldType.INT),
-    Field("is_bid", FieldType.BOOL),
-)
 
 
 def trades(n: int, start: int = 0) -> list[Record]:
