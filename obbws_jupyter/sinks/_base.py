@@ -10,7 +10,11 @@ A connection's stream hands every frame's records, once, to each of its sinks::
 
 A :class:`Batch` holds one frame's records (ids and ``received_at`` assigned), by row or by
 column, converted on demand and cached, so a sink that wants Arrow and one that wants JSON
-both pay only for what they use.
+both pay only for what they use. ``WebSocketClient`` builds one per frame with
+:meth:`Batch.stamped` (O(1): the ids stay beside the dicts until someone asks for
+:meth:`Batch.rows`) and hands it first to the DuckDB store, then, in order, to its internal
+sinks (the broadcast, the record hooks, which feed the widget's live tail) and to the user's
+sinks. The store's writer uses the same backlog as the bases below, coalescing frames.
 
 Two bases carry the machinery that a sink should not write again:
 
