@@ -197,6 +197,7 @@ class Batch:
         """The records as dicts (missing values absent)."""
         if self._pending:
             self._apply_stamp()
+            return self._rows  # type: ignore[return-value]
         if self._rows is None:
             assert self._columns is not None
             names = [n for n in self.names if n in self._columns]
@@ -456,24 +457,38 @@ class _Backlog:
         self.head_skip = 0
 
     def add(self, batch: Batch) -> int:
-        """Queue ``batch``; returns how many rows were dropped to stay in bounds."""
-        self.put_seq += batch.n
-        if self.drop == "newest" and self.rows + batch.n > self.max_pending:
-            self._discard(batch.n)
-            return batch.n
-        self.rows += batch.n
+        """Queue ``batch``; returns how many rows were dropped to stay in bounds. Runs once
+        per frame on the loop thread: the common paths are inline."""
+        n = batch.n
+        self.put_seq += n
+        if self.drop == "newest" and self.rows + n > self.max_pending:
+            self._discard(n)
+            return n
+        rows = self.rows = self.rows + n
+        last = self.batches[-1] if self.batches else None
         if self.coalesce and batch._first is not None:
-            last = self.batches[-1] if self.batches else None
-            if isinstance(last, _Frames) and last.n < FRAMES_CHUNK:
-                last.extend(batch)
+            if last.__class__ is _Frames and last.n < FRAMES_CHUNK:
+                # _Frames.extend, inline (once per frame)
+                last._rows += batch._rows  # type: ignore[operator]
+                last.firsts.append(batch._first)
+                last.counts.append(n)
+                last.times.append(batch._received)
+                last.n += n
+                last._pending = True
+                last._columns = None
             else:
                 self.batches.append(_Frames.starting(batch))
                 self.since.append(time.monotonic())
         else:
             self.batches.append(batch)
             self.since.append(time.monotonic())
-        if self.rows > self.max_pending or (self.keep is not None and self.rows > self.keep):
+        if rows > self.max_pending:
             return self._trim()
+        # Rows beyond ``keep`` are superseded in steps of ``keep // 4`` (and exactly at
+        # take): one cut per many frames instead of one per frame.
+        keep = self.keep
+        if keep is not None and rows > keep + (keep >> 2):
+            self._supersede()
         return 0
 
     def requeue(self, batches: list[Batch]) -> int:
@@ -542,6 +557,7 @@ class _Backlog:
 
     def take(self, max_rows: int) -> list[Batch]:
         """Whole batches from the front, up to ``max_rows`` rows (at least one batch)."""
+        self._supersede()
         self._settle_head()
         if max_rows >= self.rows:  # everything: swap the queue (one batch per frame: many)
             queued, self.batches = self.batches, deque()
