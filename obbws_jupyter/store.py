@@ -537,6 +537,21 @@ class ResultsStore:
         with backlog.lock:
             dropped = backlog.add(batch)
             full = backlog.rows >= self.batch_rows
+        self._queued(full, dropped)
+
+    def put_frame(self, records: list[Record], first_id: int, received_at: int) -> None:
+        """:meth:`put` of ``Batch.stamped(records, fields, first_id, received_at)`` without
+        building the batch: what ``WebSocketClient`` does when the store is its only sink.
+        O(1) per frame; the dicts are not touched."""
+        if self._closed:
+            raise StoreError("store is closed")
+        backlog = self._backlog
+        with backlog.lock:
+            dropped = backlog.add_frame(records, first_id, received_at, self.fields)
+            full = backlog.rows >= self.batch_rows
+        self._queued(full, dropped)
+
+    def _queued(self, full: bool, dropped: int) -> None:
         if full:
             self._wake.set()
         if dropped:
@@ -718,10 +733,16 @@ class ResultsStore:
         dicts of all frames in one C++ pass over the provider fields; ids and received_at
         from each frame's first id, length and time, vectorized (no per-record Python)."""
         fields = pa.RecordBatch.from_struct_array(pa.array(rows, type=self._field_struct))
-        lengths = np.asarray(counts, dtype=np.int64)
-        starts = np.asarray(firsts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
-        ids = np.repeat(starts, lengths) + np.arange(len(rows), dtype=np.int64)
-        received = np.repeat(np.asarray(times, dtype=np.int64), lengths)
+        n = len(rows)
+        if firsts and firsts[-1] + counts[-1] - firsts[0] == n:  # no gap (the usual case)
+            ids = np.arange(firsts[0], firsts[0] + n, dtype=np.int64)
+        else:
+            lengths = np.asarray(counts, dtype=np.int64)
+            starts = np.asarray(firsts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
+            ids = np.repeat(starts, lengths) + np.arange(n, dtype=np.int64)
+        received = np.asarray(times, dtype=np.int64)
+        if len(times) != n:  # frames of several records: one time per frame
+            received = np.repeat(received, np.asarray(counts, dtype=np.int64))
         arrays = [pa.array(ids, pa.int64()), pa.array(received, _ARROW_TIMESTAMP)]
         return pa.Table.from_arrays([*arrays, *fields.columns], schema=self._arrow_schema)
 

@@ -102,12 +102,19 @@ class Batch:
 
     @classmethod
     def stamped(
-        cls, records: list[Record], fields: tuple[Field, ...], first_id: int, received_at: int
+        cls,
+        records: list[Record],
+        fields: tuple[Field, ...],
+        first_id: int,
+        received_at: int,
+        *,
+        written: bool = False,
     ) -> Batch:
         """A frame's records, ids ``first_id, first_id + 1, ...``, one ``received_at`` (int
         ns). Built in O(1) (it runs once per frame on the loop thread): the ids are written
-        into the record dicts only when someone asks for :meth:`rows`, and a sink reading
-        :meth:`column` or :meth:`gather` never pays a per-record loop for them."""
+        into the record dicts only when someone asks for :meth:`rows` (``written=True``: the
+        caller already did), and a sink reading :meth:`column` or :meth:`gather` never pays
+        a per-record loop for them."""
         batch = cls.__new__(cls)
         batch.fields = fields
         batch._rows = records
@@ -115,7 +122,7 @@ class Batch:
         batch.n = len(records)
         batch._first = first_id
         batch._received = received_at
-        batch._pending = True
+        batch._pending = not written
         return batch
 
     @staticmethod
@@ -260,24 +267,17 @@ class _Frames(Batch):
         self.times: list[int] = []
 
     @classmethod
-    def starting(cls, batch: Batch) -> _Frames:
-        frames = cls(batch.fields, list(batch._rows or ()))
-        frames._first = batch._first
+    def starting(
+        cls, rows: list[Record], first_id: int, received_at: int, fields: tuple[Field, ...]
+    ) -> _Frames:
+        """A chunk holding one frame (a copy of its list: later frames are appended to it)."""
+        frames = cls(fields, list(rows))
+        frames._first = first_id
         frames._pending = True
-        frames.firsts.append(batch._first or 0)
-        frames.counts.append(batch.n)
-        frames.times.append(batch._received)
+        frames.firsts.append(first_id)
+        frames.counts.append(len(rows))
+        frames.times.append(received_at)
         return frames
-
-    def extend(self, batch: Batch) -> None:
-        """Append one stamped frame (the caller holds the backlog's lock)."""
-        self._rows += batch._rows or ()  # type: ignore[operator]
-        self.firsts.append(batch._first or 0)
-        self.counts.append(batch.n)
-        self.times.append(batch._received)
-        self.n += batch.n
-        self._pending = True
-        self._columns = None
 
     @property
     def last_id(self) -> int | None:
@@ -457,31 +457,48 @@ class _Backlog:
         self.head_skip = 0
 
     def add(self, batch: Batch) -> int:
-        """Queue ``batch``; returns how many rows were dropped to stay in bounds. Runs once
-        per frame on the loop thread: the common paths are inline."""
+        """Queue ``batch``; returns how many rows were dropped to stay in bounds."""
+        if self.coalesce and batch._first is not None and batch._rows is not None:
+            return self.add_frame(batch._rows, batch._first, batch._received, batch.fields)
         n = batch.n
         self.put_seq += n
         if self.drop == "newest" and self.rows + n > self.max_pending:
             self._discard(n)
             return n
-        rows = self.rows = self.rows + n
+        self.rows += n
+        self.batches.append(batch)
+        self.since.append(time.monotonic())
+        return self._bound()
+
+    def add_frame(
+        self, rows: list[Record], first_id: int, received_at: int, fields: tuple[Field, ...]
+    ) -> int:
+        """Queue one frame's dicts, ids ``first_id...``, one ``received_at`` (what
+        :meth:`Batch.stamped` holds, without building the batch): appended to the last
+        :class:`_Frames` chunk. Once per frame on the loop thread, so the common path is
+        inline. Returns how many rows were dropped to stay in bounds."""
+        n = len(rows)
+        self.put_seq += n
+        if self.drop == "newest" and self.rows + n > self.max_pending:
+            self._discard(n)
+            return n
+        self.rows += n
         last = self.batches[-1] if self.batches else None
-        if self.coalesce and batch._first is not None:
-            if last.__class__ is _Frames and last.n < FRAMES_CHUNK:
-                # _Frames.extend, inline (once per frame)
-                last._rows += batch._rows  # type: ignore[operator]
-                last.firsts.append(batch._first)
-                last.counts.append(n)
-                last.times.append(batch._received)
-                last.n += n
-                last._pending = True
-                last._columns = None
-            else:
-                self.batches.append(_Frames.starting(batch))
-                self.since.append(time.monotonic())
+        if last.__class__ is _Frames and last.n < FRAMES_CHUNK:
+            last._rows += rows  # type: ignore[operator]
+            last.firsts.append(first_id)
+            last.counts.append(n)
+            last.times.append(received_at)
+            last.n += n
+            last._pending = True
+            last._columns = None
         else:
-            self.batches.append(batch)
+            self.batches.append(_Frames.starting(rows, first_id, received_at, fields))
             self.since.append(time.monotonic())
+        return self._bound()
+
+    def _bound(self) -> int:
+        rows = self.rows
         if rows > self.max_pending:
             return self._trim()
         # Rows beyond ``keep`` are superseded in steps of ``keep // 4`` (and exactly at

@@ -326,3 +326,22 @@ def test_arrow_schema_of_the_writer_matches_the_table(tmp_path: pathlib.Path) ->
         assert table.schema.field("id").type == pa.int64()
         assert table.schema.field("received_at").type == pa.timestamp("ns", tz="UTC")
         assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_frames_with_id_gaps_and_one_record_each_keep_their_ids_and_times(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The writer's two shortcuts (contiguous ids, one record per frame) fall back to the
+    general path when ids have gaps or frames hold several records."""
+    with ResultsStore(FIELDS, results_file=tmp_path / "gap.duckdb", limit=None) as store:
+        store.put_frame(trades(2), 1, T0)
+        store.put_frame(trades(3), 10, T0 + 5_000)
+        store.put_frame(trades(1), 13, T0 + 9_000)
+        store.flush(TIMEOUT)
+        store.put_frame(trades(1), 14, T0 + 12_000)
+        store.put_frame(trades(1), 15, T0 + 13_000)
+        store.flush(TIMEOUT)
+        got = store.read()
+    assert got["id"].tolist() == [1, 2, 10, 11, 12, 13, 14, 15]
+    micros = [(stamp.value - T0) // 1_000 for stamp in got["received_at"]]  # .value: ns
+    assert micros == [0, 0, 5, 5, 5, 9, 12, 13]
