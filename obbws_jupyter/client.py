@@ -200,7 +200,8 @@ class WebSocketClient:
         self._store_sink = StoreSink(self._store)  # always first: see _on_records
         self._store_put_frame = self._store.put_frame
         self._sinks: dict[str, Sink] = {}  # the user's sinks, by URL
-        self._sink_list: tuple[Sink, ...] = ()  # the sinks after the store (see _rewire)
+        self._sink_list: tuple[Sink, ...] = ()  # the user's sinks, in order (swapped)
+        self._chain: tuple[Sink, ...] = ()  # every sink after the store (see _rewire)
         self._lock = threading.RLock()
         self._closed = False
         self._pending_record_file = record_file
@@ -363,7 +364,7 @@ class WebSocketClient:
         # without them the writer rejects it by itself, and no Batch object is built.
         if not records:
             return
-        sinks = self._sink_list
+        sinks = self._chain
         first_id = self._next_id
         if not sinks:
             self._next_id = first_id + len(records)
@@ -397,8 +398,9 @@ class WebSocketClient:
             chain.append(BroadcastSink(self._broadcast))
         if self._record_hooks:
             chain.append(self._hook_sink)
-        chain.extend(self._sinks.values())
-        self._sink_list = tuple(chain)
+        self._sink_list = tuple(self._sinks.values())
+        chain.extend(self._sink_list)
+        self._chain = tuple(chain)
 
     def add_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
         """Call ``hook(records)`` on the loop thread for every frame's records (keep it cheap)."""
@@ -453,7 +455,7 @@ class WebSocketClient:
     def sinks(self) -> list[SinkHealth]:
         """The health of each added sink, in the order they were added (the store, the
         broadcast and the record hooks are internal sinks, not listed)."""
-        return [sink.health() for sink in self._sinks.values()]
+        return [sink.health() for sink in self._sink_list]
 
     def _sink_context(self) -> SinkContext:
         return SinkContext(
@@ -717,7 +719,7 @@ class WebSocketClient:
             self._capture = None
         sinks = list(self._sinks.values())
         self._sinks.clear()
-        self._sink_list = ()
+        self._sink_list = self._chain = ()
         for sink in sinks:
             try:
                 if sink.close():
