@@ -64,6 +64,7 @@ from obbws_jupyter._util import wire_logger
 from obbws_jupyter._validate import check_token
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, PortInUseError
 from obbws_jupyter.protocol import Field
+from obbws_jupyter.sinks._base import Batch, Sink, SinkHealth
 from obbws_jupyter.wire import DEFAULT_PORT, MAX_REPLAY, RecordEncoder, encode_record
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "MAX_REPLAY",
     "WIRE_LOGGER",
     "BroadcastServer",
+    "BroadcastSink",
     "RecordEncoder",
     "encode_record",
 ]
@@ -589,7 +591,7 @@ class BroadcastServer:
         listeners whose write buffer exceeds ``max_buffer`` are dropped (close 1013).
         Listeners still catching up on a replay get the records in their backlog.
         """
-        if not records or self._server is None or not (self._live or self._catching_up):
+        if not records or not self.has_listeners:
             return
         payloads: list[tuple[int, str]] = []
         for record in records:
@@ -609,6 +611,11 @@ class BroadcastServer:
                     self._drop(listener)
             if not self._live:
                 self._enforce_total()
+
+    @property
+    def has_listeners(self) -> bool:
+        """True while serving someone (live or catching up): else a publish is a no-op."""
+        return self._server is not None and bool(self._live or self._catching_up)
 
     def _fan_out(self, payloads: list[tuple[int, str]]) -> None:
         """Write the frames to every live listener.
@@ -699,6 +706,33 @@ class BroadcastServer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class BroadcastSink(Sink):
+    """The broadcast server as one of a connection's internal sinks: each frame's
+    :class:`~obbws_jupyter.sinks.Batch` goes to :meth:`BroadcastServer.publish` (encoded once
+    per record for all listeners). With nobody listening the batch is not even looked at.
+    Its lifecycle is the server's (``start_broadcasting`` / ``stop_broadcasting``)."""
+
+    kind = "broadcast"
+
+    def __init__(self, server: BroadcastServer) -> None:
+        super().__init__(server.address or "ws://")
+        self.server = server
+
+    def write(self, batch: Batch) -> None:
+        if self.server.has_listeners:
+            self.server.publish(batch.rows())
+
+    def health(self) -> SinkHealth:
+        serving = self.server.is_serving
+        return SinkHealth(
+            url=self.display_url,
+            kind=self.kind,
+            state="ok" if serving else "closed",
+            rows_written=int(self.server.stats.get("sent", 0)),
+            rows_dropped=0,
+        )
 
 
 def _text_frame(payload: bytes) -> bytes:

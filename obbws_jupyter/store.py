@@ -5,17 +5,20 @@ connection to one file and one table::
 
     store = ResultsStore(session.fields, limit=1000)
     records = store.accept(records)  # from the asyncio loop: rows the store would reject go
-    store.put(records)               # O(1), never touches DuckDB
+    store.put(batch)                 # O(1) per frame (a Batch or a list), never touches DuckDB
     store.read()                     # pandas DataFrame, oldest first, tz-aware in store.tz
     lost = store.close()             # flush, stop the writer, delete the temp file unless saved
 
-Threads. ``put`` appends to a bounded backlog (:class:`_Backlog`) and returns; a daemon writer
+Threads. ``put`` appends the frame's :class:`~obbws_jupyter.sinks.Batch` to a bounded backlog
+(the sinks' ``_Backlog``, shared with every batching sink) and returns; a daemon writer
 thread (``obbws-store-<name>``) takes the whole backlog every ``flush_interval`` seconds
-(sooner when ``batch_rows`` are waiting or someone calls :meth:`ResultsStore.flush`) and
-writes it as one Arrow table with ``INSERT ... SELECT``, followed in the same transaction by
-the ``limit`` cap (``DELETE ... WHERE id <= max_id - limit``), so a committed table never
-holds more than ``limit`` rows. The reader side runs on fresh cursors of the store's
-connection: one DuckDB connection cannot be used from two threads at once.
+(sooner when ``batch_rows`` are waiting or someone calls :meth:`ResultsStore.flush`), builds
+one Arrow table from it (the record dicts of all batches in one C++ pass, ids and
+``received_at`` from the batches' columns) and writes it with ``INSERT ... SELECT``,
+followed in the same transaction by the ``limit`` cap (``DELETE ... WHERE id <= max_id -
+limit``), so a committed table never holds more than ``limit`` rows. The reader side runs
+on fresh cursors of the store's connection: one DuckDB connection cannot be used from two
+threads at once.
 
 Failures. A failed write keeps its rows (first in line) and is retried with exponential
 backoff; the store's ``state`` is then ``"retrying"`` and ``last_error`` says why. A fatal
@@ -58,11 +61,11 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -78,8 +81,9 @@ from obbws_jupyter.exceptions import (
     StoreError,
 )
 from obbws_jupyter.protocol import Field, FieldType, Record
+from obbws_jupyter.sinks._base import Batch, Sink, SinkHealth, _Backlog
 
-__all__ = ["ResultsStore", "sweep_orphan_temp_dirs"]
+__all__ = ["ResultsStore", "StoreSink", "sweep_orphan_temp_dirs"]
 
 logger = logging.getLogger("obbws_jupyter.store")
 
@@ -119,6 +123,7 @@ _BASE_COLUMNS: tuple[tuple[str, FieldType], ...] = (
 _BATCH_VIEW = "__obbws_batch"
 _EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv"}
 _MAX_RETRY_DELAY = 5.0
+_TAKE_ALL = 2**62  # the writer takes everything pending at once
 _CLOSE_TIMEOUT = 5.0  # how long close() lets the writer finish before counting the rest lost
 _FILE_CHECK_INTERVAL = 0.5  # seconds between checks that the results file is still there
 DEFAULT_MAX_PENDING = 250_000  # rows waiting for the writer (~150 MB of record dicts)
@@ -263,99 +268,6 @@ def _compile_fit_check(fields: Sequence[Field]) -> Callable[[list[Record]], bool
     return checker
 
 
-# -- the backlog ------------------------------------------------------------------------------
-
-
-class _Backlog:
-    """Rows waiting for the writer: FIFO chunks, bounded, with sequence numbers for flush().
-
-    ``keep`` (the limit) is how many of the newest rows are worth writing at all; older ones
-    are *superseded* (the cap would delete them) and leave without being a loss. Beyond
-    ``max_rows`` the oldest are *dropped*: a loss, counted. Thread-safe.
-    """
-
-    def __init__(self, keep: int | None, max_rows: int) -> None:
-        self.keep = keep
-        self.max_rows = max_rows
-        self.lock = threading.Lock()
-        self.done = threading.Condition(self.lock)
-        self.chunks: deque[list[Record]] = deque()
-        self.rows = 0
-        self.put_seq = 0  # rows ever put
-        self.done_seq = 0  # rows ever put whose fate is settled
-        self.dropped = 0
-        self.superseded = 0  # not yet reported as written
-
-    def add(self, records: list[Record]) -> int:
-        """Queue ``records``; returns how many old rows were dropped to make room."""
-        with self.lock:
-            self.chunks.append(records)
-            self.rows += len(records)
-            self.put_seq += len(records)
-            return self._trim()
-
-    def requeue(self, rows: list[Record]) -> int:
-        """Put back rows a failed write took, first in line; returns rows dropped."""
-        with self.lock:
-            if rows:
-                self.chunks.appendleft(rows)
-                self.rows += len(rows)
-            return self._trim()
-
-    def _trim(self) -> int:
-        if self.keep is not None and self.rows > self.keep:
-            self.superseded += self._cut(self.rows - self.keep)
-        dropped = self._cut(self.rows - self.max_rows) if self.rows > self.max_rows else 0
-        self.dropped += dropped
-        return dropped
-
-    def _cut(self, excess: int) -> int:
-        cut_total = 0
-        while excess > 0 and self.chunks:
-            oldest = self.chunks[0]
-            if len(oldest) <= excess:
-                self.chunks.popleft()
-                cut = len(oldest)
-            else:
-                self.chunks[0] = oldest[excess:]
-                cut = excess
-            excess -= cut
-            cut_total += cut
-        self.rows -= cut_total
-        return cut_total
-
-    def take(self) -> tuple[list[Record], int, int]:
-        """Everything waiting (as one list), the put sequence it covers, and the rows
-        superseded since the last take."""
-        with self.lock:
-            chunks, self.chunks = self.chunks, deque()
-            self.rows = 0
-            seq, superseded, self.superseded = self.put_seq, self.superseded, 0
-        if len(chunks) == 1:
-            return chunks[0], seq, superseded
-        rows: list[Record] = []
-        for chunk in chunks:
-            rows.extend(chunk)
-        return rows, seq, superseded
-
-    def settle(self, seq: int) -> None:
-        with self.done:
-            if seq > self.done_seq:
-                self.done_seq = seq
-            self.done.notify_all()
-
-    def wait(self, target: int, deadline: float, alive: Callable[[], bool]) -> bool:
-        """Wait until rows up to ``target`` are settled; False at ``deadline`` or if the
-        writer died."""
-        with self.done:
-            while self.done_seq < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not alive():
-                    return False
-                self.done.wait(min(remaining, 0.5))
-        return True
-
-
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -402,6 +314,8 @@ class ResultsStore:
         self._columns = [(n, t) for n, t in _BASE_COLUMNS] + [(f.name, f.type) for f in self.fields]
         self._arrow_schema = pa.schema([(n, _ARROW_TYPES[t]) for n, t in self._columns])
         self._arrow_struct = pa.struct(list(self._arrow_schema))
+        # the provider fields only: a frame's ids and received_at travel beside its dicts
+        self._field_struct = pa.struct(list(self._arrow_schema)[len(_BASE_COLUMNS) :])
         self._all_fit = _compile_fit_check(self.fields)
         self._checks = tuple((f.name, _FITS[f.type], f.type.value) for f in self.fields)
 
@@ -416,7 +330,7 @@ class ResultsStore:
             raise
         self._file_id = _file_id(self.path)
 
-        self._backlog = _Backlog(self.limit, self.max_pending)
+        self._backlog = _Backlog(self.max_pending, "oldest", keep=self.limit, coalesce=True)
         self._wake = threading.Event()
         self._write_lock = threading.Lock()  # writer transactions vs clear() and recovery
         self._con_lock = threading.Lock()  # cursor creation vs close() and reopening
@@ -611,15 +525,37 @@ class ResultsStore:
         self._note_rejected(len(bad), f"{bad[0][1]} in {records[bad[0][0]]!r:.200}")
         return [r for i, r in enumerate(records) if i not in skip]
 
-    def put(self, records: list[Record]) -> None:
-        """Queue records for the writer thread. Cheap and non-blocking; takes ownership of the
-        list (do not mutate it afterwards). See the module docstring for the backlog bound."""
+    def put(self, records: list[Record] | Batch) -> None:
+        """Queue records (a list of dicts with ``id`` and ``received_at``, or a
+        :class:`~obbws_jupyter.sinks.Batch`) for the writer thread. O(1) per call, whatever
+        the number of records: the batch is handed over as it is, and converted by the
+        writer. Takes ownership of the list (do not mutate it afterwards). See the module
+        docstring for the backlog bound."""
         if self._closed:
             raise StoreError("store is closed")
-        if not records:
+        batch = records if isinstance(records, Batch) else Batch(self.fields, rows=records)
+        if not batch.n:
             return
-        dropped = self._backlog.add(records)
-        if self._backlog.rows >= self.batch_rows:
+        backlog = self._backlog
+        with backlog.lock:
+            dropped = backlog.add(batch)
+            full = backlog.rows >= self.batch_rows
+        self._queued(full, dropped)
+
+    def put_frame(self, records: list[Record], first_id: int, received_at: int) -> None:
+        """:meth:`put` of ``Batch.stamped(records, fields, first_id, received_at)`` without
+        building the batch: what ``WebSocketClient`` does when the store is its only sink.
+        O(1) per frame; the dicts are not touched."""
+        if self._closed:
+            raise StoreError("store is closed")
+        backlog = self._backlog
+        with backlog.lock:
+            dropped = backlog.add_frame(records, first_id, received_at, self.fields)
+            full = backlog.rows >= self.batch_rows
+        self._queued(full, dropped)
+
+    def _queued(self, full: bool, dropped: int) -> None:
+        if full:
             self._wake.set()
         if dropped:
             self._warn_dropped(dropped)
@@ -675,16 +611,17 @@ class ResultsStore:
         except Exception as exc:
             self._write_failed([], exc)
             return False
-        rows, seq, superseded = self._backlog.take()
-        if not rows:
-            self._backlog.settle(seq)
+        backlog = self._backlog
+        with backlog.lock:
+            batches = backlog.take(_TAKE_ALL)  # the cap already cut what it would delete
+            superseded = backlog.take_superseded()
+        if not batches:
+            if superseded:
+                self._wrote(0, 0, superseded, 0.0)
             return True
-        self._in_flight = len(rows)
+        taken = self._in_flight = sum(b.n for b in batches)
         try:
-            if self.limit is not None and len(rows) > self.limit:
-                superseded += len(rows) - self.limit
-                rows = rows[-self.limit :]  # older rows would be trimmed by the cap anyway
-            table, rejected = self._to_arrow(rows)
+            table, batches, rejected = self._to_arrow(batches)
             started = time.perf_counter()
             try:
                 deleted = 0
@@ -692,13 +629,15 @@ class ResultsStore:
                     with self._write_lock, self._cursor(translate=False) as cursor:
                         deleted = self._insert(cursor, table) or 0
             except Exception as exc:
-                self._write_failed(_without(rows, rejected), exc)
+                self._write_failed(batches, exc, rejected)
                 return False
             elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             self._wrote(table.num_rows, deleted, superseded, elapsed_ms)
         finally:
             self._in_flight = 0
-        self._backlog.settle(seq)
+        with backlog.lock:
+            backlog.delivered(batches, taken - rejected)
+            backlog.rejected(rejected)
         return True
 
     def _wrote(self, inserted: int, deleted: int, superseded: int, elapsed: float) -> None:
@@ -745,8 +684,10 @@ class ResultsStore:
             with contextlib.suppress(duckdb.Error):
                 cursor.unregister(_BATCH_VIEW)
 
-    def _write_failed(self, keep: list[Record], exc: Exception) -> None:
-        dropped = self._backlog.requeue(keep)
+    def _write_failed(self, keep: list[Batch], exc: Exception, rejected: int = 0) -> None:
+        with self._backlog.lock:
+            dropped = self._backlog.requeue(keep)
+            self._backlog.rejected(rejected)
         fatal = _is_fatal(exc)
         if fatal:
             self._needs_reopen = True
@@ -759,7 +700,7 @@ class ResultsStore:
             logger.error(
                 "store %r: writing %d rows to %s failed (kept for the next try%s): %s",
                 self.name,
-                len(keep),
+                sum(b.n for b in keep),
                 self.path,
                 "; reopening the database" if fatal else "",
                 clip(exc, 1000),
@@ -788,26 +729,73 @@ class ResultsStore:
             raise ValueError("a record has no 'id'")
         return pa.Table.from_batches([batch], schema=self._arrow_schema)
 
-    def _to_arrow(self, rows: list[Record]) -> tuple[pa.Table, list[int]]:
-        """Rows -> Arrow table; rows whose values do not fit the columns are rejected (rows
-        given straight to :meth:`put` without :meth:`accept`)."""
+    def _stamped_to_table(
+        self, rows: list[Record], firsts: list[int], counts: list[int], times: list[int]
+    ) -> pa.Table:
+        """Frames as ``WebSocketClient`` hands them over (see :meth:`Batch.gather`): the
+        dicts of all frames in one C++ pass over the provider fields; ids and received_at
+        from each frame's first id, length and time, vectorized (no per-record Python)."""
+        fields = pa.RecordBatch.from_struct_array(pa.array(rows, type=self._field_struct))
+        n = len(rows)
+        if firsts and firsts[-1] + counts[-1] - firsts[0] == n:  # no gap (the usual case)
+            ids = np.arange(firsts[0], firsts[0] + n, dtype=np.int64)
+        else:
+            lengths = np.asarray(counts, dtype=np.int64)
+            starts = np.asarray(firsts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
+            ids = np.repeat(starts, lengths) + np.arange(n, dtype=np.int64)
+        received = np.asarray(times, dtype=np.int64)
+        if len(times) != n:  # frames of several records: one time per frame
+            received = np.repeat(received, np.asarray(counts, dtype=np.int64))
+        arrays = [pa.array(ids, pa.int64()), pa.array(received, _ARROW_TIMESTAMP)]
+        return pa.Table.from_arrays([*arrays, *fields.columns], schema=self._arrow_schema)
+
+    def _columns_to_table(self, batches: list[Batch]) -> pa.Table:
+        """Batches given as columns (a columnar session): one array per column."""
+        arrays = []
+        for field in self._arrow_schema:
+            values: list[Any] = []
+            for batch in batches:
+                values.extend(batch.column(field.name))
+            arrays.append(pa.array(values, field.type))
+        if arrays[0].null_count:
+            raise ValueError("a record has no 'id'")
+        return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
+
+    def _batches_to_table(self, batches: list[Batch]) -> pa.Table:
+        parts = Batch.gather(batches)
+        if parts is not None:
+            return self._stamped_to_table(*parts)
+        if all(b.raw_rows is None for b in batches):
+            return self._columns_to_table(batches)
+        if len(batches) == 1:
+            return self._rows_to_table(batches[0].rows())
+        rows: list[Record] = []
+        for batch in batches:
+            rows.extend(batch.rows())
+        return self._rows_to_table(rows)
+
+    def _to_arrow(self, batches: list[Batch]) -> tuple[pa.Table, list[Batch], int]:
+        """Batches -> one Arrow table; rows whose values do not fit the columns are rejected
+        (rows given straight to :meth:`put` without :meth:`accept`). Returns the table, the
+        batches it holds (without the rejected rows) and how many rows were rejected."""
         try:
-            return self._rows_to_table(rows), []
+            return self._batches_to_table(batches), batches, 0
         except Exception:  # find the culprits below
             pass
         good: list[Record] = []
-        rejected: list[int] = []
+        rejected = 0
         first_error = ""
-        for i, row in enumerate(rows):
-            try:
-                self._rows_to_table([row])
-            except Exception as exc:
-                rejected.append(i)
-                first_error = first_error or f"{type(exc).__name__}: {exc} in {row!r:.200}"
-            else:
-                good.append(row)
-        self._note_rejected(len(rejected), first_error)
-        return self._rows_to_table(good), rejected
+        for batch in batches:
+            for row in batch.rows():
+                try:
+                    self._rows_to_table([row])
+                except Exception as exc:
+                    rejected += 1
+                    first_error = first_error or f"{type(exc).__name__}: {exc} in {row!r:.200}"
+                else:
+                    good.append(row)
+        self._note_rejected(rejected, first_error)
+        return self._rows_to_table(good), [Batch(self.fields, rows=good)], rejected
 
     # -- failures: the file, reopening -------------------------------------------------------
 
@@ -892,12 +880,16 @@ class ResultsStore:
 
     def _flush(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        target = self._backlog.put_seq
-        if self._backlog.done_seq >= target:
-            return
+        backlog = self._backlog
+        with backlog.lock:
+            target = backlog.put_seq
+            if backlog.done_seq >= target:
+                return
         self._next_file_check = 0.0  # rows a flush waits for land in the file, not a ghost
         self._wake.set()
-        if not self._backlog.wait(target, deadline, self._writer.is_alive):
+        with backlog.lock:
+            settled = backlog.wait_settled(deadline, self._writer.is_alive, target)
+        if not settled:
             error = self.stats["last_error"]
             hint = f"; last write error: {error}" if error else ""
             raise ObbwsTimeoutError(
@@ -1169,11 +1161,34 @@ class ResultsStore:
                 path.unlink()
 
 
-def _without(rows: list[Record], skip: list[int]) -> list[Record]:
-    if not skip:
-        return rows
-    drop = set(skip)
-    return [r for i, r in enumerate(rows) if i not in drop]
+class StoreSink(Sink):
+    """A :class:`ResultsStore` as the first of a connection's internal sinks: ``write`` hands
+    the frame's batch to :meth:`ResultsStore.put` (O(1)); health mirrors ``store.stats``.
+    The connection closes the store itself (its close reports lost rows)."""
+
+    kind = "duckdb"
+
+    def __init__(self, store: ResultsStore) -> None:
+        super().__init__(f"duckdb://{store.path}#{store.table_name}")
+        self.store = store
+
+    def write(self, batch: Batch) -> None:
+        self.store.put(batch)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        self.store.flush(timeout)
+
+    def health(self) -> SinkHealth:
+        stats = self.store.stats
+        return SinkHealth(
+            url=self.display_url,
+            kind=self.kind,
+            state=str(stats["state"]),
+            rows_written=int(stats["rows_written"]),
+            rows_dropped=int(stats["dropped"]),
+            rows_pending=int(stats["pending"]),
+            last_error=stats["last_error"],
+        )
 
 
 def _file_id(path: pathlib.Path) -> tuple[int, int] | None:

@@ -10,6 +10,9 @@ Contract (narrow on purpose: the sinks issue turns this into one sink among othe
   events/s) for a view; it runs on the refresh thread at the view's cadence.
 - ``close()`` stops following the client; later ``feed`` calls (one already in flight on the
   loop thread) are ignored.
+- It is a :class:`~obbws_jupyter.sinks.Sink` too: ``write(batch)`` feeds a frame's
+  :class:`~obbws_jupyter.sinks.Batch`. ``follow`` attaches it through the client's record
+  hooks, themselves one internal sink of the connection, fed the same batch as the store.
 
 ``feed`` and ``snapshot`` may run on different threads at once: one lock guards the state and
 ``snapshot`` holds it only to copy. The records are shared with the store and the broadcast
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 from obbws_jupyter.protocol import Field, FieldType, Record
+from obbws_jupyter.sinks._base import Batch, Sink, SinkHealth
 
 __all__ = ["LiveTail", "Seed", "decimals", "stored_seed"]
 
@@ -156,9 +160,11 @@ def _key(symbol: str) -> str:
     return "".join(ch for ch in symbol.upper() if ch.isalnum())
 
 
-class LiveTail:
+class LiveTail(Sink):
     """Newest ``rows`` records plus per-symbol aggregates (see the module docstring).
     ``clock`` (monotonic seconds) is there for tests."""
+
+    kind = "tail"
 
     def __init__(
         self,
@@ -170,6 +176,7 @@ class LiveTail:
         rate_window: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__("tail://")
         self.fields = tuple(fields)
         self.columns = ["id", "received_at", *(f.name for f in self.fields)]
         self.types = ["int", "timestamp", *(str(f.type) for f in self.fields)]
@@ -226,12 +233,25 @@ class LiveTail:
                     self._ingest(frame, live=True)
         return self
 
-    def close(self) -> None:
-        """Stop following the client; idempotent."""
+    def close(self, timeout: float = 10.0) -> int:
+        """Stop following the client; idempotent. Nothing is pending: returns 0."""
         self._closed = True
         client, self._client = self._client, None
         if client is not None:
             client.remove_record_hook(self.feed)
+        return 0
+
+    def write(self, batch: Batch) -> None:
+        """The Sink form of :meth:`feed`: one frame's batch."""
+        self.feed(batch.rows())
+
+    def health(self) -> SinkHealth:
+        return SinkHealth(
+            url=self.url,
+            kind=self.kind,
+            state="closed" if self._closed else "ok",
+            rows_written=self._total,
+        )
 
     @property
     def closed(self) -> bool:

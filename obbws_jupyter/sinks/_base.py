@@ -10,7 +10,11 @@ A connection's stream hands every frame's records, once, to each of its sinks::
 
 A :class:`Batch` holds one frame's records (ids and ``received_at`` assigned), by row or by
 column, converted on demand and cached, so a sink that wants Arrow and one that wants JSON
-both pay only for what they use.
+both pay only for what they use. ``WebSocketClient`` builds one per frame with
+:meth:`Batch.stamped` (O(1): the ids stay beside the dicts until someone asks for
+:meth:`Batch.rows`) and hands it first to the DuckDB store, then, in order, to its internal
+sinks (the broadcast, the record hooks, which feed the widget's live tail) and to the user's
+sinks. The store's writer uses the same backlog as the bases below, coalescing frames.
 
 Two bases carry the machinery that a sink should not write again:
 
@@ -33,8 +37,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from obbws_jupyter import runtime
@@ -55,6 +59,7 @@ __all__ = [
 log = logging.getLogger("obbws_jupyter.sinks")
 
 BASE_COLUMNS = ("id", "received_at")
+FRAMES_CHUNK = 8192  # rows a coalescing backlog merges into one _Frames before starting another
 DROP_POLICIES = ("oldest", "newest")
 
 
@@ -66,7 +71,7 @@ class Batch:
     cache. Treat a batch and what it returns as read-only: every sink sees the same objects.
     """
 
-    __slots__ = ("_columns", "_rows", "fields", "n")
+    __slots__ = ("_columns", "_first", "_pending", "_received", "_rows", "fields", "n")
 
     def __init__(
         self,
@@ -82,6 +87,9 @@ class Batch:
         self._columns: dict[str, Sequence[Any]] | None = (
             dict(columns) if columns is not None else None
         )
+        self._first: int | None = None  # the first id of a stamped() batch
+        self._received = 0  # and its received_at (ints: no tuple per frame to collect)
+        self._pending = False  # stamped() ids not yet written into the dicts
         if rows is not None:
             self.n = len(rows)
         else:
@@ -91,6 +99,83 @@ class Batch:
     @classmethod
     def from_records(cls, records: list[Record], fields: Sequence[Field]) -> Batch:
         return cls(fields, rows=records)
+
+    @classmethod
+    def stamped(
+        cls,
+        records: list[Record],
+        fields: tuple[Field, ...],
+        first_id: int,
+        received_at: int,
+        *,
+        written: bool = False,
+    ) -> Batch:
+        """A frame's records, ids ``first_id, first_id + 1, ...``, one ``received_at`` (int
+        ns). Built in O(1) (it runs once per frame on the loop thread): the ids are written
+        into the record dicts only when someone asks for :meth:`rows` (``written=True``: the
+        caller already did), and a sink reading :meth:`column` or :meth:`gather` never pays
+        a per-record loop for them."""
+        batch = cls.__new__(cls)
+        batch.fields = fields
+        batch._rows = records
+        batch._columns = None
+        batch.n = len(records)
+        batch._first = first_id
+        batch._received = received_at
+        batch._pending = not written
+        return batch
+
+    @staticmethod
+    def gather(
+        batches: Sequence[Batch],
+    ) -> tuple[list[Record], list[int], list[int], list[int]] | None:
+        """For sinks that convert in bulk (Arrow): the row dicts of every batch in one list,
+        with each batch's first id, length and received_at (so the two base columns can be
+        built without touching the dicts); None unless every batch came from
+        :meth:`stamped`. The dicts may or may not hold ``id`` / ``received_at`` yet."""
+        rows: list[Record] = []
+        firsts: list[int] = []
+        counts: list[int] = []
+        times: list[int] = []
+        for batch in batches:
+            first = batch._first
+            if first is None or batch._rows is None:
+                return None
+            rows += batch._rows
+            if isinstance(batch, _Frames):
+                firsts += batch.firsts
+                counts += batch.counts
+                times += batch.times
+            else:
+                firsts.append(first)
+                counts.append(batch.n)
+                times.append(batch._received)
+        return rows, firsts, counts, times
+
+    def has_column(self, name: str) -> bool:
+        """True when :meth:`column` ``(name)`` is at hand without a per-record conversion."""
+        if self._first is not None and name in BASE_COLUMNS:
+            return True
+        return self._columns is not None and name in self._columns
+
+    @property
+    def raw_rows(self) -> list[Record] | None:
+        """The row dicts this batch was built from, as they are (without the ``id`` and
+        ``received_at`` of a :meth:`stamped` batch unless :meth:`rows` added them); None for
+        a batch built from columns."""
+        return self._rows
+
+    def tail(self, n: int) -> Batch:
+        """A batch of the newest ``n`` records (all of them when ``n >= len(self)``)."""
+        if n >= self.n:
+            return self
+        start = self.n - n
+        if self._first is not None and self._rows is not None:
+            rows = self._rows[start:]
+            return Batch.stamped(rows, self.fields, self._first + start, self._received)
+        if self._rows is not None:
+            return Batch(self.fields, rows=self._rows[start:])
+        return Batch(self.fields, columns={k: v[start:] for k, v in self.columns().items()})
 
     def __len__(self) -> int:
         return self.n
@@ -105,14 +190,21 @@ class Batch:
 
     @property
     def first_id(self) -> int | None:
+        if self._first is not None:
+            return self._first if self.n else None
         return int(self.column("id")[0]) if self.n else None
 
     @property
     def last_id(self) -> int | None:
+        if self._first is not None:
+            return self._first + self.n - 1 if self.n else None
         return int(self.column("id")[-1]) if self.n else None
 
     def rows(self) -> list[Record]:
         """The records as dicts (missing values absent)."""
+        if self._pending:
+            self._apply_stamp()
+            return self._rows  # type: ignore[return-value]
         if self._rows is None:
             assert self._columns is not None
             names = [n for n in self.names if n in self._columns]
@@ -123,14 +215,32 @@ class Batch:
             ]
         return self._rows
 
+    def _apply_stamp(self) -> None:
+        # Two threads may both get here: they write the same values, so that is harmless.
+        assert self._rows is not None and self._first is not None
+        next_id, received_at = self._first, self._received
+        for record in self._rows:
+            record["id"] = next_id
+            record["received_at"] = received_at
+            next_id += 1
+        self._pending = False
+
     def column(self, name: str) -> Sequence[Any]:
         """One column (``None`` where a record lacks the field)."""
         if self._columns is not None and name in self._columns:
             return self._columns[name]
+        if self._first is not None and name in BASE_COLUMNS:
+            have = dict(self._columns or {})
+            have["id"] = range(self._first, self._first + self.n)
+            have["received_at"] = [self._received] * self.n
+            self._columns = have
+            return have[name]
         return self.columns()[name]
 
     def columns(self) -> dict[str, Sequence[Any]]:
         """Every column of :attr:`names`, each of length ``n`` (``None`` where missing)."""
+        if self._first is not None:
+            self.column("id")  # the base columns without reading the dicts
         have = self._columns
         if have is None or any(name not in have for name in self.names):
             rows = self.rows()
@@ -140,6 +250,79 @@ class Batch:
                     have[name] = [row.get(name) for row in rows]
             self._columns = have
         return have
+
+
+class _Frames(Batch):
+    """Consecutive :meth:`Batch.stamped` frames merged into one batch: their dicts in one
+    list and, per frame, its first id, length and received_at. A backlog that coalesces
+    (the store's) keeps one of these instead of one object per frame, so a frame leaves
+    nothing behind for the garbage collector to walk while it waits for the writer."""
+
+    __slots__ = ("counts", "firsts", "times")
+
+    def __init__(self, fields: tuple[Field, ...], rows: list[Record]) -> None:
+        super().__init__(fields, rows=rows)
+        self.firsts: list[int] = []
+        self.counts: list[int] = []
+        self.times: list[int] = []
+
+    @classmethod
+    def starting(
+        cls, rows: list[Record], first_id: int, received_at: int, fields: tuple[Field, ...]
+    ) -> _Frames:
+        """A chunk holding one frame (a copy of its list: later frames are appended to it)."""
+        frames = cls(fields, list(rows))
+        frames._first = first_id
+        frames._pending = True
+        frames.firsts.append(first_id)
+        frames.counts.append(len(rows))
+        frames.times.append(received_at)
+        return frames
+
+    @property
+    def last_id(self) -> int | None:
+        return self.firsts[-1] + self.counts[-1] - 1 if self.n else None
+
+    def _runs(self) -> Iterator[tuple[int, int, int]]:
+        return zip(self.firsts, self.counts, self.times, strict=True)
+
+    def _apply_stamp(self) -> None:
+        assert self._rows is not None
+        rows = iter(self._rows)
+        for first, count, received_at in self._runs():
+            for next_id in range(first, first + count):
+                record = next(rows)
+                record["id"] = next_id
+                record["received_at"] = received_at
+        self._pending = False
+
+    def column(self, name: str) -> Sequence[Any]:
+        if name in BASE_COLUMNS and not (self._columns and name in self._columns):
+            ids: list[int] = []
+            received: list[int] = []
+            for first, count, received_at in self._runs():
+                ids += range(first, first + count)
+                received += [received_at] * count
+            self._columns = {**(self._columns or {}), "id": ids, "received_at": received}
+        return super().column(name)
+
+    def tail(self, n: int) -> Batch:
+        if n >= self.n:
+            return self
+        assert self._rows is not None
+        out = _Frames(self.fields, self._rows[self.n - n :])
+        out._pending = True
+        skip = self.n - n
+        for first, count, received_at in self._runs():
+            if skip >= count:
+                skip -= count
+                continue
+            out.firsts.append(first + skip)
+            out.counts.append(count - skip)
+            out.times.append(received_at)
+            skip = 0
+        out._first = out.firsts[0]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,62 +403,248 @@ class Sink(abc.ABC):
 # -- the batching machinery shared by the thread and the loop bases -------------------------
 
 
-@dataclass(slots=True)
 class _Backlog:
-    """Batches waiting for delivery, bounded in rows, with the counters health reports."""
+    """Batches waiting for delivery, bounded in rows, with the counters health reports.
 
-    max_pending: int
-    drop: str
-    batches: deque[tuple[Batch, float]] = field(default_factory=deque)
-    rows: int = 0
-    put_seq: int = 0  # rows ever accepted (dropped ones included)
-    done_seq: int = 0  # rows whose fate is settled (delivered or dropped)
-    written: int = 0
-    dropped: int = 0
+    Shared by both batching bases and by the DuckDB store's writer. Beyond ``max_pending``
+    rows the ``drop`` policy discards rows, counted in ``dropped`` (a loss): "oldest" cuts
+    exactly the excess from the front, "newest" refuses a whole incoming batch. With ``keep``
+    (a cap such as the store's ``limit``), only the newest ``keep`` rows are worth
+    delivering at all: older ones are *superseded* (counted apart, not a loss: the cap would
+    delete them). ``put_seq`` / ``done_seq`` count rows accepted / settled, so a flush waits
+    for exactly what was written before it. Callers hold :attr:`lock` (``settled`` is its
+    condition, notified whenever rows settle).
+    """
 
-    def add(self, batch: Batch) -> None:
-        self.put_seq += batch.n
-        if self.drop == "newest" and self.rows + batch.n > self.max_pending:
-            self._discard(batch.n)
-            return
-        self.batches.append((batch, time.monotonic()))
-        self.rows += batch.n
-        while self.rows > self.max_pending and self.batches:
-            old, _ = self.batches.popleft()
-            self.rows -= old.n
-            self._discard(old.n)
+    __slots__ = (
+        "batches",
+        "coalesce",
+        "done_seq",
+        "drop",
+        "dropped",
+        "head_skip",
+        "keep",
+        "lock",
+        "max_pending",
+        "put_seq",
+        "rows",
+        "settled",
+        "since",
+        "superseded",
+        "written",
+    )
+
+    def __init__(
+        self,
+        max_pending: int,
+        drop: str = "oldest",
+        keep: int | None = None,
+        coalesce: bool = False,
+    ) -> None:
+        self.max_pending = max_pending
+        self.drop = drop
+        self.keep = keep
+        self.coalesce = coalesce  # merge consecutive stamped frames into one _Frames
+        self.lock = threading.Lock()
+        self.settled = threading.Condition(self.lock)
+        # one entry per frame: the batch, and apart (floats are not tracked by the garbage
+        # collector, a tuple per frame would be) the monotonic time it was queued, for lag
+        self.batches: deque[Batch] = deque()
+        self.since: deque[float] = deque()
+        self.rows = 0
+        self.put_seq = 0  # rows ever accepted (dropped ones included)
+        self.done_seq = 0  # rows whose fate is settled (delivered, superseded or dropped)
+        self.written = 0
+        self.dropped = 0
+        self.superseded = 0  # not yet taken by the writer (see take_superseded)
+        # rows cut from the front batch but not yet sliced off it: a cut is O(1) per frame,
+        # the slice (a copy) happens once, when the batch is taken
+        self.head_skip = 0
+
+    def add(self, batch: Batch) -> int:
+        """Queue ``batch``; returns how many rows were dropped to stay in bounds."""
+        if self.coalesce and batch._first is not None and batch._rows is not None:
+            return self.add_frame(batch._rows, batch._first, batch._received, batch.fields)
+        n = batch.n
+        self.put_seq += n
+        if self.drop == "newest" and self.rows + n > self.max_pending:
+            self._discard(n)
+            return n
+        self.rows += n
+        self.batches.append(batch)
+        self.since.append(time.monotonic())
+        return self._bound()
+
+    def add_frame(
+        self, rows: list[Record], first_id: int, received_at: int, fields: tuple[Field, ...]
+    ) -> int:
+        """Queue one frame's dicts, ids ``first_id...``, one ``received_at`` (what
+        :meth:`Batch.stamped` holds, without building the batch): appended to the last
+        :class:`_Frames` chunk. Once per frame on the loop thread, so the common path is
+        inline. Returns how many rows were dropped to stay in bounds."""
+        n = len(rows)
+        self.put_seq += n
+        if self.drop == "newest" and self.rows + n > self.max_pending:
+            self._discard(n)
+            return n
+        self.rows += n
+        last = self.batches[-1] if self.batches else None
+        if last.__class__ is _Frames and last.n < FRAMES_CHUNK:
+            last._rows += rows  # type: ignore[operator]
+            last.firsts.append(first_id)
+            last.counts.append(n)
+            last.times.append(received_at)
+            last.n += n
+            last._pending = True
+            last._columns = None
+        else:
+            self.batches.append(_Frames.starting(rows, first_id, received_at, fields))
+            self.since.append(time.monotonic())
+        return self._bound()
+
+    def _bound(self) -> int:
+        rows = self.rows
+        if rows > self.max_pending:
+            return self._trim()
+        # Rows beyond ``keep`` are superseded in steps of ``keep // 4`` (and exactly at
+        # take): one cut per many frames instead of one per frame.
+        keep = self.keep
+        if keep is not None and rows > keep + (keep >> 2):
+            self._supersede()
+        return 0
+
+    def requeue(self, batches: list[Batch]) -> int:
+        """Put back batches a failed delivery took, first in line; returns rows dropped."""
+        now = time.monotonic()
+        self._settle_head()
+        for batch in reversed(batches):
+            self.batches.appendleft(batch)
+            self.since.appendleft(now)
+            self.rows += batch.n
+        if self.drop == "newest":  # the bound holds on retries too
+            self._supersede()
+            dropped = 0
+            while self.rows > self.max_pending and self.batches:
+                old = self.batches.pop()
+                self.since.pop()
+                self.rows -= old.n
+                self._discard(old.n)
+                dropped += old.n
+            return dropped
+        return self._trim()
+
+    def _trim(self) -> int:
+        self._supersede()
+        if self.rows <= self.max_pending:
+            return 0
+        dropped = self._cut(self.rows - self.max_pending)
+        self._discard(dropped)
+        return dropped
+
+    def _supersede(self) -> None:
+        if self.keep is not None and self.rows > self.keep:
+            cut = self._cut(self.rows - self.keep)
+            self.superseded += cut
+            self.done_seq += cut
+
+    def _cut(self, excess: int) -> int:
+        """Remove ``excess`` rows from the front (the last batch touched loses its first
+        rows: counted in ``head_skip`` now, sliced off by :meth:`_settle_head`)."""
+        cut_total = 0
+        while excess > 0 and self.batches:
+            left = self.batches[0].n - self.head_skip
+            if left <= excess:
+                self.batches.popleft()
+                self.since.popleft()
+                self.head_skip = 0
+                cut = left
+            else:
+                self.head_skip += excess
+                cut = excess
+            excess -= cut
+            cut_total += cut
+        self.rows -= cut_total
+        return cut_total
+
+    def _settle_head(self) -> None:
+        if self.head_skip and self.batches:
+            oldest = self.batches[0]
+            self.batches[0] = oldest.tail(oldest.n - self.head_skip)
+        self.head_skip = 0
 
     def _discard(self, n: int) -> None:
         self.dropped += n
         self.done_seq += n
+        self.settled.notify_all()
 
     def take(self, max_rows: int) -> list[Batch]:
+        """Whole batches from the front, up to ``max_rows`` rows (at least one batch)."""
+        self._supersede()
+        self._settle_head()
+        if max_rows >= self.rows:  # everything: swap the queue (one batch per frame: many)
+            queued, self.batches = self.batches, deque()
+            self.since = deque()
+            self.rows = 0
+            return list(queued)
         taken: list[Batch] = []
         count = 0
-        while self.batches and (not taken or count + self.batches[0][0].n <= max_rows):
-            batch, _ = self.batches.popleft()
+        while self.batches and (not taken or count + self.batches[0].n <= max_rows):
+            batch = self.batches.popleft()
+            self.since.popleft()
             taken.append(batch)
             count += batch.n
         self.rows -= count
         return taken
 
-    def requeue(self, batches: list[Batch]) -> None:
-        now = time.monotonic()
-        for batch in reversed(batches):
-            self.batches.appendleft((batch, now))
-            self.rows += batch.n
-        while self.rows > self.max_pending and self.batches:  # the bound holds on retries too
-            old, _ = self.batches.pop() if self.drop == "newest" else self.batches.popleft()
-            self.rows -= old.n
-            self._discard(old.n)
+    def take_superseded(self) -> int:
+        """Rows superseded since the last call (the store counts them as written)."""
+        superseded, self.superseded = self.superseded, 0
+        return superseded
 
-    def delivered(self, batches: list[Batch]) -> None:
-        n = sum(b.n for b in batches)
+    def delivered(self, batches: list[Batch], rows: int | None = None) -> None:
+        """``batches`` (``rows`` rows, when the caller counted them) are settled: delivered."""
+        n = sum(b.n for b in batches) if rows is None else rows
         self.written += n
         self.done_seq += n
+        self.settled.notify_all()
+
+    def rejected(self, n: int) -> None:
+        """``n`` rows taken are settled without delivery: refused as invalid (not a drop)."""
+        self.done_seq += n
+        self.settled.notify_all()
+
+    def abandon(self) -> int:
+        """At close: what is still pending is lost; count it and return how many rows."""
+        lost = self.rows
+        self.dropped += lost
+        self.done_seq += lost
+        self.batches.clear()
+        self.since.clear()
+        self.head_skip = 0
+        self.rows = 0
+        self.settled.notify_all()
+        return lost
+
+    def wait_settled(
+        self,
+        deadline: float,
+        alive: Callable[[], bool] = lambda: True,
+        target: int | None = None,
+    ) -> bool:
+        """Wait (holding :attr:`lock`) until every row accepted so far (or up to ``target``)
+        is settled; False at ``deadline`` (monotonic) or once ``alive()`` says the deliverer
+        died."""
+        if target is None:
+            target = self.put_seq
+        while self.done_seq < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not alive():
+                return False
+            self.settled.wait(min(remaining, 0.5))
+        return True
 
     def lag(self) -> float | None:
-        return time.monotonic() - self.batches[0][1] if self.batches else None
+        return time.monotonic() - self.since[0] if self.since else None
 
 
 def _check_options(max_pending: int, batch_rows: int, flush_interval: float, drop: str) -> None:
@@ -313,8 +682,8 @@ class _Batching(Sink):
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self._backlog = _Backlog(max_pending, drop)
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
+        self._lock = self._backlog.lock
+        self._settled = self._backlog.settled
         self._state = "opening"
         self._last_error: str | None = None
         self._failures = 0
@@ -339,10 +708,7 @@ class _Batching(Sink):
         if not batch.n or self._closing:
             return False
         with self._lock:
-            dropped = self._backlog.dropped
             self._backlog.add(batch)
-            if self._backlog.dropped != dropped:
-                self._settled.notify_all()
             return self._backlog.rows >= self.batch_rows
 
     def _take(self) -> list[Batch]:
@@ -354,7 +720,6 @@ class _Batching(Sink):
             self._backlog.delivered(batches)
             self._failures = 0
             self._state, self._last_error = "ok", None
-            self._settled.notify_all()
 
     def _failed(self, batches: list[Batch], exc: BaseException) -> float:
         """Keep ``batches`` for the next try; return how long to wait before it."""
@@ -372,27 +737,18 @@ class _Batching(Sink):
     def _wait_settled(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._settled:
-            target = self._backlog.put_seq
-            while self._backlog.done_seq < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ObbwsTimeoutError(
-                        f"sink {self.display_url}: {self._backlog.rows} rows still pending after "
-                        f"{timeout:g} s (state {self._state}"
-                        + (f", last error: {self._last_error})" if self._last_error else ")")
-                    )
-                self._settled.wait(remaining)
+            if not self._backlog.wait_settled(deadline):
+                raise ObbwsTimeoutError(
+                    f"sink {self.display_url}: {self._backlog.rows} rows still pending after "
+                    f"{timeout:g} s (state {self._state}"
+                    + (f", last error: {self._last_error})" if self._last_error else ")")
+                )
 
     def _abandon(self) -> int:
         """At close: what is still pending is lost; count it."""
         with self._lock:
-            lost = self._backlog.rows
-            self._backlog.dropped += lost
-            self._backlog.done_seq += lost
-            self._backlog.batches.clear()
-            self._backlog.rows = 0
+            lost = self._backlog.abandon()
             self._state = "closed"
-            self._settled.notify_all()
         if lost:
             log.warning("sink %s: closed with %d rows undelivered", self.display_url, lost)
         return lost

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPTS = {
+    "consumer": "### Consumer side",
     "ingest": "### Ingest",
     "latency": "### Latency",
     "fanout": "### Fan-out",
