@@ -19,7 +19,7 @@ import time
 import httpx2 as httpx
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
+from obbws_jupyter import _api as api
 
 
 def fill(rows: int) -> None:

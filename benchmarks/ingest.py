@@ -199,8 +199,8 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
 
 async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
     """Our StreamDriver and session alone: records counted, then dropped."""
+    from obbws_jupyter._stream import StreamDriver
     from obbws_jupyter.protocol import get_provider
-    from obbws_jupyter.stream import StreamDriver
 
     spec = get_provider(FEEDS[feed]["params"]["provider"])
     given = {k: v for k, v in FEEDS[feed]["params"].items() if k != "provider"}

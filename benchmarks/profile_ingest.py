@@ -55,10 +55,10 @@ AREAS = (
     ("provider session: parse, events", "", "providers/"),
     ("provider session: parse, events", "", "obbws_providers/"),
     ("provider session: parse, events", "", "obbws_jupyter/protocol/"),
-    ("stream driver: the read loop", "", "obbws_jupyter/stream.py"),
+    ("stream driver: the read loop", "", "obbws_jupyter/_stream.py"),
     ("client._on_records: ids, received_at, fan-out", "", "obbws_jupyter/client.py"),
-    ("store.put on the loop thread", "", "obbws_jupyter/store.py"),
-    ("broadcast", "", "obbws_jupyter/broadcast.py"),
+    ("store.put on the loop thread", "", "obbws_jupyter/_store.py"),
+    ("broadcast", "", "obbws_jupyter/_broadcast.py"),
     ("asyncio: event loop, selector, transports", "", "asyncio/"),
     ("asyncio: event loop, selector, transports", "", "selectors.py"),
 )

@@ -10,7 +10,7 @@ fast as the client reads), all three pinned to the first usable core; every meas
 a fresh process pinned to the other core(s), in interleaved rounds. Per engine, in the same run:
 
 * **ceiling**: the bare client publishing the same encoded records (broadcast-frame JSON from
-  :class:`obbws_jupyter.wire.RecordEncoder`, encoded once before the window): redis-py's
+  :class:`obbws_jupyter._wire.RecordEncoder`, encoded once before the window): redis-py's
   pipelined ``XADD ... MAXLEN ~ 1000`` (1,000 per round trip), or nats-py's JetStream
   ``publish_async`` with up to 1,000 acks outstanding; records/s acknowledged by the engine;
 * **sink**: ``create_connection(provider="demo", url=<firehose>, limit=1000, sinks=[URL])``
@@ -140,7 +140,7 @@ def nats_sink_loads() -> bool:
 
 def encoded_records(n: int) -> list[bytes]:
     """``n`` demo-like trade records as broadcast frames, encoded once."""
-    from obbws_jupyter.wire import RecordEncoder
+    from obbws_jupyter._wire import RecordEncoder
     from obbws_providers.demo import TRADE_FIELDS
 
     encode = RecordEncoder(TRADE_FIELDS, "America/New_York").encode

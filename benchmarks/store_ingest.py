@@ -16,8 +16,8 @@ import tempfile
 import time
 from typing import Any
 
+from obbws_jupyter._store import ResultsStore
 from obbws_jupyter.protocol import Field, FieldType
-from obbws_jupyter.store import ResultsStore
 
 FIELDS = (
     Field("date", FieldType.TIMESTAMP),

@@ -25,7 +25,7 @@ _EXPORTS = {
     "BroadcastError": "obbws_jupyter.exceptions",
     "ClientOptions": "obbws_jupyter._options",
     "ConfigurationError": "obbws_jupyter.exceptions",
-    "Connection": "obbws_jupyter.connection",
+    "Connection": "obbws_jupyter._connection",
     "ConnectionNameError": "obbws_jupyter.exceptions",
     "InvalidParameterError": "obbws_jupyter.exceptions",
     "MissingCredentialsError": "obbws_jupyter.exceptions",
@@ -50,24 +50,24 @@ _EXPORTS = {
     "WebSocketConnectionStatus": "obbws_jupyter.models",
     "WrongThreadError": "obbws_jupyter.exceptions",
     "available_providers": "obbws_jupyter._registry",
-    "clear_results": "obbws_jupyter.api",
-    "create_connection": "obbws_jupyter.api",
+    "clear_results": "obbws_jupyter._api",
+    "create_connection": "obbws_jupyter._api",
     "dashboard": "obbws_jupyter.widgets",
     "default_registry": "obbws_jupyter._connections",
-    "get_client": "obbws_jupyter.api",
-    "get_client_status": "obbws_jupyter.api",
+    "get_client": "obbws_jupyter._api",
+    "get_client_status": "obbws_jupyter._api",
     "get_provider": "obbws_jupyter._registry",
-    "get_results": "obbws_jupyter.api",
-    "kill": "obbws_jupyter.api",
+    "get_results": "obbws_jupyter._api",
+    "kill": "obbws_jupyter._api",
     "listen": "obbws_jupyter.listen",
     "register_provider": "obbws_jupyter._registry",
-    "restart_connection": "obbws_jupyter.api",
+    "restart_connection": "obbws_jupyter._api",
     "serve_api": "obbws_jupyter.rest",
-    "start_broadcasting": "obbws_jupyter.api",
-    "stop_broadcasting": "obbws_jupyter.api",
-    "stop_connection": "obbws_jupyter.api",
-    "subscribe": "obbws_jupyter.api",
-    "unsubscribe": "obbws_jupyter.api",
+    "start_broadcasting": "obbws_jupyter._api",
+    "stop_broadcasting": "obbws_jupyter._api",
+    "stop_connection": "obbws_jupyter._api",
+    "subscribe": "obbws_jupyter._api",
+    "unsubscribe": "obbws_jupyter._api",
 }
 
 __all__ = [
@@ -121,10 +121,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from obbws_jupyter._connections import Registry, default_registry
-    from obbws_jupyter._options import ClientOptions
-    from obbws_jupyter._registry import available_providers, get_provider, register_provider
-    from obbws_jupyter.api import (
+    from obbws_jupyter._api import (
         clear_results,
         create_connection,
         get_client,
@@ -138,8 +135,11 @@ if TYPE_CHECKING:
         subscribe,
         unsubscribe,
     )
+    from obbws_jupyter._connection import Connection
+    from obbws_jupyter._connections import Registry, default_registry
+    from obbws_jupyter._options import ClientOptions
+    from obbws_jupyter._registry import available_providers, get_provider, register_provider
     from obbws_jupyter.client import WebSocketClient
-    from obbws_jupyter.connection import Connection
     from obbws_jupyter.exceptions import (
         BroadcastError,
         ConfigurationError,

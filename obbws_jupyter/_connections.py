@@ -29,11 +29,11 @@ from typing import Any
 import pandas as pd
 
 from obbws_jupyter import runtime
+from obbws_jupyter._connection import Connection
 from obbws_jupyter._options import ClientOptions, split_options
 from obbws_jupyter._registry import get_provider
 from obbws_jupyter._validate import check_bool, check_name, check_port, check_token
 from obbws_jupyter.client import DEFAULT_BROADCAST_PORT, WebSocketClient
-from obbws_jupyter.connection import Connection
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     NameInUseError,

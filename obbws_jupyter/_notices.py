@@ -5,7 +5,7 @@ Two things can go wrong while no widget shows a connection: its stream gives up 
 (state "failed"), or ``start_broadcasting`` found the default port busy and moved to the next
 free one. Background threads never print (their output would land in whatever cell runs, and
 library code logs instead: the ``obbws_jupyter`` logger has a NullHandler). So, inside IPython
-only, the first :class:`~obbws_jupyter.connection.Connection` made in the kernel registers a
+only, the first :class:`~obbws_jupyter._connection.Connection` made in the kernel registers a
 ``pre_run_cell`` and a ``post_run_cell`` hook. They run on the kernel's main thread as a cell
 starts and ends, look at the connections of this kernel (the registry, so those created
 here), and write each new notice once, as one line saying what happened and what to do, to

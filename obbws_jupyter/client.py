@@ -34,8 +34,11 @@ from typing import Any
 import pandas as pd
 
 from obbws_jupyter import _bars, runtime
+from obbws_jupyter._broadcast import BroadcastServer, BroadcastSink
 from obbws_jupyter._options import ClientOptions, parse_connect_kwargs, split_options
 from obbws_jupyter._registry import get_provider
+from obbws_jupyter._store import ResultsStore, StoreSink
+from obbws_jupyter._stream import StreamDriver
 from obbws_jupyter._util import DefaultPort, mask_secrets, ns_to_datetime, remember_secret
 from obbws_jupyter._validate import (
     check_name,
@@ -43,7 +46,7 @@ from obbws_jupyter._validate import (
     check_port,
     check_token,
 )
-from obbws_jupyter.broadcast import BroadcastServer, BroadcastSink
+from obbws_jupyter._wire import DEFAULT_PORT
 from obbws_jupyter.capture import CaptureWriter
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
@@ -56,9 +59,6 @@ from obbws_jupyter.exceptions import (
 from obbws_jupyter.models import SinkStatus, StreamState, WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
 from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, sink_from_url
-from obbws_jupyter.store import ResultsStore, StoreSink
-from obbws_jupyter.stream import StreamDriver
-from obbws_jupyter.wire import DEFAULT_PORT
 
 __all__ = ["DEFAULT_BROADCAST_PORT", "ClientOptions", "WebSocketClient", "parse_connect_kwargs"]
 

@@ -1,4 +1,4 @@
-"""Listen to a broadcast (the client side of :mod:`obbws_jupyter.broadcast`).
+"""Listen to a broadcast (the client side of :mod:`obbws_jupyter._broadcast`).
 
 ::
 
@@ -52,13 +52,13 @@ from websockets.uri import parse_uri
 from obbws_jupyter import runtime
 from obbws_jupyter._util import mask_secrets, wire_logger
 from obbws_jupyter._validate import check_token
+from obbws_jupyter._wire import MAX_REPLAY
 from obbws_jupyter.exceptions import (
     BroadcastError,
     InvalidParameterError,
     ObbwsError,
     UnauthorizedError,
 )
-from obbws_jupyter.wire import MAX_REPLAY
 
 __all__ = ["MAX_RECORDS_KEPT", "Listener", "alisten", "listen"]
 

@@ -64,7 +64,9 @@ RENAMES: dict[str, str] = {
 }
 
 # old names that keep a module re-exporting the new one (documented import paths)
-SHIMS: frozenset[str] = frozenset()
+# Names that earlier releases documented or that scripts may import: a one-line shim keeps them
+# importable (the curated names of the private module, nothing else).
+SHIMS: frozenset[str] = frozenset({"api", "connection", "broadcast", "store", "stream"})
 
 TEXT_SUFFIXES = {".md", ".ipynb", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".rst"}
 TEXT_NAMES = {"Makefile", "run"}
@@ -151,6 +153,8 @@ def _files(root: Path) -> list[Path]:
 
 def _rewrite(path: Path, dry_run: bool) -> bool:
     text = path.read_text(encoding="utf-8")
+    if _SHIM_MARK in text:  # a shim names the old module on purpose
+        return False
     new = _rewrite_python(text) if path.suffix == ".py" else _rewrite_text(text)
     if new == text:
         return False
@@ -298,7 +302,7 @@ def _write_shim(root: Path, old: str) -> None:
     new = RENAMES[old]
     path = root / PACKAGE / f"{old}.py"
     path.write_text(
-        f'"""``{PACKAGE}.{old}``: the documented name of :mod:`{PACKAGE}.{new}` '
+        f'"""``{PACKAGE}.{old}``: the earlier name of :mod:`{PACKAGE}.{new}`\n\n'
         f'({_SHIM_MARK})."""\n\n'
         f"from {PACKAGE}.{new} import *  # noqa: F403\n"
         f"from {PACKAGE}.{new} import __all__ as __all__\n",

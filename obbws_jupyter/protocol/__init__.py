@@ -1,6 +1,6 @@
 """The provider kit: everything a provider may import, and nothing that does I/O.
 
-A provider session never touches a socket. The stream driver (``obbws_jupyter.stream``) owns
+A provider session never touches a socket. The stream driver (``obbws_jupyter._stream``) owns
 the websocket and calls, for every connection attempt::
 
     session.connection_made()            # per-connection state reset; auth frames queued

@@ -6,7 +6,7 @@ never shift a page. ``since_id`` keeps records with ``id > since_id`` (ids grow 
 also across ``clear_results``), ``offset`` skips rows after that, ``limit`` caps the count.
 
 One wire form per record everywhere: JSON records are encoded by the broadcast's
-:class:`~obbws_jupyter.broadcast.RecordEncoder` (ISO 8601 dates with offset, in the
+:class:`~obbws_jupyter._broadcast.RecordEncoder` (ISO 8601 dates with offset, in the
 connection's time zone; NaN as null); CSV has the same columns and date strings; Parquet
 keeps the typed columns (dates as tz-aware timestamps).
 """
@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from obbws_jupyter._store import quote_identifier
+from obbws_jupyter._wire import RecordEncoder
 from obbws_jupyter.exceptions import InvalidParameterError
-from obbws_jupyter.store import quote_identifier
-from obbws_jupyter.wire import RecordEncoder
 
 if TYPE_CHECKING:
     from obbws_jupyter.client import WebSocketClient

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from obbws_jupyter._wire import RecordEncoder
 from obbws_jupyter.rest._results import Page
-from obbws_jupyter.wire import RecordEncoder
 
 if TYPE_CHECKING:
     from obbws_jupyter.client import WebSocketClient

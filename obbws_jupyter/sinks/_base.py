@@ -43,9 +43,9 @@ from typing import Any, ClassVar
 
 from obbws_jupyter import runtime
 from obbws_jupyter._util import backoff, mask_secrets
+from obbws_jupyter._wire import RecordEncoder
 from obbws_jupyter.exceptions import InvalidParameterError, ObbwsTimeoutError, WrongThreadError
 from obbws_jupyter.protocol import Field, Record
-from obbws_jupyter.wire import RecordEncoder
 
 __all__ = [
     "AsyncBatchingSink",

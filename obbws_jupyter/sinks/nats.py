@@ -5,7 +5,7 @@ The sink (``conn.add_sink("nats://[user:password@]host:port", **options)``) publ
 record as one JetStream message::
 
     subject   <subject_prefix>.<name>.<symbol>        e.g. obbws.demo.BTCUSD
-    payload   the record's broadcast frame: the same JSON bytes (obbws_jupyter.wire)
+    payload   the record's broadcast frame: the same JSON bytes (obbws_jupyter._wire)
     header    Nats-Msg-Id: <name>:<run>:<id>          a publish retried is stored once
 
 ``<run>`` is fixed when the sink opens (base 36 of its start time in ns): a retry across a
@@ -62,9 +62,9 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from obbws_jupyter._util import mask_secrets, remember_secret
+from obbws_jupyter._wire import MAX_REPLAY, RecordEncoder
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError
 from obbws_jupyter.sinks._base import AsyncBatchingSink, Batch
-from obbws_jupyter.wire import MAX_REPLAY, RecordEncoder
 
 __all__ = ["NatsSink", "check_listen_options", "records", "subject_token"]
 

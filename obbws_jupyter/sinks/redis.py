@@ -10,7 +10,7 @@ name, or ``key=``) as one entry:
   reconnect (part of it may have been stored before the connection broke) is stored once: the
   refused entries are counted as already stored (``sink.duplicates``). ``entry_ids="server"``
   lets Redis number the entries instead (``*``: several writers on one key, no dedupe).
-- **one field** ``record``: the broadcast frame's JSON (:mod:`obbws_jupyter.wire`), so a
+- **one field** ``record``: the broadcast frame's JSON (:mod:`obbws_jupyter._wire`), so a
   consumer decodes an entry exactly as it decodes a broadcast frame.
 - **the cap**: ``MAXLEN ~ <limit>`` (the connection's ``limit``; ``maxlen=`` overrides, None
   keeps all). The trim is approximate: Redis drops whole macro nodes only, so the stream holds
@@ -59,11 +59,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from obbws_jupyter._util import backoff, mask_secrets
+from obbws_jupyter._wire import MAX_REPLAY, RecordEncoder
+from obbws_jupyter._wire import _iso as iso_timestamp  # the wire's one timestamp form
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.protocol import Record
 from obbws_jupyter.sinks._base import AsyncBatchingSink, Batch
-from obbws_jupyter.wire import MAX_REPLAY, RecordEncoder
-from obbws_jupyter.wire import _iso as iso_timestamp  # the wire's one timestamp form
 
 __all__ = ["FIELD", "RedisSink", "check_listen_options", "records"]
 

@@ -8,7 +8,7 @@ masked URL, state badge, rows written, pending with the lag, drops, last error),
 newest rows (newest on top), a "last per symbol" board with sparklines, and the connection's
 log panel.
 
-Refresh model: a :class:`~obbws_jupyter.tail.LiveTail` follows the stream while the widget
+Refresh model: a :class:`~obbws_jupyter._tail.LiveTail` follows the stream while the widget
 lives; the shared refresher thread (``_refresher``) refreshes the widget every ``sleep_time``
 seconds, but only while a frontend view reports itself visible (IntersectionObserver and
 ``document.visibilityState`` on the JS side, re-asserted every few seconds). Each refresh is
@@ -24,7 +24,7 @@ The "rows" counter is ``status.rows_in_table`` when the store reports it; otherw
 estimated from a row count taken at most every :data:`COUNT_EVERY` seconds while a view is
 visible (and set to 0 when the connection logs a clear), plus the rows written since.
 
-Controls call the same :class:`~obbws_jupyter.connection.Connection` methods as Python code,
+Controls call the same :class:`~obbws_jupyter._connection.Connection` methods as Python code,
 on a small worker pool (some block for seconds: a restart authenticates, a subscribe waits for
 the provider's acknowledgement), and answer with a ``result`` message (the exception's
 message on failure, never a traceback).
@@ -46,16 +46,16 @@ import anywidget
 import traitlets
 
 from obbws_jupyter._notices import failure_text
+from obbws_jupyter._tail import LiveTail, stored_seed
 from obbws_jupyter._util import clip
 from obbws_jupyter.exceptions import ObbwsError
 from obbws_jupyter.models import SinkStatus
-from obbws_jupyter.tail import LiveTail, stored_seed
 from obbws_jupyter.widgets._logpanel import ConnectionLog
 from obbws_jupyter.widgets._refresher import IDLE_WAIT, refresher
 
 if TYPE_CHECKING:
+    from obbws_jupyter._connection import Connection
     from obbws_jupyter.client import WebSocketClient
-    from obbws_jupyter.connection import Connection
 
 __all__ = ["PAYLOAD_BUDGET", "ConnectionWidget", "connection_widget"]
 

@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from obbws_jupyter.store import ResultsStore
+from obbws_jupyter._store import ResultsStore
 from tests.unit.test_store import FIELDS, records
 
 _state: dict[str, Any] = {"store": None, "put": 0}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import obbws_jupyter as obbws
-from obbws_jupyter.connection import Connection
+from obbws_jupyter._connection import Connection
 from obbws_jupyter.exceptions import ProviderAuthError
 from obbws_jupyter.offline.demo_server import DemoServerHandle, start_demo_server
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from obbws_jupyter import api as endpoints
+from obbws_jupyter import _api as endpoints
 from obbws_jupyter.rest import PREFIX, create_app
 from tests.conftest import RecordWaiter
 

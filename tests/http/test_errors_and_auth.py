@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from obbws_jupyter import api
+from obbws_jupyter import _api as api
 from obbws_jupyter.exceptions import (
     BroadcastError,
     ObbwsTimeoutError,

@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
     out["created_provider"] = created.provider
     out["created_limit"] = created.results.limit
 
-    from obbws_jupyter import api
+    from obbws_jupyter import _api as api
     from tests.conftest import RecordWaiter
     assert RecordWaiter(api.get_client("obb")).wait(10, timeout=10.0)
 

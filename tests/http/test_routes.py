@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
+from obbws_jupyter import _api as api
 from obbws_jupyter.listen import listen
 from tests.conftest import TIMEOUT
 from tests.http.conftest import route, waiter

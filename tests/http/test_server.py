@@ -112,7 +112,7 @@ def test_obbws_serve_from_a_shell(tmp_path) -> None:  # type: ignore[no-untyped-
         [
             sys.executable,
             "-m",
-            "obbws_jupyter.cli",
+            "obbws_jupyter._cli",
             "serve",
             "--port",
             "0",
@@ -150,7 +150,7 @@ def test_obbws_serve_refuses_all_interfaces_without_a_key(monkeypatch) -> None: 
     """`obbws serve --host 0.0.0.0` without a key exits 1 with the reason."""
     env = {k: v for k, v in os.environ.items() if k != "OBBWS_API_KEY"}
     out = subprocess.run(
-        [sys.executable, "-m", "obbws_jupyter.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "obbws_jupyter._cli", "serve", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,
         text=True,
         env=env,

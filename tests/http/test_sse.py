@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from obbws_jupyter import api
+from obbws_jupyter import _api as api
 from obbws_jupyter.rest._sse import Feeds, Subscriber
 from tests.conftest import TIMEOUT
 from tests.http.conftest import route, waiter

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from obbws_jupyter import runtime
-from obbws_jupyter.broadcast import BroadcastServer
+from obbws_jupyter._broadcast import BroadcastServer
 from tests.conftest import TIMEOUT
 from tests.integration._wire import FIELDS
 

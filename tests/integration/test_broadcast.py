@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
 from obbws_jupyter import runtime
-from obbws_jupyter.broadcast import WIRE_LOGGER, BroadcastServer
+from obbws_jupyter._broadcast import WIRE_LOGGER, BroadcastServer
 from obbws_jupyter.exceptions import InvalidParameterError, PortInUseError
 from tests.conftest import TIMEOUT
 from tests.integration._wire import BASE_NS, FIELDS, TOKEN

@@ -17,7 +17,7 @@ from tests.conftest import TIMEOUT
 
 pytestmark = pytest.mark.integration
 
-OBBWS = [sys.executable, "-m", "obbws_jupyter.cli"]
+OBBWS = [sys.executable, "-m", "obbws_jupyter._cli"]
 
 
 def test_providers_lists_all_eight_with_parameters() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
+from obbws_jupyter._stream import urllib_client
 from obbws_jupyter.exceptions import ProviderAuthError
 from obbws_jupyter.protocol import (
     AuthFailed,
@@ -21,7 +22,6 @@ from obbws_jupyter.protocol import (
     _lookup,
     available_providers,
 )
-from obbws_jupyter.stream import urllib_client
 from obbws_providers import demo
 from tests.conftest import TIMEOUT, RecordWaiter
 

@@ -15,11 +15,11 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
+from obbws_jupyter._stream import WIRE_LOGGER, urllib_client
 from obbws_jupyter.exceptions import ProviderAuthError
 from obbws_jupyter.fakes import ServerHandle
 from obbws_jupyter.fakes.intrinio import FIREHOSE_BASKET, start_intrinio_server
 from obbws_jupyter.protocol import HttpRequest
-from obbws_jupyter.stream import WIRE_LOGGER, urllib_client
 from obbws_providers.intrinio import FIELDS
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all
 

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from obbws_jupyter import runtime
-from obbws_jupyter.broadcast import BroadcastServer
+from obbws_jupyter._broadcast import BroadcastServer
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import WIRE_LOGGER, Listener, alisten, listen, normalize_url
 from tests.conftest import TIMEOUT

@@ -23,10 +23,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
+from obbws_jupyter._stream import WIRE_LOGGER
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle
 from obbws_jupyter.fakes.polygon import CHANNELS, PolygonServer, start_polygon_server
-from obbws_jupyter.stream import WIRE_LOGGER
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.server import serve
 
 from obbws_jupyter import runtime
+from obbws_jupyter._stream import StreamDriver
 from obbws_jupyter.offline.demo_server import DemoServer
 from obbws_jupyter.protocol import Field, FieldType, Frame, ProviderSession, Record, json_loads
-from obbws_jupyter.stream import StreamDriver
 from obbws_providers import demo
 from tests.conftest import TIMEOUT
 

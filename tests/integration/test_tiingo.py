@@ -19,10 +19,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
+from obbws_jupyter._stream import WIRE_LOGGER
 from obbws_jupyter.exceptions import ProviderAuthError, ProviderConnectionError
 from obbws_jupyter.fakes import ServerHandle, start_server
 from obbws_jupyter.fakes.tiingo import TiingoServer
-from obbws_jupyter.stream import WIRE_LOGGER
 from tests.conftest import TIMEOUT, RecordWaiter, kill_all, wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import obbws_jupyter as obbws
-from obbws_jupyter import connection as connection_module
+from obbws_jupyter import _connection as connection_module
 from obbws_jupyter._notices import failure_text
 from obbws_jupyter.widgets import ConnectionWidget, connection_widget, dashboard
 from obbws_jupyter.widgets import connection as widget_module

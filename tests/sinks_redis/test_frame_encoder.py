@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from obbws_jupyter._wire import RecordEncoder
 from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch
 from obbws_jupyter.sinks.redis import FrameEncoder
-from obbws_jupyter.wire import RecordEncoder
 
 FIELDS = (
     Field("date", FieldType.TIMESTAMP, "event time"),

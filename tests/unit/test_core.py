@@ -12,10 +12,10 @@ import pytest
 
 import obbws_jupyter
 from obbws_jupyter import exceptions
+from obbws_jupyter._stream import backoff
 from obbws_jupyter._util import mask_secrets
 from obbws_jupyter.client import parse_connect_kwargs
 from obbws_jupyter.exceptions import InvalidParameterError, ObbwsError
-from obbws_jupyter.stream import backoff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ def test_all_is_sorted_complete_and_importable() -> None:
         "unsubscribe",
     }
     assert endpoints <= set(names)
-    from obbws_jupyter.connection import Connection
+    from obbws_jupyter._connection import Connection
 
     assert endpoints - {"create_connection"} <= set(dir(Connection))
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from obbws_jupyter._util import mask_secrets
+from obbws_jupyter._wire import RecordEncoder, encode_record
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.protocol import Field, FieldType
-from obbws_jupyter.wire import RecordEncoder, encode_record
 
 NY = ZoneInfo("America/New_York")
 FIELDS = (
@@ -88,7 +88,7 @@ def test_text_frame_matches_websockets_serialization(size: int) -> None:
     """The pre-serialized broadcast frame is byte-identical to websockets' own framing."""
     from websockets.frames import Frame, Opcode
 
-    from obbws_jupyter.broadcast import _text_frame
+    from obbws_jupyter._broadcast import _text_frame
 
     payload = b"x" * size
     assert _text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "obbws_jupyter"
 # Display and HTTP layers sit above the facade; a Connection reaches them lazily (conn.widget(),
 # conn.chart()), so they are left out of the "no cycle even through lazy imports" check.
-ABOVE_THE_FACADE = ("obbws_jupyter.widgets", "obbws_jupyter.rest", "obbws_jupyter.cli")
+ABOVE_THE_FACADE = ("obbws_jupyter.widgets", "obbws_jupyter.rest", "obbws_jupyter._cli")
 
 
 def test_every_public_exception_is_at_the_top_and_in_all() -> None:
@@ -73,16 +73,16 @@ def test_stream_state_is_a_str_enum_that_keeps_the_status_json() -> None:
 
 def test_stream_module_keeps_no_bare_states_tuple() -> None:
     """The unused stream.STATES tuple is gone: StreamState is the one list of states."""
-    from obbws_jupyter import stream
+    from obbws_jupyter import _stream as stream
 
     assert not hasattr(stream, "STATES")
 
 
 def test_connection_module_imports_first_in_a_fresh_interpreter() -> None:
-    """Importing obbws_jupyter.connection before anything else works (no half-built module)."""
+    """Importing obbws_jupyter._connection before anything else works (no half-built module)."""
     code = (
-        "import obbws_jupyter.connection as c, sys; "
-        "assert 'obbws_jupyter.api' not in sys.modules, 'connection pulled in the api module'; "
+        "import obbws_jupyter._connection as c, sys; "
+        "assert 'obbws_jupyter._api' not in sys.modules, 'connection pulled in the api module'; "
         "import obbws_jupyter as o; "
         "assert o.Connection is c.Connection; print('ok')"
     )
@@ -198,9 +198,9 @@ def test_the_facade_has_no_cycle_even_through_lazy_imports() -> None:
     below) has no cycle: connection.py reaches neither api nor the registry module."""
     graph = _graph(lazy=True, leave_out=ABOVE_THE_FACADE)
     assert _cycles(graph) == []
-    assert "obbws_jupyter.api" not in graph["obbws_jupyter.connection"]
-    assert "obbws_jupyter._connections" not in graph["obbws_jupyter.connection"]
-    assert "obbws_jupyter.api" not in graph["obbws_jupyter._connections"]
+    assert "obbws_jupyter._api" not in graph["obbws_jupyter._connection"]
+    assert "obbws_jupyter._connections" not in graph["obbws_jupyter._connection"]
+    assert "obbws_jupyter._api" not in graph["obbws_jupyter._connections"]
 
 
 def test_py_typed_marks_both_packages_in_the_wheel(tmp_path: pathlib.Path) -> None:

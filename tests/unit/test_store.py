@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from obbws_jupyter._store import ResultsStore
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     ObbwsTimeoutError,
@@ -21,7 +22,6 @@ from obbws_jupyter.exceptions import (
     StoreError,
 )
 from obbws_jupyter.protocol import Field, FieldType
-from obbws_jupyter.store import ResultsStore
 
 FIELDS = (
     Field("date", FieldType.TIMESTAMP),
@@ -639,7 +639,7 @@ def test_orphan_temp_dirs_of_dead_processes_are_swept(tmp_path) -> None:  # type
     import subprocess
     import sys
 
-    from obbws_jupyter.store import sweep_orphan_temp_dirs
+    from obbws_jupyter._store import sweep_orphan_temp_dirs
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

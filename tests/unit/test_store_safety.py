@@ -15,13 +15,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from obbws_jupyter._store import ResultsStore, sweep_orphan_temp_dirs
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     ObbwsError,
     ObbwsTimeoutError,
     StoreError,
 )
-from obbws_jupyter.store import ResultsStore, sweep_orphan_temp_dirs
 from tests.conftest import TIMEOUT
 from tests.unit.test_store import FIELDS, record, records
 
@@ -58,7 +58,7 @@ def test_saved_temp_file_survives_the_next_process_sweep(tmp_path: pathlib.Path)
     root.mkdir()
     code = textwrap.dedent(
         """
-        from obbws_jupyter.store import ResultsStore
+        from obbws_jupyter._store import ResultsStore
         from tests.unit.test_store import FIELDS, records
         s = ResultsStore(FIELDS, save_results=True, limit=None)
         s.put(records(1, 463))

@@ -17,12 +17,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from obbws_jupyter._store import ResultsStore
+from obbws_jupyter._tail import LiveTail
 from obbws_jupyter.client import WebSocketClient
 from obbws_jupyter.protocol import Field, Record, get_provider
 from obbws_jupyter.sinks import Batch, Sink, SinkHealth
 from obbws_jupyter.sinks._base import FRAMES_CHUNK, _Backlog
-from obbws_jupyter.store import ResultsStore
-from obbws_jupyter.tail import LiveTail
 from tests.conftest import TIMEOUT
 from tests.provider_fixtures import FIXTURES, load_fixture
 from tests.unit.test_store import FIELDS  # date, symbol, price, size (int), is_bid

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from obbws_jupyter._tail import LiveTail, Seed, value_mode
 from obbws_jupyter.protocol import Field, FieldType
-from obbws_jupyter.tail import LiveTail, Seed, value_mode
 
 TRADES = (
     Field("date", FieldType.TIMESTAMP),

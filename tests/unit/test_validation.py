@@ -10,8 +10,8 @@ import threading
 import pytest
 
 import obbws_jupyter as obbws
-from obbws_jupyter import api
-from obbws_jupyter.broadcast import BroadcastServer
+from obbws_jupyter import _api as api
+from obbws_jupyter._broadcast import BroadcastServer
 from obbws_jupyter.client import WebSocketClient
 from obbws_jupyter.exceptions import InvalidParameterError, ObbwsError
 from obbws_jupyter.listen import listen

@@ -64,8 +64,8 @@ def _listen(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import obbws_jupyter as obbws
+    from obbws_jupyter._wire import DEFAULT_PORT
     from obbws_jupyter.exceptions import ObbwsError, PortInUseError
-    from obbws_jupyter.wire import DEFAULT_PORT
 
     token = os.environ.get("OBBWS_AUTH_TOKEN") or None
     try:
