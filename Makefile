@@ -78,6 +78,8 @@ bench: $(STAMP) engine-deps
 	$(PY) benchmarks/results.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/soak_ingest.py $(BENCH_QUICK) --readme
 	$(PY) benchmarks/sinks.py $(BENCH_QUICK) --readme
+	$(PY) benchmarks/consumer.py $(BENCH_QUICK)
+	$(PY) benchmarks/parquet_sink.py
 	$(PY) benchmarks/store_ingest.py
 	$(PY) benchmarks/provider_parse.py
 	$(PY) benchmarks/broadcast.py
