@@ -503,8 +503,8 @@ def listen(
     Args:
         url: ``ws://HOST:PORT``; ``localhost:6666``, ``127.0.0.1:6666`` and ``http://...`` work.
             A streaming engine a sink publishes to is read the same way: ``nats://HOST:PORT``
-            (JetStream; ``subject=``) or ``redis://HOST:PORT/DB`` (Redis Streams); see
-            ``docs/scale_out.md``.
+            (JetStream; ``subject=``, see ``docs/scale_out.md``) or ``redis://HOST:PORT/DB``
+            (Redis Streams; ``name=`` or ``key=``, see ``docs/sinks.md``).
         auth_token: the connection's token, sent as an ``Authorization: Bearer`` header.
         callback: called with each record (a dict). Default: print one JSON line per record
             to stdout when blocking, nothing in the background (records are kept in

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +393,26 @@ def test_listen_reports_a_missing_server_or_stream(nats_server: NatsServer) -> N
     assert not nothing.wait_connected(TIMEOUT)
     assert isinstance(nothing.error, obbws.ObbwsError)
     assert "no JetStream stream" in str(nothing.error)
+
+
+def test_the_cli_reads_one_symbol_from_another_process(nats_server: NatsServer) -> None:
+    """`obbws listen nats://... --subject obbws.<name>.BTCUSD --replay 5 --max-records 5`, run
+    as a separate process, prints that symbol's 5 newest records as JSON lines."""
+    conn = demo("nats-cli", rate=1_000, limit=None)
+    sink = conn.add_sink(nats_server.url, flush_interval=0.02)
+    assert isinstance(sink, NatsSink) and ready(sink)
+    assert RecordWaiter(conn.get_client()).wait_more(100)
+    conn.stop_connection()
+    sink.flush(TIMEOUT)
+    rows = conn.get_results()
+    btc = rows[rows["symbol"] == "BTCUSD"]["id"].tolist()
+    flags = ["--subject", "obbws.nats-cli.BTCUSD", "--replay", "5", "--max-records", "5"]
+    out = subprocess.run(
+        [sys.executable, "-m", "obbws_jupyter", "listen", nats_server.url, *flags],
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == btc[-5:]
