@@ -264,6 +264,9 @@ class Connection:
             f"symbols={s['subscribed_symbols']!r}, records={s['records_received']}, "
             f"broadcast={s['broadcast_address']!r}, results_file={s['results_file']!r}"
         )
+        if s["sinks"]:  # each sink's kind and state: a dead one shows without asking
+            sinks = ", ".join(f"{sink['kind']} {sink['state']}" for sink in s["sinks"])
+            text = f"{text}, sinks={sinks!r}"
         notes = [text for _, text in _notices.notices(self.get_client())]
         return f"{text}, notice={'; '.join(notes)!r})" if notes else f"{text})"
 

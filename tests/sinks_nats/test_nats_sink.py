@@ -416,3 +416,15 @@ def test_the_cli_reads_one_symbol_from_another_process(nats_server: NatsServer) 
     )
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == btc[-5:]
+
+
+def test_the_connection_repr_shows_each_sink_and_its_state(tmp_path: Path) -> None:
+    """repr(conn) names each sink's kind and state, so a sink that cannot reach its server
+    shows as 'retrying' without asking conn.sinks; without sinks the repr says nothing."""
+    conn = demo("nats-repr", rate=200)
+    assert "sinks=" not in repr(conn)
+    conn.add_sink(f"parquet://{tmp_path / 'pq'}")
+    dead = conn.add_sink(f"nats://127.0.0.1:{free_port()}", connect_timeout=0.2, retry_cap=0.5)
+    assert wait_until(lambda: "sinks='parquet ok, nats retrying'" in repr(conn)), repr(conn)
+    assert dead.close(0.1) > 0  # given up now, so kill() need not wait for it
+    conn.kill()
