@@ -608,5 +608,5 @@ def _listen_error(exc: BaseException, shown: str) -> Exception:
             f"Redis at {shown} refused the credentials; put the password in the URL "
             "(redis://:PASSWORD@host:port/0) or pass auth_token=PASSWORD."
         )
-    reason = mask_secrets(f"{type(exc).__name__}: {exc}")
+    reason = mask_secrets(f"{type(exc).__name__}: {exc}").rstrip(". ")  # redis-py ends with "."
     return BroadcastError(f"Cannot read {shown}: {reason}. Is redis-server running there?")

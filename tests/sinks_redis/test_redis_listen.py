@@ -110,9 +110,11 @@ def test_the_password_comes_from_the_url_or_auth_token(secured_redis: RedisServe
 
 
 def test_nothing_listening_is_a_clear_error() -> None:
-    """A Redis address where nothing answers ends the listener with an error that says so."""
-    with pytest.raises(obbws.ObbwsError, match="redis-server running"):
+    """A Redis address where nothing answers ends the listener with an error that says so,
+    in one sentence per thought (no doubled full stop)."""
+    with pytest.raises(obbws.ObbwsError, match="redis-server running") as caught:
         listen(f"redis://127.0.0.1:{free_port()}/0", name="x", connect_timeout=1, block=True)
+    assert ".." not in str(caught.value)
 
 
 @pytest.mark.parametrize(
