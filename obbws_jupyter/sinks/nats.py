@@ -604,6 +604,11 @@ def check_listen_options(url: str, *, replay: int | None = None, **options: Any)
         raise InvalidParameterError(
             f"unknown option(s) for listening to NATS: {', '.join(unknown)}; known: "
             f"{', '.join(_LISTEN_OPTIONS)}."
+            + (  # name= is how a Redis stream is picked: say the NATS way
+                f" One connection's records: subject='{DEFAULT_PREFIX}.<name>.>'."
+                if "name" in unknown
+                else ""
+            )
         )
     credentials = {k: options.get(k) for k in ("token", "user", "password", "creds")}
     _server(url, **credentials)

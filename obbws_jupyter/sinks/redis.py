@@ -462,6 +462,11 @@ def check_listen_options(url: str, *, replay: int | None = None, **options: Any)
         raise InvalidParameterError(
             f"Unknown option(s) for listening to Redis: {', '.join(unknown)}; known: "
             f"{', '.join(sorted(_LISTEN_DEFAULTS))}."
+            + (  # subject= is how NATS subjects are picked: say the Redis way
+                " A Redis sink writes one stream per connection: name='<connection name>'."
+                if "subject" in unknown
+                else ""
+            )
         )
     given = {**_LISTEN_DEFAULTS, **options}
     _key(given["key"], given["key_prefix"])

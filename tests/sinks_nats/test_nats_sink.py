@@ -374,6 +374,7 @@ def test_bad_sink_options_fail_before_anything_starts(options: dict[str, Any], m
         ({"replay": 0}, "replay"),
         ({"stream": "x y"}, "stream"),
         ({"colour": "red"}, "unknown option"),
+        ({"name": "desk"}, r"unknown option.*subject='obbws\.<name>\.>'"),  # Redis' way
         ({"connect_timeout": -1}, "connect_timeout"),
     ],
 )

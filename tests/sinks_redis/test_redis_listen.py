@@ -124,7 +124,7 @@ def test_nothing_listening_is_a_clear_error() -> None:
         ({"name": "x", "replay": 0}, "replay"),
         ({"name": "x", "replay": True}, "replay"),
         ({"name": "x", "count": 0}, "count"),
-        ({"name": "x", "subject": "a.b"}, "Unknown option"),
+        ({"name": "x", "subject": "a.b"}, "Unknown option.*name='<connection name>'"),
         ({"name": "x", "reconnect_for": -1}, "reconnect_for"),
         ({"key": 5}, "key"),
     ],
