@@ -15,7 +15,7 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
-from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.exceptions import InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import Listener, listen
 from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
@@ -429,3 +429,28 @@ def test_the_connection_repr_shows_each_sink_and_its_state(tmp_path: Path) -> No
     assert wait_until(lambda: "sinks='parquet ok, nats retrying'" in repr(conn)), repr(conn)
     assert dead.close(0.1) > 0  # given up now, so kill() need not wait for it
     conn.kill()
+
+
+def test_a_missing_token_is_reported_as_refused_not_as_no_server(tmp_path: Path) -> None:
+    """Against a server that requires a token, a sink and a listener given none say that
+    NATS refused the credentials (the listener with UnauthorizedError), not that no server
+    answers: the server closes the connection after refusing, and the reset must not hide
+    the refusal."""
+    server = NatsServer(tmp_path / "js", token="tok-required")
+    server.start()
+    try:
+        conn = demo("nats-notoken")
+        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
+        assert wait_until(lambda: sink.health().last_error is not None)
+        assert "refused the credentials" in str(sink.health().last_error)
+        listener = listen(server.url, subject="obbws.>", block=False)
+        assert not listener.wait_connected(TIMEOUT)
+        assert isinstance(listener.error, UnauthorizedError)  # as for a ws:// or redis:// URL
+        assert "refused the credentials" in str(listener.error)
+        assert "start nats-server" not in str(listener.error)
+        sink.close(0.1)  # give its rows up now, so kill() need not wait for it
+    finally:
+        from tests.conftest import kill_all
+
+        kill_all()
+        server.stop()
