@@ -139,8 +139,9 @@ class Connection:
         ``redis://host:port/0``, ``parquet:///path/dir`` (see :mod:`obbws_jupyter.sinks`)."""
         return self.get_client().add_sink(sink, **options)
 
-    def remove_sink(self, url: str) -> int:
-        """Close the sink added as ``url``; returns how many rows it could not deliver."""
+    def remove_sink(self, url: str | Sink) -> int:
+        """Close the sink added as ``url`` (that URL, the masked one ``conn.sinks`` shows, or
+        the Sink object ``add_sink`` returned); returns how many rows it could not deliver."""
         return self.get_client().remove_sink(url)
 
     @property
