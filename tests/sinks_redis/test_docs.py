@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TIMEOUT
+from tests.integration.test_docs import run_example
 from tests.sinks_redis.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -31,16 +30,7 @@ def test_the_redis_guide_runs(redis_server: RedisServer, tmp_path: Path) -> None
     with a replay, printing what its comments say."""
     code = redis_section_blocks()
     assert DOC_URL in code
-    script = tmp_path / "example.py"
-    script.write_text(code.replace(DOC_URL, redis_server.url))
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=6 * TIMEOUT,
-        cwd=tmp_path,
-        check=False,
-    )
+    out = run_example(code.replace(DOC_URL, redis_server.url), tmp_path, 6 * TIMEOUT)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0] == "True True"
