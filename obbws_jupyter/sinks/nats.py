@@ -456,7 +456,13 @@ class NatsSink(AsyncBatchingSink):
         if not nc.is_connected:
             raise ConnectionError(f"the connection to NATS at {self._server.shown} is down")
         if not self._stream_ready:
-            await self._ensure_stream(nc)
+            try:
+                await self._ensure_stream(nc)
+            except nats.js.errors.ServiceUnavailableError:  # nats-py's text says nothing
+                raise ConnectionError(
+                    f"NATS at {self._server.shown} does not run JetStream: start nats-server "
+                    "with -js (and a store folder, -sd DIR)"
+                ) from None
             self._stream_ready = True
         return nc
 

@@ -454,3 +454,21 @@ def test_a_missing_token_is_reported_as_refused_not_as_no_server(tmp_path: Path)
 
         kill_all()
         server.stop()
+
+
+def test_a_server_without_jetstream_is_named_as_such(tmp_path: Path) -> None:
+    """A sink pointed at a nats-server started without -js reports, in its last_error, that
+    JetStream is off and how to turn it on (nats-py's own error has no text)."""
+    server = NatsServer(tmp_path / "js", jetstream=False)
+    server.start()
+    try:
+        conn = demo("nats-nojs")
+        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
+        assert wait_until(lambda: sink.health().last_error is not None)
+        assert "does not run JetStream: start nats-server with -js" in str(sink.health().last_error)
+        sink.close(0.1)  # give its rows up now, so kill() need not wait for it
+    finally:
+        from tests.conftest import kill_all
+
+        kill_all()
+        server.stop()
