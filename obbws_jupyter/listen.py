@@ -35,6 +35,7 @@ import logging
 import socket
 import sys
 import threading
+import types
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -550,3 +551,18 @@ def listen(
     listener = Listener(shown, source, callback, max_records)
     runtime.call_soon(listener._spawn)
     return listener
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`listen`.
+
+    The package exports the function ``obbws_jupyter.listen``, but importing this module by
+    name (``from obbws_jupyter.listen import listen``, as the README does) makes Python set
+    the package's ``listen`` attribute to the module. Calling the module calls the function,
+    so ``obbws.listen(url)`` works whichever of the two it is."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Listener:
+        return listen(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -228,3 +228,23 @@ def test_py_typed_marks_both_packages_in_the_wheel(tmp_path: pathlib.Path) -> No
     (wheel,) = tmp_path.glob("obbws_jupyter-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"obbws_jupyter/py.typed", "obbws_providers/py.typed"} <= names
+
+
+def test_obbws_listen_is_callable_after_importing_the_module() -> None:
+    """`import obbws_jupyter as obbws; from obbws_jupyter.listen import listen` (the README's
+    order) leaves obbws.listen callable as listen(): Python sets the package attribute to the
+    submodule, which therefore calls the function."""
+    code = (
+        "import obbws_jupyter as obbws\n"
+        "from obbws_jupyter.listen import listen\n"
+        "from obbws_jupyter.exceptions import InvalidParameterError\n"
+        "try:\n"
+        "    obbws.listen('ws://127.0.0.1:1', max_records=0)\n"
+        "except InvalidParameterError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused: max_records must be a positive int")
