@@ -113,11 +113,7 @@ def test_a_run_on_a_clone_renames_and_a_second_run_has_nothing_to_do(
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "--local", str(ROOT), str(clone)], check=True)
     package = clone / "obbws_jupyter"
-    to_rename = sorted(  # a shim left at the old name is not a module to rename
-        old
-        for old in privatize.RENAMES
-        if (package / f"{old}.py").exists() and privatize._is_real_module(clone, old)
-    )
+    to_rename = sorted(old for old in privatize.RENAMES if (package / f"{old}.py").exists())
     script = clone / "tools" / "privatize.py"
     first = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
@@ -125,11 +121,7 @@ def test_a_run_on_a_clone_renames_and_a_second_run_has_nothing_to_do(
     assert first.returncode == 0, first.stderr
     assert f"renamed {len(to_rename)} module(s)" in first.stdout
     for old, new in privatize.RENAMES.items():
-        assert (package / f"{new}.py").exists()
-        left = package / f"{old}.py"  # gone, or the one-line shim of a documented name
-        assert not left.exists() or (
-            old in privatize.SHIMS and privatize._SHIM_MARK in left.read_text()
-        )
+        assert (package / f"{new}.py").exists() and not (package / f"{old}.py").exists()
     check = subprocess.run(
         [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300
     )
