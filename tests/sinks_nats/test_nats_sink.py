@@ -4,10 +4,12 @@ dead address, secrets, existing streams, and options refused before anything sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -431,44 +433,43 @@ def test_the_connection_repr_shows_each_sink_and_its_state(tmp_path: Path) -> No
     conn.kill()
 
 
+@contextlib.contextmanager
+def failing_sink(server: NatsServer) -> Iterator[NatsSink]:
+    """``server`` started, and a demo connection's sink to it that has failed at least once;
+    afterwards the sink gives up its rows at once (kill() need not wait), all is stopped."""
+    server.start()
+    try:
+        conn = demo(f"nats-failing-{server.port}")
+        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
+        assert isinstance(sink, NatsSink)
+        assert wait_until(lambda: sink.health().last_error is not None)
+        yield sink
+        sink.close(0.1)
+    finally:
+        from tests.conftest import kill_all
+
+        kill_all()
+        server.stop()
+
+
 def test_a_missing_token_is_reported_as_refused_not_as_no_server(tmp_path: Path) -> None:
     """Against a server that requires a token, a sink and a listener given none say that
     NATS refused the credentials (the listener with UnauthorizedError), not that no server
     answers: the server closes the connection after refusing, and the reset must not hide
     the refusal."""
     server = NatsServer(tmp_path / "js", token="tok-required")
-    server.start()
-    try:
-        conn = demo("nats-notoken")
-        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
-        assert wait_until(lambda: sink.health().last_error is not None)
+    with failing_sink(server) as sink:
         assert "refused the credentials" in str(sink.health().last_error)
         listener = listen(server.url, subject="obbws.>", block=False)
         assert not listener.wait_connected(TIMEOUT)
         assert isinstance(listener.error, UnauthorizedError)  # as for a ws:// or redis:// URL
         assert "refused the credentials" in str(listener.error)
         assert "start nats-server" not in str(listener.error)
-        sink.close(0.1)  # give its rows up now, so kill() need not wait for it
-    finally:
-        from tests.conftest import kill_all
-
-        kill_all()
-        server.stop()
 
 
 def test_a_server_without_jetstream_is_named_as_such(tmp_path: Path) -> None:
     """A sink pointed at a nats-server started without -js reports, in its last_error, that
     JetStream is off and how to turn it on (nats-py's own error has no text)."""
-    server = NatsServer(tmp_path / "js", jetstream=False)
-    server.start()
-    try:
-        conn = demo("nats-nojs")
-        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
-        assert wait_until(lambda: sink.health().last_error is not None)
-        assert "does not run JetStream: start nats-server with -js" in str(sink.health().last_error)
-        sink.close(0.1)  # give its rows up now, so kill() need not wait for it
-    finally:
-        from tests.conftest import kill_all
-
-        kill_all()
-        server.stop()
+    with failing_sink(NatsServer(tmp_path / "js", jetstream=False)) as sink:
+        error = str(sink.health().last_error)
+        assert "does not run JetStream: start nats-server with -js" in error
