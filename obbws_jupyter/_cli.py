@@ -20,9 +20,10 @@ __all__ = ["main"]
 
 DESCRIPTION = """\
 Live market-data websocket streams from the command line: run a demo stream with a broadcast
-(obbws demo), print what a broadcast sends (obbws listen URL), list the installed providers
-(obbws providers), or serve the HTTP API (obbws serve). Secrets come from the environment
-(OBBWS_AUTH_TOKEN, OBBWS_API_KEY, or the variable named by --api-key-env), never from argv."""
+(obbws demo), print what a broadcast or a sink's NATS / Redis stream sends (obbws listen URL),
+list the installed providers (obbws providers), or serve the HTTP API (obbws serve). Secrets
+come from the environment (OBBWS_AUTH_TOKEN, OBBWS_API_KEY, or the variable named by
+--api-key-env), never from argv."""
 
 
 def _providers(_: argparse.Namespace) -> int:
@@ -49,13 +50,26 @@ def _providers(_: argparse.Namespace) -> int:
     return 0
 
 
+# `obbws listen` flags passed on to listen() for a nats:// or redis:// URL
+ENGINE_OPTIONS = ("subject", "stream", "name", "key")
+
+
 def _listen(args: argparse.Namespace) -> int:
     from obbws_jupyter.exceptions import ObbwsError
     from obbws_jupyter.listen import listen
 
     token = args.auth_token or os.environ.get("OBBWS_AUTH_TOKEN") or None
+    # only the engine options given: listen() refuses those the URL's engine does not take
+    engine = {k: v for k in ENGINE_OPTIONS if (v := getattr(args, k)) is not None}
     try:
-        listen(args.url, token, block=True, max_records=args.max_records, replay=args.replay)
+        listen(
+            args.url,
+            token,
+            block=True,
+            max_records=args.max_records,
+            replay=args.replay,
+            **engine,
+        )
     except ObbwsError as exc:
         print(f"obbws listen: {exc}", file=sys.stderr)
         return 1
@@ -167,8 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("providers", help="list installed providers and their parameters")
     p.set_defaults(func=_providers)
 
-    p = sub.add_parser("listen", help="print the records a broadcast server sends")
-    p.add_argument("url", help="e.g. ws://127.0.0.1:6666")
+    p = sub.add_parser(
+        "listen",
+        help="print the records a broadcast server (or a sink's NATS / Redis stream) sends",
+    )
+    p.add_argument(
+        "url",
+        help="ws://127.0.0.1:6666 (a broadcast), nats://HOST:4222 (JetStream; --subject) or "
+        "redis://HOST:6379/0 (Redis Streams; --name or --key)",
+    )
     p.add_argument(
         "--auth-token",
         default=None,
@@ -176,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-records", type=int, default=None, help="stop after N records")
     p.add_argument("--replay", type=int, default=None, help="first send the last N stored")
+    p.add_argument("--subject", default=None, help="nats:// only: default 'obbws.>' (all)")
+    p.add_argument("--stream", default=None, help="nats:// only: read this JetStream stream")
+    p.add_argument("--name", default=None, help="redis:// only: the connection's name")
+    p.add_argument("--key", default=None, help="redis:// only: the stream key (obbws:<name>)")
     p.set_defaults(func=_listen)
 
     p = sub.add_parser("demo", help="run a demo connection with a broadcast until Ctrl-C")

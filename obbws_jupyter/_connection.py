@@ -139,8 +139,9 @@ class Connection:
         ``redis://host:port/0``, ``parquet:///path/dir`` (see :mod:`obbws_jupyter.sinks`)."""
         return self.get_client().add_sink(sink, **options)
 
-    def remove_sink(self, url: str) -> int:
-        """Close the sink added as ``url``; returns how many rows it could not deliver."""
+    def remove_sink(self, url: str | Sink) -> int:
+        """Close the sink added as ``url`` (that URL, the masked one ``conn.sinks`` shows, or
+        the Sink object ``add_sink`` returned); returns how many rows it could not deliver."""
         return self.get_client().remove_sink(url)
 
     @property
@@ -264,6 +265,9 @@ class Connection:
             f"symbols={s['subscribed_symbols']!r}, records={s['records_received']}, "
             f"broadcast={s['broadcast_address']!r}, results_file={s['results_file']!r}"
         )
+        if s["sinks"]:  # each sink's kind and state: a dead one shows without asking
+            sinks = ", ".join(f"{sink['kind']} {sink['state']}" for sink in s["sinks"])
+            text = f"{text}, sinks={sinks!r}"
         notes = [text for _, text in _notices.notices(self.get_client())]
         return f"{text}, notice={'; '.join(notes)!r})" if notes else f"{text})"
 

@@ -387,11 +387,12 @@ class WebSocketClient:
             log.info("%s: sink %s added", self.name, built.display_url)
             return built
 
-    def remove_sink(self, url: str) -> int:
-        """Stop sending to the sink added as ``url`` and close it (delivering what it can);
-        returns how many rows it could not deliver."""
+    def remove_sink(self, url: str | Sink) -> int:
+        """Stop sending to the sink added as ``url`` (the URL given, the masked one that
+        ``sinks`` shows, or the Sink object) and close it (delivering what it can); returns
+        how many rows it could not deliver."""
         with self._serialized():
-            sink = self._sinks.pop(url, None)
+            sink = self._sinks.pop(self._sink_key(url), None)
             if sink is None:
                 known = ", ".join(s.display_url for s in self._sinks.values()) or "none"
                 raise InvalidParameterError(
@@ -401,6 +402,16 @@ class WebSocketClient:
             lost = sink.close()
             log.info("%s: sink %s removed", self.name, sink.display_url)
             return lost
+
+    def _sink_key(self, url: str | Sink) -> Any:
+        """The key of the sink ``url`` names: a Sink object, its URL, or its masked URL when
+        one sink alone shows it (``sinks`` shows only masked URLs)."""
+        if isinstance(url, Sink):
+            return url.url
+        if url in self._sinks:
+            return url
+        shown = [key for key, sink in self._sinks.items() if sink.display_url == url]
+        return shown[0] if len(shown) == 1 else url
 
     @property
     def sinks(self) -> list[SinkHealth]:

@@ -35,6 +35,7 @@ import logging
 import socket
 import sys
 import threading
+import types
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -503,8 +504,8 @@ def listen(
     Args:
         url: ``ws://HOST:PORT``; ``localhost:6666``, ``127.0.0.1:6666`` and ``http://...`` work.
             A streaming engine a sink publishes to is read the same way: ``nats://HOST:PORT``
-            (JetStream; ``subject=``) or ``redis://HOST:PORT/DB`` (Redis Streams); see
-            ``docs/scale_out.md``.
+            (JetStream; ``subject=``, see ``docs/scale_out.md``) or ``redis://HOST:PORT/DB``
+            (Redis Streams; ``name=`` or ``key=``, see ``docs/sinks.md``).
         auth_token: the connection's token, sent as an ``Authorization: Bearer`` header.
         callback: called with each record (a dict). Default: print one JSON line per record
             to stdout when blocking, nothing in the background (records are kept in
@@ -550,3 +551,18 @@ def listen(
     listener = Listener(shown, source, callback, max_records)
     runtime.call_soon(listener._spawn)
     return listener
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`listen`.
+
+    The package exports the function ``obbws_jupyter.listen``, but importing this module by
+    name (``from obbws_jupyter.listen import listen``, as the README does) makes Python set
+    the package's ``listen`` attribute to the module. Calling the module calls the function,
+    so ``obbws.listen(url)`` works whichever of the two it is."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Listener:
+        return listen(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 import obbws_jupyter as obbws
+from obbws_jupyter.sinks import sink_from_url
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,14 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {"max_msgs": args.limit}
     if args.stream:
         options["stream"] = args.stream
+    # opened before the stream starts, so every record captured is published (add_sink after
+    # create_connection would miss the first ones); a server still down is retried, not fatal
+    sink = sink_from_url(args.nats, **options)
     conn = obbws.create_connection(
         provider=args.provider,
         name=args.name,
         symbol=args.symbols,
         limit=args.limit,
+        sinks=[sink],
         **provider_params(args.param),
     )
-    sink = conn.add_sink(args.nats, **options)  # a server still down is retried, not fatal
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -44,9 +44,12 @@ Symbols = Annotated[
 StatusEnvelope = Envelope[WebSocketConnectionStatus]
 MessageEnvelope = Envelope[str]
 
-# Client options settable over HTTP (typed); the client's other options are refused.
+# Client options settable over HTTP (typed); the client's other options are refused. So are
+# sinks: a sink URL would let an HTTP caller write files anywhere the server may, or make it
+# dial any host (add them from Python: conn.add_sink).
 CLIENT_OPTIONS = ("tz", "connect_timeout", "max_reconnects", "stale_timeout")
-_CLIENT_ONLY = (ClientOptions.names() | {"options", "provider_params"}) - set(CLIENT_OPTIONS)
+_PYTHON_ONLY = {"options", "provider_params", "sinks"}
+_CLIENT_ONLY = (ClientOptions.names() | _PYTHON_ONLY) - set(CLIENT_OPTIONS)
 _STANDARD = frozenset(CreateConnectionBody.model_fields)
 
 

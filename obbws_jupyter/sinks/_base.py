@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import inspect
 import logging
 import threading
 import time
@@ -661,6 +662,19 @@ def _check_options(max_pending: int, batch_rows: int, flush_interval: float, dro
         )
 
 
+def _option_names(cls: type) -> list[str]:
+    """The keyword options a sink class takes: its own and every base's ``__init__``."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.add(param.name)
+    return sorted(names)
+
+
 class _Batching(Sink):
     """What both batching bases share: options, the backlog and health."""
 
@@ -674,8 +688,14 @@ class _Batching(Sink):
         drop: str = "oldest",
         retry_base: float = 0.2,
         retry_cap: float = 10.0,
+        **unknown: Any,
     ) -> None:
         super().__init__(url)
+        if unknown:  # a typo must name itself, not surface as a TypeError from a private base
+            raise InvalidParameterError(
+                f"unknown option(s) for the {self.kind} sink: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(_option_names(type(self)))}."
+            )
         _check_options(max_pending, batch_rows, flush_interval, drop)
         self.batch_rows = batch_rows
         self.flush_interval = float(flush_interval)

@@ -63,7 +63,7 @@ from nats.js import api
 
 from obbws_jupyter._util import mask_secrets, remember_secret
 from obbws_jupyter._wire import MAX_REPLAY, RecordEncoder
-from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError
+from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.sinks._base import AsyncBatchingSink, Batch
 
 __all__ = ["NatsSink", "check_listen_options", "records", "subject_token"]
@@ -244,7 +244,9 @@ async def _connect(server: _Server, connect_timeout: float, **callbacks: Any) ->
     errors: list[Exception] = []
 
     async def quiet(exc: Exception) -> None:
-        errors[:] = [exc]
+        # a refusal says more than the connection reset that follows it: keep it
+        if not (errors and _refused(errors[0])):
+            errors[:] = [exc]
         log.debug("nats %s: %s", server.shown, _masked(exc))
 
     options: dict[str, Any] = {
@@ -261,14 +263,26 @@ async def _connect(server: _Server, connect_timeout: float, **callbacks: Any) ->
     try:
         nc = await nats.connect(servers=[server.address], allow_reconnect=True, **options)
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise ConnectionError(_dial_error(server, errors[0] if errors else exc)) from None
+        cause = errors[0] if errors else exc
+        kind = _CredentialsRefused if _refused(cause) else ConnectionError
+        raise kind(_dial_error(server, cause)) from None
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
 
+class _CredentialsRefused(ConnectionError):
+    """The server refused the token, user/password or creds (a listener says so as such)."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """True for the server's answer to missing or wrong credentials."""
+    text = str(exc).lower()
+    return "authorization" in text or "authentication" in text
+
+
 def _dial_error(server: _Server, exc: BaseException) -> str:
     text = str(exc).strip().removeprefix("nats: ").strip("'") or type(exc).__name__
-    if "authorization" in text.lower() or "authentication" in text.lower():
+    if _refused(exc):
         return (
             f"NATS at {server.shown} refused the credentials ({text}); check the token, "
             "user/password or creds file"
@@ -442,7 +456,13 @@ class NatsSink(AsyncBatchingSink):
         if not nc.is_connected:
             raise ConnectionError(f"the connection to NATS at {self._server.shown} is down")
         if not self._stream_ready:
-            await self._ensure_stream(nc)
+            try:
+                await self._ensure_stream(nc)
+            except nats.js.errors.ServiceUnavailableError:  # nats-py's text says nothing
+                raise ConnectionError(
+                    f"NATS at {self._server.shown} does not run JetStream: start nats-server "
+                    "with -js (and a store folder, -sd DIR)"
+                ) from None
             self._stream_ready = True
         return nc
 
@@ -604,6 +624,11 @@ def check_listen_options(url: str, *, replay: int | None = None, **options: Any)
         raise InvalidParameterError(
             f"unknown option(s) for listening to NATS: {', '.join(unknown)}; known: "
             f"{', '.join(_LISTEN_OPTIONS)}."
+            + (  # name= is how a Redis stream is picked: say the NATS way
+                f" One connection's records: subject='{DEFAULT_PREFIX}.<name>.>'."
+                if "name" in unknown
+                else ""
+            )
         )
     credentials = {k: options.get(k) for k in ("token", "user", "password", "creds")}
     _server(url, **credentials)
@@ -649,6 +674,8 @@ async def records(
     server = _server(url, token=token or auth_token, user=user, password=password, creds=creds)
     try:
         nc = await _connect(server, connect_timeout)
+    except _CredentialsRefused as exc:
+        raise UnauthorizedError(f"{exc} (listen(url, auth_token=TOKEN) passes a token).") from None
     except ConnectionError as exc:
         raise BroadcastError(f"{exc}; check the address, or start nats-server -js there.") from None
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)

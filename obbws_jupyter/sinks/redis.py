@@ -462,6 +462,11 @@ def check_listen_options(url: str, *, replay: int | None = None, **options: Any)
         raise InvalidParameterError(
             f"Unknown option(s) for listening to Redis: {', '.join(unknown)}; known: "
             f"{', '.join(sorted(_LISTEN_DEFAULTS))}."
+            + (  # subject= is how NATS subjects are picked: say the Redis way
+                " A Redis sink writes one stream per connection: name='<connection name>'."
+                if "subject" in unknown
+                else ""
+            )
         )
     given = {**_LISTEN_DEFAULTS, **options}
     _key(given["key"], given["key_prefix"])
@@ -608,5 +613,5 @@ def _listen_error(exc: BaseException, shown: str) -> Exception:
             f"Redis at {shown} refused the credentials; put the password in the URL "
             "(redis://:PASSWORD@host:port/0) or pass auth_token=PASSWORD."
         )
-    reason = mask_secrets(f"{type(exc).__name__}: {exc}")
+    reason = mask_secrets(f"{type(exc).__name__}: {exc}").rstrip(". ")  # redis-py ends with "."
     return BroadcastError(f"Cannot read {shown}: {reason}. Is redis-server running there?")

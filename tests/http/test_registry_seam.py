@@ -45,10 +45,20 @@ def test_an_app_over_its_own_registry_is_isolated() -> None:
         registry.kill_all()
 
 
-@pytest.mark.parametrize("key", ["options", "provider_params", "record_file", "http_client"])
-def test_python_only_options_are_refused_over_http(http: TestClient, key: str) -> None:
-    """options=, provider_params= and file/callable options answer 400 naming the key."""
-    response = http.get(route("create_connection"), params={**BASE, "name": "no", key: "x"})
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("options", "x"),
+        ("provider_params", "x"),
+        ("record_file", "x"),
+        ("http_client", "x"),
+        ("sinks", "parquet:///tmp/obbws-http-sink"),  # a folder on the server, or any host
+    ],
+)
+def test_python_only_options_are_refused_over_http(http: TestClient, key: str, value: str) -> None:
+    """options=, provider_params=, sinks= and file/callable options answer 400 naming the
+    key, and nothing is created."""
+    response = http.get(route("create_connection"), params={**BASE, "name": "no", key: value})
     assert response.status_code == 400, response.text
     detail = response.json()["detail"]
     assert key in detail and "cannot be set through the HTTP API" in detail

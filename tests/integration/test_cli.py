@@ -112,3 +112,18 @@ def test_errors_are_said_in_command_line_terms() -> None:
     assert "--host 127.0.0.1" in serve.stderr
     helped = subprocess.run([*OBBWS, "--help"], capture_output=True, text=True, check=True)
     assert "``" not in helped.stdout and "obbws demo" in helped.stdout
+
+
+def test_python_m_obbws_jupyter_is_the_obbws_command() -> None:
+    """`python -m obbws_jupyter` runs the same command as the `obbws` script (for a venv whose
+    scripts folder is not on PATH), listen's engine flags included."""
+    out = subprocess.run(
+        [sys.executable, "-m", "obbws_jupyter", "listen", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: obbws listen")
+    assert "--subject" in out.stdout and "--name" in out.stdout

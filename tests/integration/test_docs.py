@@ -19,6 +19,20 @@ def _python_blocks(path: Path) -> str:
     return "\n\n".join(re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
 
 
+def run_example(code: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a guide's code as a script of its own in ``folder``; its output, as text."""
+    script = folder / "example.py"
+    script.write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=folder,
+        check=False,
+    )
+
+
 def test_adding_a_provider_example_runs(tmp_path: Path) -> None:
     """The example provider of docs/adding_a_provider.md streams, and a bad key is refused."""
     script = tmp_path / "example.py"

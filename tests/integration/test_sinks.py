@@ -131,6 +131,23 @@ def test_sinks_from_create_connection_and_remove_sink() -> None:
     assert b.health().state == "closed"
 
 
+def test_remove_sink_takes_the_shown_url_or_the_sink() -> None:
+    """remove_sink accepts the masked URL that conn.sinks shows (the user cannot see the
+    secret in it) and the Sink object add_sink returned, as well as the URL given."""
+    conn = demo("sink-remove", rate=200)
+    first = conn.add_sink("memory://user:pa55word@host/a")
+    conn.add_sink("memory://user:pa55word@host/b")
+    shown = conn.sinks[0].url
+    assert "pa55word" not in shown
+    assert conn.remove_sink(shown) == 0
+    assert [s.url for s in conn.sinks] == ["memory://user:********@host/b"]
+    with pytest.raises(InvalidParameterError, match="no sink"):
+        conn.remove_sink(first)  # already removed
+    second = MemorySink.instances[1]
+    assert conn.remove_sink(second) == 0 and conn.sinks == []
+    conn.kill()
+
+
 @pytest.mark.parametrize(
     ("sinks", "match"),
     [(["ftp://nowhere"], "known schemes"), ([42], "sinks takes"), ("memory", "URL")],

@@ -9,8 +9,6 @@ wait in their cells and print Python-side values in their last cells; the tests 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -18,6 +16,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import TIMEOUT
+from tests.integration.test_docs import run_example
 
 pytestmark = pytest.mark.notebook
 
@@ -184,16 +183,7 @@ def test_readme_python_blocks(tmp_path: Path) -> None:
     """The README's ```python blocks run as one script with the offline demo provider."""
     blocks = readme_python_blocks()
     assert blocks, "README.md has no ```python block"
-    script = tmp_path / "readme_blocks.py"
-    script.write_text("\n\n".join(blocks), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=CELL_TIMEOUT,
-        check=False,
-    )
+    result = run_example("\n\n".join(blocks), tmp_path, CELL_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Client readme_demo killed." in result.stdout
     assert "Client readme_broadcast killed." in result.stdout

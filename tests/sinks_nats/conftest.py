@@ -47,10 +47,11 @@ def _answers(port: int) -> bool:
 class NatsServer:
     """One nats-server process; ``stop()`` and ``start()`` keep its port and store directory."""
 
-    def __init__(self, store: Path, *, token: str | None = None) -> None:
+    def __init__(self, store: Path, *, token: str | None = None, jetstream: bool = True) -> None:
         self.store = store
         self.port = free_port()
         self.token = token
+        self.jetstream = jetstream
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,8 +59,9 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        argv = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        argv += ["-sd", str(self.store)]
+        argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.jetstream:
+            argv += ["-js", "-sd", str(self.store)]
         if self.token is not None:
             # through a config file, so the token is in no process's argv
             config = self.store.parent / "auth.conf"

@@ -4,8 +4,12 @@ dead address, secrets, existing streams, and options refused before anything sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ import pytest
 
 import obbws_jupyter as obbws
 from obbws_jupyter import runtime
-from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.exceptions import InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import Listener, listen
 from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
@@ -372,6 +376,7 @@ def test_bad_sink_options_fail_before_anything_starts(options: dict[str, Any], m
         ({"replay": 0}, "replay"),
         ({"stream": "x y"}, "stream"),
         ({"colour": "red"}, "unknown option"),
+        ({"name": "desk"}, r"unknown option.*subject='obbws\.<name>\.>'"),  # Redis' way
         ({"connect_timeout": -1}, "connect_timeout"),
     ],
 )
@@ -391,3 +396,80 @@ def test_listen_reports_a_missing_server_or_stream(nats_server: NatsServer) -> N
     assert not nothing.wait_connected(TIMEOUT)
     assert isinstance(nothing.error, obbws.ObbwsError)
     assert "no JetStream stream" in str(nothing.error)
+
+
+def test_the_cli_reads_one_symbol_from_another_process(nats_server: NatsServer) -> None:
+    """`obbws listen nats://... --subject obbws.<name>.BTCUSD --replay 5 --max-records 5`, run
+    as a separate process, prints that symbol's 5 newest records as JSON lines."""
+    conn = demo("nats-cli", rate=1_000, limit=None)
+    sink = conn.add_sink(nats_server.url, flush_interval=0.02)
+    assert isinstance(sink, NatsSink) and ready(sink)
+    assert RecordWaiter(conn.get_client()).wait_more(100)
+    conn.stop_connection()
+    sink.flush(TIMEOUT)
+    rows = conn.get_results()
+    btc = rows[rows["symbol"] == "BTCUSD"]["id"].tolist()
+    flags = ["--subject", "obbws.nats-cli.BTCUSD", "--replay", "5", "--max-records", "5"]
+    out = subprocess.run(
+        [sys.executable, "-m", "obbws_jupyter", "listen", nats_server.url, *flags],
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == btc[-5:]
+
+
+def test_the_connection_repr_shows_each_sink_and_its_state(tmp_path: Path) -> None:
+    """repr(conn) names each sink's kind and state, so a sink that cannot reach its server
+    shows as 'retrying' without asking conn.sinks; without sinks the repr says nothing."""
+    conn = demo("nats-repr", rate=200)
+    assert "sinks=" not in repr(conn)
+    conn.add_sink(f"parquet://{tmp_path / 'pq'}")
+    dead = conn.add_sink(f"nats://127.0.0.1:{free_port()}", connect_timeout=0.2, retry_cap=0.5)
+    assert wait_until(lambda: "sinks='parquet ok, nats retrying'" in repr(conn)), repr(conn)
+    assert dead.close(0.1) > 0  # given up now, so kill() need not wait for it
+    conn.kill()
+
+
+@contextlib.contextmanager
+def failing_sink(server: NatsServer) -> Iterator[NatsSink]:
+    """``server`` started, and a demo connection's sink to it that has failed at least once;
+    afterwards the sink gives up its rows at once (kill() need not wait), all is stopped."""
+    server.start()
+    try:
+        conn = demo(f"nats-failing-{server.port}")
+        sink = conn.add_sink(server.url, retry_base=0.05, retry_cap=0.2)
+        assert isinstance(sink, NatsSink)
+        assert wait_until(lambda: sink.health().last_error is not None)
+        yield sink
+        sink.close(0.1)
+    finally:
+        from tests.conftest import kill_all
+
+        kill_all()
+        server.stop()
+
+
+def test_a_missing_token_is_reported_as_refused_not_as_no_server(tmp_path: Path) -> None:
+    """Against a server that requires a token, a sink and a listener given none say that
+    NATS refused the credentials (the listener with UnauthorizedError), not that no server
+    answers: the server closes the connection after refusing, and the reset must not hide
+    the refusal."""
+    server = NatsServer(tmp_path / "js", token="tok-required")
+    with failing_sink(server) as sink:
+        assert "refused the credentials" in str(sink.health().last_error)
+        listener = listen(server.url, subject="obbws.>", block=False)
+        assert not listener.wait_connected(TIMEOUT)
+        assert isinstance(listener.error, UnauthorizedError)  # as for a ws:// or redis:// URL
+        assert "refused the credentials" in str(listener.error)
+        assert "start nats-server" not in str(listener.error)
+
+
+def test_a_server_without_jetstream_is_named_as_such(tmp_path: Path) -> None:
+    """A sink pointed at a nats-server started without -js reports, in its last_error, that
+    JetStream is off and how to turn it on (nats-py's own error has no text)."""
+    with failing_sink(NatsServer(tmp_path / "js", jetstream=False)) as sink:
+        error = str(sink.health().last_error)
+        assert "does not run JetStream: start nats-server with -js" in error

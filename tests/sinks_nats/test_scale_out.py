@@ -60,7 +60,7 @@ def test_two_capture_processes_and_one_reader(
     nats_server: NatsServer, captures: list[subprocess.Popen[str]]
 ) -> None:
     """Both shards' records reach the reader (replayed, then live), each shard in id order;
-    the captures stop cleanly on SIGTERM having published what they captured."""
+    the captures stop cleanly on SIGTERM having published every record they captured."""
     for proc in captures:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("capturing"), proc.stderr
@@ -100,4 +100,4 @@ def test_two_capture_processes_and_one_reader(
         name, _, counts = out.strip().rpartition("\n")[2].partition(": ")
         assert name == shard
         captured, published = (int(word) for word in counts.split() if word.isdigit())
-        assert 0 < published <= captured
+        assert 0 < published == captured  # the sink opened before the first record

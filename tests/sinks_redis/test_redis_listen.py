@@ -3,6 +3,9 @@ restart with no gap and no duplicate, blocking use, passwords, and options check
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -107,9 +110,11 @@ def test_the_password_comes_from_the_url_or_auth_token(secured_redis: RedisServe
 
 
 def test_nothing_listening_is_a_clear_error() -> None:
-    """A Redis address where nothing answers ends the listener with an error that says so."""
-    with pytest.raises(obbws.ObbwsError, match="redis-server running"):
+    """A Redis address where nothing answers ends the listener with an error that says so,
+    in one sentence per thought (no doubled full stop)."""
+    with pytest.raises(obbws.ObbwsError, match="redis-server running") as caught:
         listen(f"redis://127.0.0.1:{free_port()}/0", name="x", connect_timeout=1, block=True)
+    assert ".." not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,7 @@ def test_nothing_listening_is_a_clear_error() -> None:
         ({"name": "x", "replay": 0}, "replay"),
         ({"name": "x", "replay": True}, "replay"),
         ({"name": "x", "count": 0}, "count"),
-        ({"name": "x", "subject": "a.b"}, "Unknown option"),
+        ({"name": "x", "subject": "a.b"}, "Unknown option.*name='<connection name>'"),
         ({"name": "x", "reconnect_for": -1}, "reconnect_for"),
         ({"key": 5}, "key"),
     ],
@@ -147,3 +152,29 @@ def test_a_listener_gives_up_after_reconnect_for(redis_server: RedisServer) -> N
     assert wait_until(lambda: not listener.is_running)
     assert isinstance(listener.error, obbws.ObbwsError)
     assert "could not reconnect for 0.5 s" in str(listener.error)
+
+
+def test_the_cli_reads_a_redis_stream_from_another_process(redis_server: RedisServer) -> None:
+    """`obbws listen redis://... --name N --replay 5 --max-records 5`, run as a separate
+    process, prints the stream's 5 newest records as JSON lines; without --name it says
+    what is missing and exits 1."""
+    conn = capture("rl-cli", redis_server)
+    assert RecordWaiter(conn.get_client()).wait_more(50)
+    finish(conn)
+    last = conn.status.records_received
+    command = [sys.executable, "-m", "obbws_jupyter", "listen", redis_server.url]
+    out = subprocess.run(
+        [*command, "--name", "rl-cli", "--replay", "5", "--max-records", "5"],
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == list(
+        range(last - 4, last + 1)
+    )
+    unnamed = subprocess.run(
+        [*command, "--max-records", "1"], capture_output=True, text=True, timeout=3 * TIMEOUT
+    )
+    assert unnamed.returncode == 1 and "name=" in unnamed.stderr

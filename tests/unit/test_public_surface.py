@@ -78,6 +78,13 @@ def test_stream_module_keeps_no_bare_states_tuple() -> None:
     assert not hasattr(stream, "STATES")
 
 
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); its output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_connection_module_imports_first_in_a_fresh_interpreter() -> None:
     """Importing obbws_jupyter._connection before anything else works (no half-built module)."""
     code = (
@@ -86,9 +93,7 @@ def test_connection_module_imports_first_in_a_fresh_interpreter() -> None:
         "import obbws_jupyter as o; "
         "assert o.Connection is c.Connection; print('ok')"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -228,3 +233,21 @@ def test_py_typed_marks_both_packages_in_the_wheel(tmp_path: pathlib.Path) -> No
     (wheel,) = tmp_path.glob("obbws_jupyter-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"obbws_jupyter/py.typed", "obbws_providers/py.typed"} <= names
+
+
+def test_obbws_listen_is_callable_after_importing_the_module() -> None:
+    """`import obbws_jupyter as obbws; from obbws_jupyter.listen import listen` (the README's
+    order) leaves obbws.listen callable as listen(): Python sets the package attribute to the
+    submodule, which therefore calls the function."""
+    code = (
+        "import obbws_jupyter as obbws\n"
+        "from obbws_jupyter.listen import listen\n"
+        "from obbws_jupyter.exceptions import InvalidParameterError\n"
+        "try:\n"
+        "    obbws.listen('ws://127.0.0.1:1', max_records=0)\n"
+        "except InvalidParameterError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused: max_records must be a positive int")

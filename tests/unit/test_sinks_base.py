@@ -190,3 +190,22 @@ def test_unknown_sink_urls_are_refused(url: Any, match: str) -> None:
     """A sink URL without a known scheme raises InvalidParameterError listing the schemes."""
     with pytest.raises(InvalidParameterError, match=match):
         sink_from_url(url)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Recorder(flush_intervall=1), r"unknown option\(s\) for the recorder sink: "),
+        (
+            lambda: sink_from_url("nats://127.0.0.1:4222", max_msg=5),
+            r"nats sink: max_msg; .*max_msgs",
+        ),
+    ],
+    ids=["own-sink", "nats"],
+)
+def test_unknown_sink_options_name_themselves(make: Any, match: str) -> None:
+    """A misspelt option raises InvalidParameterError naming it and the known options, not a
+    TypeError from a private base class."""
+    with pytest.raises(InvalidParameterError, match=match) as caught:
+        make()
+    assert "flush_interval" in str(caught.value)  # the batching options are listed too
