@@ -1503,15 +1503,20 @@ class _SandboxQuery:
             self.done.set()
 
     def _run(self) -> pa.Table:
-        cursor = self.store._mirror.cursor(self._set_active, self.views, self.sql)
+        try:
+            cursor = self.store._mirror.cursor(self._set_active, self.views, self.sql)
+        except duckdb.Error as exc:  # the store closed (kill) or its copy was reopened meanwhile
+            raise StoreError(
+                f"query() could not start: {clip(exc, 500)} (was the connection killed?)"
+            ) from None
         try:
             self.active = cursor
             _check_select(cursor, self.sql)
             if self.cancelled:
                 raise StoreError("query() was cancelled")
-            # a data-modifying CTE would change the copy: every query is rolled back
-            cursor.execute("BEGIN TRANSACTION")
             try:
+                # a data-modifying CTE would change the copy: every query is rolled back
+                cursor.execute("BEGIN TRANSACTION")
                 return cursor.sql(self.sql, params=self.params).to_arrow_table()
             except duckdb.ProgrammingError as exc:
                 raise InvalidParameterError(f"query() failed: {clip(exc, 2000)}") from None

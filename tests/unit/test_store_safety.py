@@ -381,3 +381,21 @@ def test_query_copy_follows_the_table(tmp_path: pathlib.Path) -> None:
         s.put(records(151, 10))
         s.flush()
         assert summary() == [10, 151, 160]
+
+
+def test_a_query_racing_a_close_raises_store_error_not_a_raw_duckdb_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the query copy's connection is closed under a starting query (kill in another
+    thread), query() raises StoreError naming the likely cause, not duckdb's own exception."""
+    with ResultsStore(FIELDS, limit=None) as s:
+        s.put(records(1, 3))
+        s.flush()
+        assert len(s.query("SELECT * FROM records")) == 3
+
+        def closed(*args: Any, **kwargs: Any) -> Any:
+            raise duckdb.ConnectionException("Connection Error: Connection already closed!")
+
+        monkeypatch.setattr(s._mirror, "cursor", closed)
+        with pytest.raises(StoreError, match="killed"):
+            s.query("SELECT * FROM records")
