@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,8 +20,11 @@ def _python_blocks(path: Path) -> str:
     return "\n\n".join(re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
 
 
-def run_example(code: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run a guide's code as a script of its own in ``folder``; its output, as text."""
+def run_example(
+    code: str, folder: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a guide's code as a script of its own in ``folder`` (with ``env`` added to the
+    environment); its output, as text."""
     script = folder / "example.py"
     script.write_text(code, encoding="utf-8")
     return subprocess.run(
@@ -29,6 +33,7 @@ def run_example(code: str, folder: Path, timeout: float) -> subprocess.Completed
         text=True,
         timeout=timeout,
         cwd=folder,
+        env={**os.environ, **env} if env else None,
         check=False,
     )
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TIMEOUT
-from tests.integration.test_docs import _python_blocks
+from tests.integration.test_docs import _python_blocks, run_example
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_sinks_guide_runs(tmp_path: Path) -> None:
     """The guide's example adds a Parquet sink, queries its files, reads them back, and plugs
     in a JSON-lines sink of its own; every step prints what the guide says."""
-    script = tmp_path / "example.py"
-    script.write_text(_python_blocks(ROOT / "docs" / "sinks.md"))
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=6 * TIMEOUT,
-        cwd=tmp_path,
-    )
+    out = run_example(_python_blocks(ROOT / "docs" / "sinks.md"), tmp_path, 6 * TIMEOUT)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "['parquet'] ok"
