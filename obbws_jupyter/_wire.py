@@ -20,13 +20,18 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from obbws_jupyter.exceptions import InvalidParameterError
-from obbws_jupyter.protocol import Field, FieldType
+import orjson
 
-__all__ = ["DEFAULT_PORT", "MAX_REPLAY", "RecordEncoder", "encode_record", "zone"]
+from obbws_jupyter.exceptions import InvalidParameterError
+from obbws_jupyter.protocol import Field, FieldType, Record
+
+if TYPE_CHECKING:  # the sinks import this module
+    from obbws_jupyter.sinks import Batch
+
+__all__ = ["DEFAULT_PORT", "MAX_REPLAY", "FrameEncoder", "RecordEncoder", "encode_record", "zone"]
 
 DEFAULT_PORT = 6666  # the broadcast's default port (OpenBB's)
 MAX_REPLAY = 100_000  # the most stored records a listener may ask to replay (?replay=N)
@@ -144,3 +149,60 @@ class RecordEncoder:
                     last[key] = (type(value), value, text)
                 values[key] = text
         return encode_record(values, self.timestamp_fields, self.tz)
+
+
+class FrameEncoder:
+    """The broadcast frame of a record as UTF-8 bytes, several times faster than
+    :meth:`RecordEncoder.encode` and decoding to the same values: orjson instead of
+    ``json.dumps``, and timestamps formatted from a per-second cache (the date, time and UTC
+    offset of a second are computed once; only the microseconds change). Anything orjson
+    cannot take falls back to the :class:`RecordEncoder` it wraps."""
+
+    def __init__(self, encoder: RecordEncoder) -> None:
+        self.encoder = encoder
+        self._keys = [(key, key in encoder.timestamp_fields) for key in encoder.keys]
+        self._seconds: dict[int, tuple[str, str]] = {}  # second -> ("date T time", "offset")
+
+    def _iso(self, value: Any) -> Any:
+        if type(value) is not int:  # datetimes (and bools, left as they are)
+            return _iso(value, self.encoder.tz)
+        second, rest = divmod(value, 1_000_000_000)
+        parts = self._seconds.get(second)
+        if parts is None:
+            text = _iso(second * 1_000_000_000, self.encoder.tz)
+            if len(text) != 32 or text[19:26] != ".000000":  # odd offsets/years: no shortcut
+                return _iso(value, self.encoder.tz)
+            if len(self._seconds) >= 4_096:
+                self._seconds.clear()
+            parts = self._seconds[second] = (text[:19], text[26:])
+        return f"{parts[0]}.{rest // 1000:06d}{parts[1]}"
+
+    def encode_batch(self, batch: Batch) -> list[bytes]:
+        """Every record of ``batch``, by column: timestamps converted a column at a time, and
+        each record's object built by ``zip`` (no Python loop over its keys)."""
+        columns = batch.columns()
+        nothing = [None] * batch.n
+        values: list[Sequence[Any]] = []
+        for key, stamp in self._keys:
+            column = columns.get(key, nothing)
+            if stamp:
+                iso = self._iso
+                column = [None if v is None else iso(v) for v in column]
+            values.append(column)
+        keys = self.encoder.keys
+        dumps = orjson.dumps
+        try:
+            return [dumps(dict(zip(keys, row, strict=True))) for row in zip(*values, strict=True)]
+        except (TypeError, orjson.JSONEncodeError):  # one odd value: record by record
+            return [self.encode(row) for row in batch.rows()]
+
+    def encode(self, record: Record) -> bytes:
+        get = record.get
+        out: dict[str, Any] = {}
+        for key, stamp in self._keys:
+            value = get(key)
+            out[key] = self._iso(value) if stamp and value is not None else value
+        try:
+            return orjson.dumps(out)  # NaN and infinities become null, as in RecordEncoder
+        except (TypeError, orjson.JSONEncodeError):  # numpy scalars, ints beyond 64 bits...
+            return self.encoder.encode(record).encode()

@@ -62,7 +62,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from obbws_jupyter._util import mask_secrets, remember_secret
-from obbws_jupyter._wire import MAX_REPLAY, RecordEncoder
+from obbws_jupyter._wire import MAX_REPLAY, FrameEncoder
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
 from obbws_jupyter.sinks._base import AsyncBatchingSink, Batch
 
@@ -380,7 +380,7 @@ class NatsSink(AsyncBatchingSink):
         self._inbox = ""
         self._attempt = 0
         self._current: tuple[str, _Acks] | None = None
-        self._encoder: RecordEncoder | None = None
+        self._encoder: FrameEncoder | None = None
         self._subjects: dict[Any, str] = {}
         self._subject_root = ""
         self._msg_id_prefix = ""
@@ -400,7 +400,7 @@ class NatsSink(AsyncBatchingSink):
         context = self.context
         if not self._max_msgs_given:
             self.max_msgs = context.limit
-        self._encoder = context.record_encoder()
+        self._encoder = FrameEncoder(context.record_encoder())
         self._subject_root = f"{self.subject_prefix}.{subject_token(context.name)}"
         run = _base36(time.time_ns())
         self._msg_id_prefix = f"{context.name}:{run}:".replace("\r", " ").replace("\n", " ")
@@ -520,10 +520,9 @@ class NatsSink(AsyncBatchingSink):
 
     def _messages(self, batches: list[Batch]) -> Iterator[tuple[str, bytes, dict[str, str]]]:
         assert self._encoder is not None
-        encode, subject, prefix = self._encoder.encode, self._subject, self._msg_id_prefix
+        encode, subject, prefix = self._encoder.encode_batch, self._subject, self._msg_id_prefix
         for batch in batches:
-            for row in batch.rows():
-                payload = encode(row).encode()
+            for row, payload in zip(batch.rows(), encode(batch), strict=True):
                 yield subject(row.get("symbol")), payload, {_MSG_ID: f"{prefix}{row['id']}"}
 
     def _subject(self, symbol: Any) -> str:

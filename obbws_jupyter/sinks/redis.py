@@ -22,7 +22,7 @@ appends up to 1,000 entries each (handed over as two newline-joined arguments) a
 arguments redis-py packs and whose replies it parses one by one, in Python), or pipelines of
 one ``XADD ... MAXLEN ~`` per entry, a round trip per thousand (``method="pipeline"``, taken
 by itself when the server or the user may not run scripts). Records are encoded by
-:class:`FrameEncoder`, a faster twin of the wire encoder.
+:class:`~obbws_jupyter._wire.FrameEncoder`, a faster twin of the wire encoder.
 
 Nothing connects until the first delivery, so a dead address never fails ``add_sink``: its
 deliveries fail, the base retries them with backoff, and ``status.sinks`` shows ``retrying`` and
@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,10 +59,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from obbws_jupyter._util import backoff, mask_secrets
-from obbws_jupyter._wire import MAX_REPLAY, RecordEncoder
-from obbws_jupyter._wire import _iso as iso_timestamp  # the wire's one timestamp form
+from obbws_jupyter._wire import MAX_REPLAY, FrameEncoder
 from obbws_jupyter.exceptions import BroadcastError, InvalidParameterError, UnauthorizedError
-from obbws_jupyter.protocol import Record
 from obbws_jupyter.sinks._base import AsyncBatchingSink, Batch
 
 __all__ = ["FIELD", "RedisSink", "check_listen_options", "records"]
@@ -204,63 +202,6 @@ def _client(url: str, connect_timeout: float, password: str | None = None) -> ai
         client_name="obbws-jupyter",
         **extra,
     )
-
-
-class FrameEncoder:
-    """The broadcast frame of a record as UTF-8 bytes, several times faster than
-    :meth:`RecordEncoder.encode` and decoding to the same values: orjson instead of
-    ``json.dumps``, and timestamps formatted from a per-second cache (the date, time and UTC
-    offset of a second are computed once; only the microseconds change). Anything orjson
-    cannot take falls back to the :class:`RecordEncoder` it wraps."""
-
-    def __init__(self, encoder: RecordEncoder) -> None:
-        self.encoder = encoder
-        self._keys = [(key, key in encoder.timestamp_fields) for key in encoder.keys]
-        self._seconds: dict[int, tuple[str, str]] = {}  # second -> ("date T time", "offset")
-
-    def _iso(self, value: Any) -> Any:
-        if type(value) is not int:  # datetimes (and bools, left as they are)
-            return iso_timestamp(value, self.encoder.tz)
-        second, rest = divmod(value, 1_000_000_000)
-        parts = self._seconds.get(second)
-        if parts is None:
-            text = iso_timestamp(second * 1_000_000_000, self.encoder.tz)
-            if len(text) != 32 or text[19:26] != ".000000":  # odd offsets/years: no shortcut
-                return iso_timestamp(value, self.encoder.tz)
-            if len(self._seconds) >= 4_096:
-                self._seconds.clear()
-            parts = self._seconds[second] = (text[:19], text[26:])
-        return f"{parts[0]}.{rest // 1000:06d}{parts[1]}"
-
-    def encode_batch(self, batch: Batch) -> list[bytes]:
-        """Every record of ``batch``, by column: timestamps converted a column at a time, and
-        each record's object built by ``zip`` (no Python loop over its keys)."""
-        columns = batch.columns()
-        nothing = [None] * batch.n
-        values: list[Sequence[Any]] = []
-        for key, stamp in self._keys:
-            column = columns.get(key, nothing)
-            if stamp:
-                iso = self._iso
-                column = [None if v is None else iso(v) for v in column]
-            values.append(column)
-        keys = self.encoder.keys
-        dumps = orjson.dumps
-        try:
-            return [dumps(dict(zip(keys, row, strict=True))) for row in zip(*values, strict=True)]
-        except (TypeError, orjson.JSONEncodeError):  # one odd value: record by record
-            return [self.encode(row) for row in batch.rows()]
-
-    def encode(self, record: Record) -> bytes:
-        get = record.get
-        out: dict[str, Any] = {}
-        for key, stamp in self._keys:
-            value = get(key)
-            out[key] = self._iso(value) if stamp and value is not None else value
-        try:
-            return orjson.dumps(out)  # NaN and infinities become null, as in RecordEncoder
-        except (TypeError, orjson.JSONEncodeError):  # numpy scalars, ints beyond 64 bits...
-            return self.encoder.encode(record).encode()
 
 
 # -- the sink --------------------------------------------------------------------------------
