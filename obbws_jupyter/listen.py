@@ -28,7 +28,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import importlib
 import inspect
 import json
 import logging
@@ -289,14 +288,9 @@ def _source(
     """Validate the arguments (before anything starts) and return the source of ``url``."""
     scheme = _engine(url)
     if scheme is not None:
-        try:
-            module = importlib.import_module(ENGINE_SOURCES[scheme])
-        except ImportError as exc:
-            extra = "nats" if scheme == "nats" else "redis"
-            raise InvalidParameterError(
-                f"listening to {scheme}:// needs a library that is not installed: {exc.name} "
-                f'(pip install "obbws-jupyter[{extra}]").'
-            ) from None
+        from obbws_jupyter.sinks import import_engine  # the sinks need the package loaded
+
+        module = import_engine(scheme, ENGINE_SOURCES[scheme], f"listening to {scheme}://")
         engine_records = module.records
         checked = module.check_listen_options(url, replay=replay, **options)
         return functools.partial(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,13 +98,19 @@ def sink_from_url(url: str, **options: Any) -> Sink:
 
 def _load(scheme: str, target: str) -> SinkFactory:
     module_name, _, attribute = target.partition(":")
+    module = import_engine(scheme, module_name, f"the {scheme}:// sink")
+    factory: SinkFactory = getattr(module, attribute)
+    return factory
+
+
+def import_engine(scheme: str, module_name: str, use: str) -> ModuleType:
+    """Import the module serving ``scheme`` (a sink, or ``listen()``'s reader); a missing
+    client library raises InvalidParameterError naming the extra that installs it."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         extra = _EXTRAS.get(scheme)
         hint = f' (pip install "obbws-jupyter[{extra}]")' if extra else ""
         raise InvalidParameterError(
-            f"the {scheme}:// sink needs a library that is not installed: {exc.name}{hint}."
+            f"{use} needs a library that is not installed: {exc.name}{hint}."
         ) from None
-    factory: SinkFactory = getattr(module, attribute)
-    return factory

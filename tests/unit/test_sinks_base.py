@@ -209,3 +209,21 @@ def test_unknown_sink_options_name_themselves(make: Any, match: str) -> None:
     with pytest.raises(InvalidParameterError, match=match) as caught:
         make()
     assert "flush_interval" in str(caught.value)  # the batching options are listed too
+
+
+def test_a_missing_client_library_names_the_extra_for_sinks_and_listen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sink or a listen() whose engine library is not installed raises before anything
+    starts, naming the library and the extra that installs it."""
+    import importlib
+
+    from obbws_jupyter.sinks import import_engine
+
+    listen_module = importlib.import_module("obbws_jupyter.listen")
+
+    with pytest.raises(InvalidParameterError, match=r"obbws-jupyter\[redis\]"):
+        import_engine("redis", "obbws_no_such_client", "the redis:// sink")
+    monkeypatch.setitem(listen_module.ENGINE_SOURCES, "nats", "obbws_no_such_client")
+    with pytest.raises(InvalidParameterError, match=r"listening to nats://.*obbws-jupyter\[nats\]"):
+        listen_module.listen("nats://127.0.0.1:4222", block=False)
