@@ -496,6 +496,7 @@ function render({ model, el }) {
     if (format !== rowFormat) {
       rowFormat = format;
       rowById = new Map(); // the tick or the columns changed: format every row again
+      table.dataset.formats = String(Number(table.dataset.formats || 0) + 1);
     }
     const rows = new Map();
     const ordered = [];
