@@ -27,7 +27,7 @@ from obbws_jupyter.exceptions import (
     UnknownProviderError,
 )
 from obbws_jupyter.listen import listen
-from tests.conftest import TIMEOUT, RecordWaiter
+from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -218,14 +218,22 @@ def test_explicit_busy_broadcast_port_is_an_error() -> None:
     assert conn.status.is_running and not conn.status.is_broadcasting
 
 
+def _try_bind(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        return False
+    return True
+
+
 def test_default_broadcast_port_falls_forward(caplog: pytest.LogCaptureFixture) -> None:
     """With the default port taken, broadcasting moves to a free one with a warning."""
     with socket.socket() as blocker:
-        try:
-            blocker.bind(("127.0.0.1", 6666))
-            blocker.listen()
-        except OSError:
-            pass  # someone else holds 6666: the fallback is exercised all the same
+        # Hold 6666 ourselves. Another process (a parallel test run) may hold it for a moment
+        # and then let it go, which would hand the default port back to the connection: wait
+        # until it is ours, or, if it stays taken, the fallback is exercised all the same.
+        wait_until(lambda: _try_bind(blocker, 6666), timeout=TIMEOUT / 4)
         conn = _demo("fwd", rate=0, start_broadcast=True)
         address = conn.status.broadcast_address
     assert address is not None and not address.endswith(":6666")

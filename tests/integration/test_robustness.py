@@ -224,6 +224,7 @@ def test_huge_provider_error_message_is_clipped_in_logs_and_status(
         provider="demo", name="loud", symbol="btcusd", url=demo_server.url_for("crypto")
     )
     huge = "E" * 200_000
+    demo_server.wait_connections(1, TIMEOUT)  # inject() reaches only connected clients
     demo_server.inject(json.dumps([{"ev": "status", "status": "error", "message": huge}]))
     assert wait_until(lambda: conn.status.errors >= 1)
     last_error = conn.status.last_error or ""
@@ -242,6 +243,7 @@ def test_rows_the_store_rejects_are_not_broadcast(demo_server: Any) -> None:
         limit=None,
     )
     demo_server.set_rate(0)
+    demo_server.wait_connections(1, TIMEOUT)  # inject() reaches only connected clients
     address = conn.start_broadcasting(port=0).broadcast_address
     listener = listen(address, block=False)
     assert listener.wait_connected(TIMEOUT)
