@@ -18,8 +18,8 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
 * **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
   frame parsed into records that are counted and dropped (no ids, no store): what the
   socket-to-records path costs beside the ceiling, whatever the consumers cost; on
-  single-event frames also **driver:direct**, the same with ``direct_frames=True`` (the
-  option that reads the socket without websockets' message queue);
+  single-event frames also **driver:recv**, the same with ``direct_frames=False`` (the
+  ``recv()`` path, websockets' public API, that the default direct-frames path replaces);
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
@@ -100,10 +100,10 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:direct")),
+    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:recv")),
     Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
     Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:direct")),
+    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:recv")),
 )
 
 
@@ -198,7 +198,8 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
 
 
 async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
-    """Our StreamDriver and session alone: records counted, then dropped."""
+    """Our StreamDriver and session alone: records counted, then dropped (``direct``: the
+    default direct-frames path, else the ``recv()`` path)."""
     from obbws_jupyter._stream import StreamDriver
     from obbws_jupyter.protocol import get_provider
 
@@ -278,7 +279,7 @@ def worker(args: argparse.Namespace) -> None:
         path = url.rstrip("/") + "/crypto"
         result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
     elif kind.startswith("driver"):
-        direct = kind == "driver:direct"
+        direct = kind != "driver:recv"
         result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, direct))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
@@ -324,7 +325,7 @@ def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
     if client.startswith("driver"):
-        how = ", direct_frames" if client == "driver:direct" else ""
+        how = ", recv() path (direct_frames=False)" if client == "driver:recv" else ""
         return f"obbws-jupyter stream driver + session{how} (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
