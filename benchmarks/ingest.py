@@ -18,8 +18,9 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
 * **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
   frame parsed into records that are counted and dropped (no ids, no store): what the
   socket-to-records path costs beside the ceiling, whatever the consumers cost; on
-  single-event frames also **driver:recv**, the same with ``direct_frames=False`` (the
-  ``recv()`` path, websockets' public API, that the default direct-frames path replaces);
+  single-event frames also **driver:noscan** (``frame_scanner=False``: websockets' parser
+  for every frame, without its message queue) and **driver:recv** (``direct_frames=False``:
+  the ``recv()`` path, websockets' public API, that the default direct-frames path replaces);
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
@@ -100,10 +101,16 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:recv")),
+    Case(
+        "demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:noscan", "driver:recv")
+    ),
     Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
     Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:recv")),
+    Case(
+        "polygon",
+        1,
+        ("ceiling", "ours:None", "polygon-client", "driver", "driver:noscan", "driver:recv"),
+    ),
 )
 
 
@@ -197,9 +204,9 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
-async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
-    """Our StreamDriver and session alone: records counted, then dropped (``direct``: the
-    default direct-frames path, else the ``recv()`` path)."""
+async def _driver(feed: str, url: str, warmup: float, seconds: float, how: str) -> dict:
+    """Our StreamDriver and session alone: records counted, then dropped (``how``: "" the
+    default path, "noscan" without the frame scanner, "recv" the ``recv()`` path)."""
     from obbws_jupyter._stream import StreamDriver
     from obbws_jupyter.protocol import get_provider
 
@@ -213,7 +220,12 @@ async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bo
         counted[0] += len(records)
 
     driver = StreamDriver(
-        session, url=session.url(), on_records=count, name="bench", direct_frames=direct
+        session,
+        url=session.url(),
+        on_records=count,
+        name="bench",
+        direct_frames=how != "recv",
+        frame_scanner=how != "noscan",
     )
     await driver.start()
     try:
@@ -279,8 +291,8 @@ def worker(args: argparse.Namespace) -> None:
         path = url.rstrip("/") + "/crypto"
         result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
     elif kind.startswith("driver"):
-        direct = kind != "driver:recv"
-        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, direct))
+        how = kind.partition(":")[2]
+        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, how))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
     else:
@@ -325,7 +337,10 @@ def _client_label(client: str) -> tuple[str, str]:
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
     if client.startswith("driver"):
-        how = ", recv() path (direct_frames=False)" if client == "driver:recv" else ""
+        how = {
+            "driver:noscan": ", no frame scanner (frame_scanner=False)",
+            "driver:recv": ", recv() path (direct_frames=False)",
+        }.get(client, "")
         return f"obbws-jupyter stream driver + session{how} (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 

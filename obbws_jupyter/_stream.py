@@ -63,6 +63,8 @@ from obbws_jupyter.protocol import (
 __all__ = [
     "DEFAULT_CONNECT_KWARGS",
     "DIRECT_FRAMES_ENV",
+    "DIRECT_FRAMES_SUPPORTED",
+    "FRAME_SCANNER_ENV",
     "WIRE_LOGGER",
     "HttpClient",
     "StreamDriver",
@@ -90,6 +92,9 @@ HttpClient = Callable[[HttpRequest], Awaitable[HttpResponse]]
 #: ``OBBWS_DIRECT_FRAMES=0`` turns the direct-frames read path off for drivers that do not say
 #: (see :class:`StreamDriver`); on by default where websockets has the hooks it needs
 DIRECT_FRAMES_ENV = "OBBWS_DIRECT_FRAMES"
+#: ``OBBWS_FRAME_SCANNER=0`` keeps websockets' parser for every frame on the direct-frames
+#: path (see :class:`_DirectConnection`); on by default
+FRAME_SCANNER_ENV = "OBBWS_FRAME_SCANNER"
 _OFF = ("0", "false", "no", "off")
 
 
@@ -153,7 +158,9 @@ class StreamDriver:
     plain data frames and the per-frame hand-over; the socket's own buffer is the
     backpressure. It relies on websockets hooks below its public API (checked at import:
     :data:`DIRECT_FRAMES_SUPPORTED`); where they are missing, or with ``direct_frames=False``,
-    the driver reads with ``recv()``, one ``on_records`` call per frame.
+    the driver reads with ``recv()``, one ``on_records`` call per frame. ``frame_scanner``
+    (``None``: on unless ``OBBWS_FRAME_SCANNER=0``) is the direct path's own split of plain
+    data frames; off, websockets' parser reads every frame there too.
     """
 
     def __init__(
@@ -171,6 +178,7 @@ class StreamDriver:
         ack_timeout: float = 2.0,
         http_client: HttpClient | None = None,
         direct_frames: bool | None = None,
+        frame_scanner: bool | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -188,6 +196,9 @@ class StreamDriver:
         if direct_frames is None:
             direct_frames = os.environ.get(DIRECT_FRAMES_ENV, "").strip().lower() not in _OFF
         self.direct_frames = direct_frames and DIRECT_FRAMES_SUPPORTED
+        if frame_scanner is None:
+            frame_scanner = os.environ.get(FRAME_SCANNER_ENV, "").strip().lower() not in _OFF
+        self.frame_scanner = frame_scanner
         self._direct_error: asyncio.Future[BaseException] | None = None
         self._batch: list[Record] | None = None  # the records of the socket read in hand
         self._batch_messages = 0  # self.messages when the last read was handed over
@@ -514,7 +525,8 @@ class StreamDriver:
         sender = loop.create_task(self._send_outbox(ws, outbox))
         closed = loop.create_task(ws.wait_closed())
         try:
-            ws.start_delivery(self._deliver, self._delivered)  # held messages go first
+            # held messages go first
+            ws.start_delivery(self._deliver, self._delivered, scan=self.frame_scanner)
             await asyncio.wait((failed, closed, sender), return_when=asyncio.FIRST_COMPLETED)
         finally:
             ws.stop_delivery()

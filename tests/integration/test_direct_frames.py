@@ -42,7 +42,7 @@ def _script() -> list[str | bytes]:
     return [*login, *data * 200, *big, binary, *data]  # type: ignore[list-item]
 
 
-async def _run(direct: bool) -> tuple[list[Record], int, int, list[bool]]:
+async def _run(direct: bool, scan: bool = True) -> tuple[list[Record], int, int, list[bool]]:
     """A polygon crypto driver against a server that plays :func:`_script` and closes:
     (records, messages, malformed frames, whether the scanner was on at each message)."""
     script = _script()
@@ -75,6 +75,7 @@ async def _run(direct: bool) -> tuple[list[Record], int, int, list[bool]]:
             on_records=records.extend,
             max_reconnects=0,
             direct_frames=direct,
+            frame_scanner=scan,
         )
         await driver.start(timeout=TIMEOUT)
         await driver.wait_done(TIMEOUT)
@@ -84,22 +85,29 @@ async def _run(direct: bool) -> tuple[list[Record], int, int, list[bool]]:
 
 def test_direct_frames_give_the_records_of_the_recv_path() -> None:
     """Over the Polygon fixture's frames (data, status, bad frames, large and binary ones)
-    the direct path, its scanner on, gives exactly the records, message and malformed
-    counts of the recv() path, in fewer hand-overs."""
+    the direct path, with its scanner and without, gives exactly the records, message and
+    malformed counts of the recv() path."""
     plain, messages, malformed, _ = runtime.run(_run(False), timeout=3 * TIMEOUT)
-    direct, d_messages, d_malformed, scanning = runtime.run(_run(True), timeout=3 * TIMEOUT)
     assert len(plain) > 2000
-    assert direct == plain
-    assert (d_messages, d_malformed) == (messages, malformed)
-    assert malformed >= 3 * 200  # the bad samples were read (and counted) on both paths
-    assert sum(scanning) > 0.9 * len(scanning)  # the scanner read nearly every frame
+    assert malformed >= 3 * 200  # the bad samples were read (and counted)
+    for scan in (True, False):
+        direct, d_messages, d_malformed, scanning = runtime.run(
+            _run(True, scan), timeout=3 * TIMEOUT
+        )
+        assert direct == plain
+        assert (d_messages, d_malformed) == (messages, malformed)
+        if scan:
+            assert sum(scanning) > 0.9 * len(scanning)  # the scanner read nearly every frame
+        else:
+            assert not any(scanning)
 
 
 def test_direct_frames_are_the_default_and_can_be_turned_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """direct_frames is on by default, off with OBBWS_DIRECT_FRAMES=0 or direct_frames=False,
-    and off (the recv() path) whatever was asked when websockets lacks its hooks."""
+    """direct_frames (and its frame scanner) are on by default, off with OBBWS_DIRECT_FRAMES=0
+    (OBBWS_FRAME_SCANNER=0) or the keyword, and direct_frames is off (the recv() path)
+    whatever was asked when websockets lacks its hooks."""
     params = POLYGON.resolve({"symbol": "XT.*", "api_key": "k", "url": "ws://127.0.0.1:1"}, {})
 
     def driver(**kwargs: Any) -> StreamDriver:
@@ -113,6 +121,10 @@ def test_direct_frames_are_the_default_and_can_be_turned_off(
     monkeypatch.setenv(_stream.DIRECT_FRAMES_ENV, "0")
     assert not driver().direct_frames
     assert driver(direct_frames=True).direct_frames
+    assert driver().frame_scanner
+    monkeypatch.setenv(_stream.FRAME_SCANNER_ENV, "off")
+    assert not driver().frame_scanner
+    assert driver(frame_scanner=True).frame_scanner
     monkeypatch.setattr(_stream, "DIRECT_FRAMES_SUPPORTED", False)
     assert not driver(direct_frames=True).direct_frames
     monkeypatch.setattr(StreamReader, "at_eof", None)
