@@ -246,6 +246,55 @@ def test_the_scanner_splits_reads_cut_anywhere(how: str) -> None:
     assert scanning and state == "OPEN"
 
 
+def _random_stream(rng: random.Random) -> tuple[bytes, list[tuple[bytes, bool]]]:
+    """300 random messages (samples built for this test): whole frames of every length
+    encoding, and fragmented ones with pings and pongs between their fragments."""
+    parts: list[bytes] = []
+    messages: list[tuple[bytes, bool]] = []
+    for _ in range(300):
+        size = rng.choice([0, 1, 125, 126, 127, 300, 65_535, 65_536, 70_000, rng.randrange(2000)])
+        payload = rng.randbytes(size)
+        text = rng.random() < 0.5
+        if rng.random() < 0.8:
+            parts.append(_frame(0x81 if text else 0x82, payload))
+        else:
+            cuts = sorted(rng.sample(range(size + 1), 2)) if size else [0, 0]
+            pieces = [payload[: cuts[0]], payload[cuts[0] : cuts[1]], payload[cuts[1] :]]
+            parts.append(_frame(0x01 if text else 0x02, pieces[0]))
+            parts.append(_frame(0x89, b"p"))  # control frames may come between fragments
+            parts.append(_frame(0x00, pieces[1]))
+            parts.append(_frame(0x8A, b"q"))
+            parts.append(_frame(0x80, pieces[2]))
+        messages.append((payload, text))
+    return b"".join(parts), messages
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_messages_cut_at_random_reads_arrive_whole_and_in_order(seed: int) -> None:
+    """Random messages, the delivery started at a random byte (websockets holding part of a
+    frame then) and the rest cut at random: every message arrives once, whole, in order, and
+    the scanner is on by the end."""
+    rng = random.Random(seed)
+    data, expected = _random_stream(rng)
+    start = rng.randrange(1, 5000)
+    points = sorted(rng.sample(range(start + 1, len(data)), 300))
+    reads = [data[a:b] for a, b in zip([start, *points], [*points, len(data)], strict=True)]
+
+    async def feed() -> tuple[list[tuple[bytes, bool]], bool]:
+        async with _quiet_connection(max_size=2**20) as (ws, _):
+            got: list[tuple[bytes, bool]] = []
+            ws.data_received(data[:start])  # before the delivery starts: held
+            ws.start_delivery(lambda payload, text: got.append((payload, text)))
+            for read in reads:
+                ws.data_received(read)
+            return got, ws.scanning
+
+    got, scanning = runtime.run(feed(), timeout=3 * TIMEOUT)
+    assert len(got) == len(expected)
+    assert got == expected
+    assert scanning
+
+
 def test_a_close_frame_ends_the_scanner_and_what_follows_is_dropped() -> None:
     """After the server's close frame the scanner is off, websockets closes the connection
     normally and a data frame read after the close is not delivered."""
