@@ -566,7 +566,7 @@ class StreamDriver:
                 self.records += len(records)
                 batch = self._batch
                 if batch is None:
-                    self._batch = records  # the session's new list: ours to extend
+                    self._batch = records[:]  # a session may keep the list it returned
                 else:
                     batch += records
             if session.has_output:
