@@ -20,6 +20,7 @@ from obbws_jupyter._stream import StreamDriver, _DirectConnection
 from obbws_jupyter.protocol import Frame, Record
 from obbws_providers.polygon import PROVIDER as POLYGON
 from tests.conftest import TIMEOUT
+from tests.integration.test_stream_read import drive_to_end
 from tests.provider_fixtures import load_fixture
 
 pytestmark = pytest.mark.integration
@@ -60,26 +61,17 @@ async def _run(direct: bool, scan: bool = True) -> tuple[list[Record], int, int,
         given = {"symbol": symbols, "asset_type": "crypto", "feed": "trade"}
         params = POLYGON.resolve({**given, "api_key": "k", "url": f"ws://127.0.0.1:{port}"}, {})
         scanning: list[bool] = []
+        hold: list[StreamDriver] = []
 
         class Noting(POLYGON.session_class):  # type: ignore[name-defined,misc]
             def receive(self, frame: Frame) -> list[Record]:
-                ws = driver._ws
+                ws = hold[0]._ws
                 scanning.append(isinstance(ws, _DirectConnection) and ws.scanning)
                 return super().receive(frame)  # type: ignore[no-any-return]
 
-        session = Noting(params)
-        records: list[Record] = []
-        driver = StreamDriver(
-            session,
-            url=session.url(),
-            on_records=records.extend,
-            max_reconnects=0,
-            direct_frames=direct,
-            frame_scanner=scan,
+        records, driver = await drive_to_end(
+            Noting(params), hold, direct_frames=direct, frame_scanner=scan
         )
-        await driver.start(timeout=TIMEOUT)
-        await driver.wait_done(TIMEOUT)
-        await driver.stop()
     return records, driver.messages, driver.malformed, scanning
 
 
