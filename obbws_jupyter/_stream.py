@@ -793,7 +793,8 @@ class _DirectConnection(ClientConnection):
     at ``MAX_FRAGMENTS``). Control frames (ping, pong, close) take websockets' own path.
 
     The frame scanner. Once delivering, and while websockets' parser waits for a new frame
-    with nothing buffered (checked once, see :meth:`_scan_ready`), each read is split into
+    with nothing buffered (see :meth:`_scan_ready`; a parser in the middle of a frame is
+    first given exactly the rest of it, see :meth:`_owed`), each read is split into
     frames here: a whole unfragmented text or binary frame (first byte 0x81 / 0x82: FIN, no
     RSV bit, no extension negotiated) within ``max_size`` goes to the callback without
     websockets' parser (its generators and ``Frame`` objects cost about 1.5 us per frame);
@@ -852,7 +853,7 @@ class _DirectConnection(ClientConnection):
         protocol = self.protocol
         if not self._want_scan or protocol.state is not WsState.OPEN or protocol.reader.buffer:
             return False
-        return _innermost(protocol.parser).gi_code is _AT_EOF
+        return getattr(_innermost(protocol.parser), "gi_code", None) is _AT_EOF
 
     def _owed(self) -> int:
         """How many more bytes websockets' parser waits for in the middle of a frame (the
@@ -862,9 +863,10 @@ class _DirectConnection(ClientConnection):
         if not self._want_scan or protocol.state is not WsState.OPEN:
             return 0
         gen = _innermost(protocol.parser)
-        if gen.gi_code is not _READ_EXACT:
+        frame = getattr(gen, "gi_frame", None)
+        if getattr(gen, "gi_code", None) is not _READ_EXACT or frame is None:
             return 0
-        wanted = gen.gi_frame.f_locals.get("n") if gen.gi_frame is not None else None
+        wanted = frame.f_locals.get("n")
         return wanted - len(protocol.reader.buffer) if type(wanted) is int else 0
 
     def _start_scanning(self, data: bytes) -> None:
