@@ -18,8 +18,13 @@ ours, ours, ... rotated each round), so the ratios hold on a noisy machine. Per 
 * **driver** (the producer side alone): our ``StreamDriver`` and provider session, every
   frame parsed into records that are counted and dropped (no ids, no store): what the
   socket-to-records path costs beside the ceiling, whatever the consumers cost; on
-  single-event frames also **driver:direct**, the same with ``direct_frames=True`` (the
-  option that reads the socket without websockets' message queue);
+  single-event frames also **driver:noscan** (``frame_scanner=False``: websockets' parser
+  for every frame, without its message queue) and **driver:recv** (``direct_frames=False``:
+  the ``recv()`` path, websockets' public API, that the default direct-frames path replaces);
+* **ceiling:scan** (single-event frames): the ceiling's loop on our transport, websockets'
+  handshake and our frame scanner (``_DirectConnection``) handing each frame to ``orjson``
+  with nothing else: the bound of the path ours now takes, whose frame parsing is cheaper
+  than websockets' (so ours can pass the plain ceiling);
 * **polygon-api-client** (on the Polygon fake's frames): Polygon's own ``WebSocketClient``
   (``feed="127.0.0.1:PORT", secure=False``) parsing into its typed models, storing nothing.
 
@@ -100,10 +105,34 @@ class Case:
 
 
 CASES = (
-    Case("demo", 1, ("ceiling", "ours:1000", "ours:None", "driver", "driver:direct")),
+    Case(
+        "demo",
+        1,
+        (
+            "ceiling",
+            "ceiling:scan",
+            "ours:1000",
+            "ours:None",
+            "driver",
+            "driver:noscan",
+            "driver:recv",
+        ),
+    ),
     Case("demo", 50, ("ceiling", "ours:1000", "ours:None", "driver")),
     Case("polygon", 50, ("ceiling", "ours:None", "polygon-client", "driver")),
-    Case("polygon", 1, ("ceiling", "ours:None", "polygon-client", "driver", "driver:direct")),
+    Case(
+        "polygon",
+        1,
+        (
+            "ceiling",
+            "ceiling:scan",
+            "ours:None",
+            "polygon-client",
+            "driver",
+            "driver:noscan",
+            "driver:recv",
+        ),
+    ),
 )
 
 
@@ -197,8 +226,44 @@ async def _ceiling(url: str, subscribe: str, warmup: float, seconds: float) -> d
     return {"events_per_s": events / elapsed, "cpu_us": _cpu_us([0.0, cpu], events)}
 
 
-async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bool) -> dict:
-    """Our StreamDriver and session alone: records counted, then dropped."""
+async def _ceiling_scan(url: str, subscribe: str, warmup: float, seconds: float) -> dict:
+    """The ceiling's loop on our transport: the frame scanner hands each frame to orjson."""
+    import orjson
+    from websockets.asyncio.client import connect
+
+    from obbws_jupyter._stream import _DirectConnection
+
+    loads = orjson.loads
+    events = [0]
+
+    def on_message(data: bytes, text: bool) -> None:
+        events[0] += len(loads(data))
+
+    ws = await connect(
+        url, compression=None, close_timeout=0.1, create_connection=_DirectConnection
+    )
+    assert isinstance(ws, _DirectConnection)
+    try:
+        await ws.send(orjson.dumps({"action": "auth", "params": KEY}).decode())
+        await ws.send(orjson.dumps({"action": "subscribe", "params": subscribe}).decode())
+        ws.start_delivery(on_message)
+        await asyncio.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
+        t0, cpu0, n0 = time.perf_counter(), time.process_time(), events[0]
+        await asyncio.sleep(seconds)  # the measurement window
+        elapsed = time.perf_counter() - t0
+        cpu, n = time.process_time() - cpu0, events[0] - n0
+        scanned = ws.scanning
+    finally:
+        ws.stop_delivery()
+        await ws.close()
+    if not scanned:
+        raise RuntimeError("the frame scanner was not on")
+    return {"events_per_s": n / elapsed, "cpu_us": _cpu_us([0.0, cpu], n)}
+
+
+async def _driver(feed: str, url: str, warmup: float, seconds: float, how: str) -> dict:
+    """Our StreamDriver and session alone: records counted, then dropped (``how``: "" the
+    default path, "noscan" without the frame scanner, "recv" the ``recv()`` path)."""
     from obbws_jupyter._stream import StreamDriver
     from obbws_jupyter.protocol import get_provider
 
@@ -212,7 +277,12 @@ async def _driver(feed: str, url: str, warmup: float, seconds: float, direct: bo
         counted[0] += len(records)
 
     driver = StreamDriver(
-        session, url=session.url(), on_records=count, name="bench", direct_frames=direct
+        session,
+        url=session.url(),
+        on_records=count,
+        name="bench",
+        direct_frames=how != "recv",
+        frame_scanner=how != "noscan",
     )
     await driver.start()
     try:
@@ -274,12 +344,13 @@ async def _polygon_client(url: str, warmup: float, seconds: float) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     kind, feed, url = args.worker, args.feed, args.url
-    if kind == "ceiling":
+    if kind.startswith("ceiling"):
         path = url.rstrip("/") + "/crypto"
-        result = asyncio.run(_ceiling(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
+        measure = _ceiling_scan if kind == "ceiling:scan" else _ceiling
+        result = asyncio.run(measure(path, FEEDS[feed]["subscribe"], args.warmup, args.seconds))
     elif kind.startswith("driver"):
-        direct = kind == "driver:direct"
-        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, direct))
+        how = kind.partition(":")[2]
+        result = asyncio.run(_driver(feed, url, args.warmup, args.seconds, how))
     elif kind == "polygon-client":
         result = asyncio.run(_polygon_client(url, args.warmup, args.seconds))
     else:
@@ -321,10 +392,15 @@ def run_case(
 
 
 def _client_label(client: str) -> tuple[str, str]:
+    if client == "ceiling:scan":
+        return "ceiling on our transport: frame scanner + orjson", "-"
     if client == "polygon-client":
         return "polygon-api-client (typed models, no storage)", "-"
     if client.startswith("driver"):
-        how = ", direct_frames" if client == "driver:direct" else ""
+        how = {
+            "driver:noscan": ", no frame scanner (frame_scanner=False)",
+            "driver:recv": ", recv() path (direct_frames=False)",
+        }.get(client, "")
         return f"obbws-jupyter stream driver + session{how} (records dropped)", "-"
     return "obbws-jupyter -> DuckDB", client.partition(":")[2]
 
@@ -394,6 +470,8 @@ def render(rows: list[dict], runs: int, seconds: float, load_before: float) -> s
             )
         elif row["client"].startswith("driver"):
             stored = "parsed into records"
+        elif row["client"] == "ceiling:scan":
+            stored = "parsed"
         else:
             stored = "parsed into models"
         if row["failed_runs"]:

@@ -55,7 +55,7 @@ AREAS = (
     ("provider session: parse, events", "", "providers/"),
     ("provider session: parse, events", "", "obbws_providers/"),
     ("provider session: parse, events", "", "obbws_jupyter/protocol/"),
-    ("stream driver: the read loop", "", "obbws_jupyter/_stream.py"),
+    ("stream driver: frame scanner, read loop", "", "obbws_jupyter/_stream.py"),
     ("client._on_records: ids, received_at, fan-out", "", "obbws_jupyter/client.py"),
     ("store.put on the loop thread", "", "obbws_jupyter/_store.py"),
     ("broadcast", "", "obbws_jupyter/_broadcast.py"),

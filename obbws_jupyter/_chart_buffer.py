@@ -3,7 +3,7 @@
 Narrow interface (a record sink)::
 
     buffer = ChartBuffer(fields, kind=None, window="5min", interval="5s", tz="UTC")
-    client.add_record_hook(buffer.add)   # on the loop thread, once per frame: cheap per record
+    client.add_record_hook(buffer.add)   # on the loop thread, once per read: cheap per record
     snap = buffer.snapshot(since=seen)   # any thread: the series changed since version `seen`
 
 Kinds (see :mod:`obbws_jupyter._fieldmap`): ``"line"`` keeps (t, price) points, ``"band"``

@@ -28,6 +28,8 @@ from websockets.exceptions import (
 )
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
+from websockets.protocol import State as WsState
+from websockets.streams import StreamReader
 
 from obbws_jupyter._util import RateLimitedLog, backoff, clip, mask_secrets, wire_logger
 from obbws_jupyter.exceptions import (
@@ -61,6 +63,8 @@ from obbws_jupyter.protocol import (
 __all__ = [
     "DEFAULT_CONNECT_KWARGS",
     "DIRECT_FRAMES_ENV",
+    "DIRECT_FRAMES_SUPPORTED",
+    "FRAME_SCANNER_ENV",
     "WIRE_LOGGER",
     "HttpClient",
     "StreamDriver",
@@ -85,9 +89,13 @@ DEFAULT_CONNECT_KWARGS: Mapping[str, Any] = {
 
 HttpClient = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
-#: ``OBBWS_DIRECT_FRAMES=1`` turns the direct-frames read path on for drivers that do not say
-#: (see :class:`StreamDriver`); off by default
+#: ``OBBWS_DIRECT_FRAMES=0`` turns the direct-frames read path off for drivers that do not say
+#: (see :class:`StreamDriver`); on by default where websockets has the hooks it needs
 DIRECT_FRAMES_ENV = "OBBWS_DIRECT_FRAMES"
+#: ``OBBWS_FRAME_SCANNER=0`` keeps websockets' parser for every frame on the direct-frames
+#: path (see :class:`_DirectConnection`); on by default
+FRAME_SCANNER_ENV = "OBBWS_FRAME_SCANNER"
+_OFF = ("0", "false", "no", "off")
 
 
 async def urllib_client(request: HttpRequest) -> HttpResponse:
@@ -141,12 +149,18 @@ class StreamDriver:
     ``HEALTHY_AFTER`` seconds) is a failed attempt too: a provider that closes after every
     login cannot make the stream reconnect forever.
 
-    ``direct_frames`` (default off; ``None`` reads ``OBBWS_DIRECT_FRAMES``) reads the socket
-    without websockets' message queue: each complete message goes to the session as
-    websockets' parser finishes it, inside ``data_received`` (see :class:`_DirectConnection`).
-    It saves the queue, the ``recv()`` coroutines and a join per frame; the socket's own
-    buffer is the backpressure. It relies on websockets' ``process_event`` hook, which is
-    below its public API, so the ``recv()`` path stays the default.
+    ``direct_frames`` (``None``: on unless ``OBBWS_DIRECT_FRAMES=0``) reads the socket
+    without websockets' message queue: each socket read is split into messages inside
+    ``data_received`` (see :class:`_DirectConnection`), each message goes to the session
+    at once, and the records of all messages of one read go to ``on_records`` in one call
+    (frames that arrive back to back share one ``received_at`` and one hand-over to the
+    store). It saves the queue, the ``recv()`` coroutines, websockets' frame parser for
+    plain data frames and the per-frame hand-over; the socket's own buffer is the
+    backpressure. It relies on websockets hooks below its public API (checked at import:
+    :data:`DIRECT_FRAMES_SUPPORTED`); where they are missing, or with ``direct_frames=False``,
+    the driver reads with ``recv()``, one ``on_records`` call per frame. ``frame_scanner``
+    (``None``: on unless ``OBBWS_FRAME_SCANNER=0``) is the direct path's own split of plain
+    data frames; off, websockets' parser reads every frame there too.
     """
 
     def __init__(
@@ -164,6 +178,7 @@ class StreamDriver:
         ack_timeout: float = 2.0,
         http_client: HttpClient | None = None,
         direct_frames: bool | None = None,
+        frame_scanner: bool | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -179,9 +194,14 @@ class StreamDriver:
         self.ack_timeout = ack_timeout
         self.http_client: HttpClient = http_client or urllib_client
         if direct_frames is None:
-            direct_frames = os.environ.get(DIRECT_FRAMES_ENV, "").lower() in ("1", "true", "yes")
-        self.direct_frames = direct_frames
+            direct_frames = os.environ.get(DIRECT_FRAMES_ENV, "").strip().lower() not in _OFF
+        self.direct_frames = direct_frames and DIRECT_FRAMES_SUPPORTED
+        if frame_scanner is None:
+            frame_scanner = os.environ.get(FRAME_SCANNER_ENV, "").strip().lower() not in _OFF
+        self.frame_scanner = frame_scanner
         self._direct_error: asyncio.Future[BaseException] | None = None
+        self._batch: list[Record] | None = None  # the records of the socket read in hand
+        self._batch_messages = 0  # self.messages when the last read was handed over
         self._outbox: asyncio.Queue[Frame] | None = None
         self.state: StreamState = StreamState.IDLE
         self.messages = 0
@@ -499,12 +519,14 @@ class StreamDriver:
         parses it; this waits for the connection to end, or for ``_deliver`` to fail."""
         loop = asyncio.get_running_loop()
         self._direct_error = failed = loop.create_future()
+        self._batch, self._batch_messages = None, self.messages
         outbox: asyncio.Queue[Frame] = asyncio.Queue()
         self._outbox = outbox
         sender = loop.create_task(self._send_outbox(ws, outbox))
         closed = loop.create_task(ws.wait_closed())
         try:
-            ws.start_delivery(self._deliver)  # messages held since the handshake go first
+            # held messages go first
+            ws.start_delivery(self._deliver, self._delivered, scan=self.frame_scanner)
             await asyncio.wait((failed, closed, sender), return_when=asyncio.FIRST_COMPLETED)
         finally:
             ws.stop_delivery()
@@ -524,25 +546,29 @@ class StreamDriver:
         raise ConnectionError(f"connection closed ({_close_text(exc)})")
 
     def _deliver(self, data: bytes, text: bool) -> None:
-        """One message on the direct-frames path (in websockets' ``data_received``): the body
-        of :meth:`_read`'s loop. What would end that loop is raised by ``_read_direct``."""
+        """One message on the direct-frames path (in ``data_received``): the body of
+        :meth:`_read`'s loop, its records kept for :meth:`_delivered`. What would end that
+        loop is raised by ``_read_direct``."""
         failed = self._direct_error
         if failed is None or failed.done():
             return  # the read path is ending: the rest of this chunk is dropped
         try:
             on_frame = self.on_frame
             frame: Frame = data
-            if text and (on_frame is not None or not self.session.text_as_bytes):
+            session = self.session
+            if text and (on_frame is not None or not session.text_as_bytes):
                 frame = data.decode()
-            self._last_frame = time.monotonic()
             self.messages += 1
             if on_frame is not None:
                 on_frame(frame)
-            session = self.session
             records = session.receive(frame)
             if records:
                 self.records += len(records)
-                self.on_records(records)
+                batch = self._batch
+                if batch is None:
+                    self._batch = records[:]  # a session may keep the list it returned
+                else:
+                    batch += records
             if session.has_output:
                 events = session.events_received()
                 if events:
@@ -553,6 +579,22 @@ class StreamDriver:
                         outbox.put_nowait(out)
         except BaseException as exc:  # ends the connection as the recv() path would
             failed.set_result(exc)
+
+    def _delivered(self) -> None:
+        """The end of one socket read on the direct-frames path: its records, in one call."""
+        if self.messages == self._batch_messages:
+            return  # a read of control frames or of part of a message
+        self._batch_messages = self.messages
+        self._last_frame = time.monotonic()
+        records, self._batch = self._batch, None
+        if records is None:
+            return
+        try:
+            self.on_records(records)
+        except BaseException as exc:  # as an exception of on_records in the recv() loop
+            failed = self._direct_error
+            if failed is not None and not failed.done():
+                failed.set_result(exc)
 
     async def _send_outbox(self, ws: ClientConnection, outbox: asyncio.Queue[Frame]) -> None:
         """The direct path's frames to send, in order (``_deliver`` cannot await)."""
@@ -708,32 +750,219 @@ def _connect_error(exc: BaseException, url: str) -> BaseException:
     )
 
 
+def _direct_frames_supported() -> bool:
+    """websockets has what :class:`_DirectConnection` overrides and reads (17.x has)."""
+    try:
+        probe = (
+            WsState.OPEN,
+            StreamReader.at_eof.__code__,
+            StreamReader.read_exact.__code__,
+            StreamReader().buffer,
+        )
+    except (AttributeError, TypeError):
+        return False
+    return bool(probe) and all(
+        callable(getattr(ClientConnection, name, None))
+        for name in ("process_event", "data_received")
+    )
+
+
+#: websockets offers the hooks the direct-frames path needs (else the driver uses recv())
+DIRECT_FRAMES_SUPPORTED = _direct_frames_supported()
+_AT_EOF = StreamReader.at_eof.__code__ if DIRECT_FRAMES_SUPPORTED else None
+_READ_EXACT = StreamReader.read_exact.__code__ if DIRECT_FRAMES_SUPPORTED else None
+_NO_LIMIT = 2**63
+
+
+def _innermost(gen: Any) -> Any:
+    """The generator a chain of ``yield from`` is suspended in (websockets' parser)."""
+    while (inner := getattr(gen, "gi_yieldfrom", None)) is not None:
+        gen = inner
+    return gen
+
+
 class _DirectConnection(ClientConnection):
     """websockets' client connection that hands each complete data message to a callback as
-    its parser finishes it (in ``data_received``), instead of queueing it for ``recv()``.
+    it arrives (in ``data_received``), instead of queueing it for ``recv()``, and calls a
+    second callback once the socket read is done (the driver hands that read's records over
+    in one call).
 
     Until :meth:`start_delivery`, messages are held (a provider may speak right after the
     handshake, before the session has been told the connection is open). Fragmented messages
     are joined here (websockets' parser caps their size at ``max_size``; their count is capped
-    at ``MAX_FRAGMENTS``).
-    Control frames (ping, pong, close) take websockets' own path.
+    at ``MAX_FRAGMENTS``). Control frames (ping, pong, close) take websockets' own path.
+
+    The frame scanner. Once delivering, and while websockets' parser waits for a new frame
+    with nothing buffered (see :meth:`_scan_ready`; a parser in the middle of a frame is
+    first given exactly the rest of it, see :meth:`_owed`), each read is split into
+    frames here: a whole unfragmented text or binary frame (first byte 0x81 / 0x82: FIN, no
+    RSV bit, no extension negotiated) within ``max_size`` goes to the callback without
+    websockets' parser (its generators and ``Frame`` objects cost about 1.5 us per frame);
+    every other whole frame (control frames, fragments, anything malformed) is fed to
+    websockets as it is, so its parser still sees a byte stream cut at frame boundaries and
+    does what it always does (answer pings, close, refuse a masked or oversized frame). A
+    frame cut by the end of a read waits here for the rest. A close (or a protocol error, or
+    stopping the delivery) ends the scanner: what it holds goes to websockets first.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._callback: Callable[[bytes, bool], None] | None = None
+        self._read_done: Callable[[], None] | None = None
         self._held: list[tuple[bytes, bool]] = []
         self._parts: list[bytes] = []
         self._parts_text = False
+        self._want_scan = False  # scan reads as soon as websockets' parser is between frames
+        self._scanning = False
+        self._tail = bytearray()  # the start of a frame the last read cut (scanner on)
+        self._need = 0  # bytes the tail needs before it holds that whole frame
+        self._limit = _NO_LIMIT
 
-    def start_delivery(self, callback: Callable[[bytes, bool], None]) -> None:
+    def start_delivery(
+        self,
+        callback: Callable[[bytes, bool], None],
+        read_done: Callable[[], None] | None = None,
+        *,
+        scan: bool = True,
+    ) -> None:
         self._callback = callback
+        self._read_done = read_done
         held, self._held = self._held, []
         for data, text in held:
             callback(data, text)
+        if read_done is not None:
+            read_done()
+        protocol = self.protocol
+        sizes = [s for s in (protocol.max_message_size, protocol.max_fragment_size) if s]
+        self._limit = min(sizes, default=_NO_LIMIT)
+        self._want_scan = scan and not protocol.extensions and not protocol.debug
+        self._scanning = self._scan_ready()
 
     def stop_delivery(self) -> None:
-        self._callback = None
+        self._callback = self._read_done = None
+        self._stop_scanning()
+
+    @property
+    def scanning(self) -> bool:
+        """The frame scanner splits the reads (see the class docstring)."""
+        return self._scanning
+
+    def _scan_ready(self) -> bool:
+        """websockets' parser is between frames with nothing buffered: the next byte it is
+        given must be the first of a frame (its generator waits in ``StreamReader.at_eof``)."""
+        protocol = self.protocol
+        if not self._want_scan or protocol.state is not WsState.OPEN or protocol.reader.buffer:
+            return False
+        return getattr(_innermost(protocol.parser), "gi_code", None) is _AT_EOF
+
+    def _owed(self) -> int:
+        """How many more bytes websockets' parser waits for in the middle of a frame (the
+        ``n`` of its pending ``StreamReader.read_exact(n)``, less what it holds); 0 if that
+        cannot be told."""
+        protocol = self.protocol
+        if not self._want_scan or protocol.state is not WsState.OPEN:
+            return 0
+        gen = _innermost(protocol.parser)
+        frame = getattr(gen, "gi_frame", None)
+        if getattr(gen, "gi_code", None) is not _READ_EXACT or frame is None:
+            return 0
+        wanted = frame.f_locals.get("n")
+        return wanted - len(protocol.reader.buffer) if type(wanted) is int else 0
+
+    def _start_scanning(self, data: bytes) -> None:
+        """Until the scanner is on: give websockets what completes the frame it is in the
+        middle of (exactly: it then waits between frames), and scan the rest of the read."""
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._scan_ready():
+                self._scanning = True
+                self._scan(data[pos:])
+                return
+            owed = self._owed()
+            if owed <= 0 or pos + owed >= n:
+                break
+            super().data_received(data[pos : pos + owed])
+            pos += owed
+        super().data_received(data[pos:] if pos else data)
+        self._scanning = self._scan_ready()
+
+    def _stop_scanning(self) -> None:
+        self._want_scan = self._scanning = False
+        if self._tail:
+            rest = bytes(self._tail)
+            self._tail.clear()
+            self._to_websockets(rest)
+
+    def _to_websockets(self, data: bytes) -> None:
+        if self.protocol.state is WsState.OPEN or self.protocol.state is WsState.CLOSING:
+            super().data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self._scanning:
+            self._scan(data)
+        elif self._want_scan:
+            self._start_scanning(data)
+        else:
+            super().data_received(data)
+        done = self._read_done
+        if done is not None:
+            done()
+
+    def _scan(self, chunk: bytes) -> None:
+        """Split one read into frames (see the class docstring)."""
+        tail = self._tail
+        if tail:
+            tail += chunk
+            if len(tail) < self._need:
+                return  # a large frame still arriving
+            data = bytes(tail)
+            tail.clear()
+        else:
+            data = chunk
+        n = len(data)
+        pos = 0
+        callback = self._callback
+        protocol = self.protocol
+        limit = self._limit
+        while n - pos >= 2:
+            first = data[pos]
+            length = data[pos + 1]
+            if length < 126:
+                start = pos + 2
+            elif length < 128:  # 126: 16-bit length, 127: 64-bit length
+                start = pos + (4 if length == 126 else 10)
+                if start > n:
+                    break
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            else:  # a masked frame from the server: websockets' parser refuses it
+                self._hand_over(data[pos:])
+                return
+            end = start + length
+            if length > limit:  # websockets' parser refuses it (close 1009)
+                self._hand_over(data[pos:])
+                return
+            if end > n:
+                self._need = end - pos
+                tail += memoryview(data)[pos:]
+                return
+            if (first == 0x81 or first == 0x82) and protocol.current_size is None:
+                assert callback is not None
+                callback(data[start:end], first == 0x81)
+            else:  # control frames, fragments, errors: websockets' own parser
+                super().data_received(data[pos:end])
+                if not self._scan_ready():
+                    self._hand_over(data[end:])
+                    return
+            pos = end
+        if pos < n:
+            self._need = 0  # the header itself is cut: try again with the next read
+            tail += memoryview(data)[pos:]
+
+    def _hand_over(self, rest: bytes) -> None:
+        """The scanner stops for this connection; websockets reads everything from ``rest``."""
+        self._want_scan = self._scanning = False
+        if rest:
+            self._to_websockets(rest)
 
     def process_event(self, event: Any) -> None:
         if self.response is None or type(event) is not WsFrame:  # the handshake

@@ -308,9 +308,11 @@ class WebSocketClient:
         return driver
 
     def _on_records(self, records: list[Record]) -> None:
-        # On the loop thread, once per frame: the store first (StoreSink.write, inline: the
-        # frame's dicts, first id and time, O(1)), then one Batch for the other sinks in
-        # order (broadcast, record hooks, user sinks). What the store would reject must reach
+        # On the loop thread, once per socket read (the direct-frames path hands over the
+        # records of all frames that arrived in one read together; the recv() path one
+        # frame's): the store first (StoreSink.write, inline: the dicts, first id and time,
+        # O(1)), then one Batch for the other sinks in order (broadcast, record hooks, user
+        # sinks). What the store would reject must reach
         # none of them, so with any of them it is sorted out first (0.4 us per record);
         # without them the writer rejects it by itself, and no Batch object is built.
         if not records:
@@ -354,7 +356,8 @@ class WebSocketClient:
         self._chain = tuple(chain)
 
     def add_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
-        """Call ``hook(records)`` on the loop thread for every frame's records (keep it cheap)."""
+        """Call ``hook(records)`` on the loop thread with the records of every socket read
+        (one frame's, or those of several frames that arrived together; keep it cheap)."""
         self._record_hooks.append(hook)
         self._rewire()
 

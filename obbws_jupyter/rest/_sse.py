@@ -17,7 +17,7 @@ from closing an idle stream. The stream ends with ``event: end`` when the connec
 killed or the server stops, and with ``event: dropped`` when the client fell too far behind.
 
 Feeding: one record hook per connection (``WebSocketClient.add_record_hook``, called on the
-obbws loop thread once per frame) encodes each record once for all of its SSE clients and
+obbws loop thread once per socket read) encodes each record once for all of its SSE clients and
 appends it to each client's bounded queue. A client whose queue is full is dropped: a slow
 reader never slows ingestion nor grows memory without bound.
 """
@@ -116,7 +116,7 @@ class _Feed:
         self.subscribers: set[Subscriber] = set()
 
     def hook(self, records: list[dict[str, Any]]) -> None:
-        # On the obbws loop thread, once per frame: encode once, offer to every subscriber.
+        # On the obbws loop thread, once per socket read: encode once, offer to every subscriber.
         payloads: list[Payload] = []
         for record in records:
             try:

@@ -1,9 +1,9 @@
 """The sink seam: one small interface for everything that consumes a connection's records.
 
-A connection's stream hands every frame's records, once, to each of its sinks::
+A connection's stream hands every record, once, to each of its sinks::
 
     sink.open(context)        # before the first write (raises a clear ObbwsError if it cannot)
-    sink.write(batch)         # on the obbws loop thread, once per frame: never blocks
+    sink.write(batch)         # on the obbws loop thread, once per read: never blocks
     sink.flush(timeout)       # from any other thread: what was written before is settled
     sink.close(timeout)       # returns how many rows it could not deliver
     sink.health()             # SinkHealth: state, rows written / dropped / pending, lag, error

@@ -141,19 +141,26 @@ async def _scripted(direct: bool) -> tuple[list[Record], list[Any], str | None]:
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         port = server.sockets[0].getsockname()[1]
-        records: list[Record] = []
         session = _Scripted({"url": f"ws://127.0.0.1:{port}"})
-        driver = StreamDriver(
-            session,
-            url=session.url(),
-            on_records=records.extend,
-            max_reconnects=0,
-            direct_frames=direct,
-        )
-        await driver.start(timeout=TIMEOUT)
-        await driver.wait_done(TIMEOUT)
-        await driver.stop()
+        records, driver = await drive_to_end(session, direct_frames=direct)
     return records, heard, driver.last_error
+
+
+async def drive_to_end(
+    session: ProviderSession, hold: list[StreamDriver] | None = None, **options: Any
+) -> tuple[list[Record], StreamDriver]:
+    """Run a driver of ``session`` (no reconnect) until its server ends the stream: the
+    records it handed over, and the driver (also put in ``hold`` before it starts)."""
+    records: list[Record] = []
+    driver = StreamDriver(
+        session, url=session.url(), on_records=records.extend, max_reconnects=0, **options
+    )
+    if hold is not None:
+        hold.append(driver)
+    await driver.start(timeout=TIMEOUT)
+    await driver.wait_done(TIMEOUT)
+    await driver.stop()
+    return records, driver
 
 
 @pytest.mark.parametrize("direct", [False, True])
