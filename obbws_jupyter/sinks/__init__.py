@@ -58,6 +58,8 @@ _SCHEMES: dict[str, str | SinkFactory] = {
     "rediss": "obbws_jupyter.sinks.redis:RedisSink",
     "parquet": "obbws_jupyter.sinks.parquet:ParquetSink",
 }
+# schemes whose sinks run in a child process unless process=False is given (see docs/sinks.md)
+PROCESS_DEFAULT: dict[str, bool] = {}
 # the extra of pyproject.toml that installs a scheme's client library
 _EXTRAS = {"nats": "nats", "redis": "redis", "rediss": "redis"}
 _lock = threading.Lock()
@@ -77,8 +79,10 @@ def known_schemes() -> list[str]:
         return sorted(_SCHEMES)
 
 
-def sink_from_url(url: str, **options: Any) -> Sink:
-    """The sink for ``url`` (by its scheme), built with ``options``."""
+def sink_from_url(url: str, *, process: bool | None = None, **options: Any) -> Sink:
+    """The sink for ``url`` (by its scheme), built with ``options``. ``process=True`` runs
+    it in a child process (:class:`~obbws_jupyter.sinks._process.ProcessSink`, which also
+    takes ``nice``); None picks the scheme's default (:data:`PROCESS_DEFAULT`)."""
     if not isinstance(url, str) or "://" not in url:
         raise InvalidParameterError(
             f"a sink is named by a URL such as nats://127.0.0.1:4222, redis://127.0.0.1:6379/0 "
@@ -93,6 +97,21 @@ def sink_from_url(url: str, **options: Any) -> Sink:
             f"{', '.join(s + '://' for s in known_schemes())}."
         )
     factory = _load(scheme, target) if isinstance(target, str) else target
+    if process is None:
+        process = PROCESS_DEFAULT.get(scheme, False)
+    if not isinstance(process, bool):
+        raise InvalidParameterError(
+            f"sink option process must be True (run the sink in a child process) or False, "
+            f"got {process!r}."
+        )
+    if process:
+        from obbws_jupyter.sinks._process import ProcessSink
+
+        return ProcessSink(url, target, **options)
+    if "nice" in options:
+        raise InvalidParameterError(
+            "sink option nice sets the CPU priority of a sink's process: pass process=True too."
+        )
     return factory(url, **options)
 
 
