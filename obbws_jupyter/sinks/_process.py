@@ -50,20 +50,22 @@ from typing import IO, Any
 import orjson
 
 from obbws_jupyter import runtime
-
-try:
-    import fcntl
-except ImportError:  # Windows: the pipe keeps its default size
-    fcntl = None  # type: ignore[assignment]
 from obbws_jupyter._util import backoff, mask_secrets
 from obbws_jupyter.exceptions import InvalidParameterError, ObbwsTimeoutError, WrongThreadError
+from obbws_jupyter.protocol import Field, Record
 from obbws_jupyter.sinks._base import (
     Batch,
     Sink,
     SinkContext,
     SinkHealth,
     _Backlog,
+    _Frames,
 )
+
+try:
+    import fcntl
+except ImportError:  # Windows: the pipe keeps its default size
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["ProcessSink", "child_main"]
 
@@ -72,6 +74,7 @@ log = logging.getLogger("obbws_jupyter.sinks.process")
 HEADER = struct.Struct(">cI")  # message kind, payload length
 SPEC, JSON_ROWS, PICKLED_ROWS, FLUSH, CLOSE = b"S", b"J", b"P", b"F", b"C"
 HANDOFF_ROWS = 2_000  # rows per message at most (and when that many wait, hand over at once)
+HANDOFF_PENDING = 20_000  # rows the parent keeps waiting for the pipe at most
 HANDOFF_EVERY = 0.005  # seconds a smaller batch waits before it is handed over
 HEALTH_EVERY = 0.25  # seconds between the child's health reports
 PIPE_BYTES = 1 << 20  # the pipe's capacity asked for (Linux; the default is 64 KiB)
@@ -93,13 +96,34 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"not plain JSON: {type(value).__name__}")
 
 
-def encode_rows(rows: list[Any]) -> tuple[bytes, bytes]:
-    """(kind, payload) of one hand-off: orjson when every value is plain JSON (the common
+def encode_payload(payload: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(kind, bytes) of one hand-off: orjson when every value is plain JSON (the common
     case, about 200 ns a row), pickle otherwise (datetimes, numpy scalars, big ints)."""
     try:
-        return JSON_ROWS, orjson.dumps(rows, default=_not_json, option=_JSON_OPTIONS)
+        return JSON_ROWS, orjson.dumps(payload, default=_not_json, option=_JSON_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
-        return PICKLED_ROWS, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        return PICKLED_ROWS, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _payload(batch: Batch) -> dict[str, Any]:
+    """A batch as plain data: coalesced frames as their dicts (not stamped, maybe not checked)
+    with each frame's first id, length and received_at; any other batch as stamped rows."""
+    if isinstance(batch, _Frames):
+        rows = batch.raw_rows
+        return {"rows": rows, "firsts": batch.firsts, "counts": batch.counts, "times": batch.times}
+    return {"rows": batch.rows()}
+
+
+def _batch(payload: dict[str, Any], fields: tuple[Field, ...], all_fit: Any) -> Batch:
+    """The child's batch of a payload; from frames, without the records the store rejects
+    (the same check on the same values: both leave out the same records)."""
+    rows = payload["rows"]
+    if "firsts" not in payload:
+        return Batch(fields, rows=rows)
+    frames = _Frames.of(fields, rows, payload["firsts"], payload["counts"], payload["times"])
+    if all_fit(rows):
+        return frames
+    return Batch(fields, rows=[row for row in frames.rows() if all_fit((row,))])
 
 
 def message(kind: bytes, payload: bytes) -> bytes:
@@ -125,6 +149,8 @@ class ProcessSink(Sink):
     and ``drop`` bound the parent's backlog (and the child sink's own), ``retry_base`` /
     ``retry_cap`` pace restarts of a crashed child."""
 
+    takes_frames = True
+
     def __init__(
         self,
         url: str,
@@ -142,7 +168,13 @@ class ProcessSink(Sink):
         self.nice = check_nice(nice)
         self.retry_base = float(options.get("retry_base", 0.2))
         self.retry_cap = float(options.get("retry_cap", 10.0))
-        self._backlog = _Backlog(options.get("max_pending", 200_000), options.get("drop", "oldest"))
+        # The parent holds little: rows kept alive here are dicts the garbage collector walks
+        # on every full collection (200,000 of them cost the stream about a quarter of its
+        # rate); the child's sink keeps the long backlog (max_pending) for an outage.
+        self.max_pending = int(options.get("max_pending", 200_000))
+        self._backlog = _Backlog(
+            min(self.max_pending, HANDOFF_PENDING), options.get("drop", "oldest"), coalesce=True
+        )
         self._lock = self._backlog.lock
         self._out: deque[tuple[bytes, int]] = deque()  # messages (and rows in each) to write
         self._out_offset = 0  # bytes of the first message already written
@@ -197,8 +229,20 @@ class ProcessSink(Sink):
         if not batch.n or self._closing:
             return
         with self._lock:
-            self._backlog.add(batch)
+            self._backlog.add(batch)  # a stamped batch joins the frames (see write_frame)
             ready = self._backlog.rows >= HANDOFF_ROWS
+        self._queued(ready)
+
+    def write_frame(self, records: list[Record], first_id: int, received_at: int) -> None:
+        if not records or self._closing:
+            return
+        assert self.context is not None
+        with self._lock:
+            self._backlog.add_frame(records, first_id, received_at, self.context.fields)
+            ready = self._backlog.rows >= HANDOFF_ROWS
+        self._queued(ready)
+
+    def _queued(self, ready: bool) -> None:
         if self._armed:  # the pipe is full: the loop hands over once it has room
             return
         if ready:
@@ -294,20 +338,13 @@ class ProcessSink(Sink):
             child.sent += rows
 
     def _next_message(self, everything: bool = False) -> bool:
+        """Queue the next waiting rows as messages (one per batch: the frames coalesce into
+        chunks of up to 8,192 rows); False when none wait."""
         with self._lock:
             batches = self._backlog.take(self._backlog.rows if everything else HANDOFF_ROWS)
-        if not batches:
-            return False
-        rows: list[Any] = []
         for batch in batches:
-            rows += batch.rows()
-        if everything and len(rows) > HANDOFF_ROWS:
-            for i in range(0, len(rows), HANDOFF_ROWS):
-                part = rows[i : i + HANDOFF_ROWS]
-                self._out.append((message(*encode_rows(part)), len(part)))
-        else:
-            self._out.append((message(*encode_rows(rows)), len(rows)))
-        return True
+            self._out.append((message(*encode_payload(_payload(batch))), batch.n))
+        return bool(batches)
 
     def _arm(self, fd: int) -> None:
         if not self._armed:
@@ -572,9 +609,13 @@ def child_main() -> None:
 
 
 def _serve(stdin: IO[bytes], sink: Sink, context: SinkContext, reports: _Reports) -> None:
+    from obbws_jupyter._store import _compile_fit_check
+
     fields = context.fields
+    all_fit = _compile_fit_check(fields)
     loop = runtime.get_loop()
     while True:
+        _wait_for_room(sink)
         header = _read_exactly(stdin, HEADER.size)
         if header is None:  # EOF: the parent closed the pipe or died
             sink.close(CLOSE_ON_EOF)
@@ -585,8 +626,8 @@ def _serve(stdin: IO[bytes], sink: Sink, context: SinkContext, reports: _Reports
             sink.close(CLOSE_ON_EOF)
             return
         if kind in (JSON_ROWS, PICKLED_ROWS):
-            rows = orjson.loads(payload) if kind == JSON_ROWS else pickle.loads(payload)
-            loop.call_soon_threadsafe(sink.write, Batch(fields, rows=rows))
+            data = orjson.loads(payload) if kind == JSON_ROWS else pickle.loads(payload)
+            loop.call_soon_threadsafe(sink.write, _batch(data, fields, all_fit))
             continue
         command = orjson.loads(payload)
         runtime.run(_settle(), timeout=command["timeout"])  # the writes queued before it
@@ -603,6 +644,24 @@ def _serve(stdin: IO[bytes], sink: Sink, context: SinkContext, reports: _Reports
             reports.send({"report": "reply", "seq": command["seq"], "lost": lost,
                           "health": reports.health()})  # fmt: skip
             return
+
+
+def _wait_for_room(sink: Sink) -> None:
+    """Read on only once the sink holds less than two deliveries' worth. A sink that cannot
+    keep up then leaves the pipe full, and the parent drops rows before it turns them into
+    messages (the cheap place), instead of this process decoding rows only to drop them."""
+    backlog = getattr(sink, "_backlog", None)
+    if not isinstance(backlog, _Backlog):
+        return
+    ahead = 2 * max(int(getattr(sink, "batch_rows", 0)), HANDOFF_ROWS)
+    with backlog.settled:
+        # a destination that is down: hold up to max_pending here (its outage budget)
+        while backlog.rows >= (backlog.max_pending if _retrying(sink) else ahead):
+            backlog.settled.wait(0.1)
+
+
+def _retrying(sink: Sink) -> bool:
+    return getattr(sink, "_state", None) == "retrying"
 
 
 async def _settle() -> None:
