@@ -423,6 +423,7 @@ def _sink_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def _cost_table(rows: dict[str, dict[str, Any]]) -> str:
     body = []
+    alone_cpu = rows.get("duckdb", {}).get("cpu_us_per_record", NAN)
     for client in COST_ROWS:
         row = rows.get(client)
         if row is None:
@@ -430,8 +431,22 @@ def _cost_table(rows: dict[str, dict[str, Any]]) -> str:
         cost = "-" if client == "duckdb" else f"{100 * row['ingest_cost']:.0f}%"
         target = f"≤ {100 * COST_TARGET:.0f}%" if client.startswith("nats-sink") else ""
         label = "no sink" if client == "duckdb" else f"+ {CLIENTS[client][1]}"
-        body.append([label, common.rate(row["stored_per_s"]), cost, target])
-    return common.table(["connection", "DuckDB rows/s committed", "cost", "target"], body)
+        cpu, child = row["cpu_us_per_record"], row.get("child_cpu_us_per_record", NAN)
+        cpu_cost = "-" if client == "duckdb" else f"+{100 * (cpu / alone_cpu - 1):.0f}%"
+        body.append(
+            [
+                label,
+                common.rate(row["stored_per_s"]),
+                cost,
+                target,
+                f"{cpu:.2f}",
+                cpu_cost,
+                f"{child:.2f}" if client.endswith(("-process", "-process-any")) else "-",
+            ]
+        )
+    headers = ["connection", "DuckDB rows/s committed", "cost", "target"]
+    headers += ["CPU µs per record received", "CPU", "the sink's process, µs per record"]
+    return common.table(headers, body)
 
 
 def _steady_table(rows: dict[str, dict[str, Any]]) -> str:
