@@ -58,7 +58,7 @@ from obbws_jupyter.exceptions import (
 )
 from obbws_jupyter.models import SinkStatus, StreamState, WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
-from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, sink_from_url
+from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, close_sinks, sink_from_url
 
 __all__ = ["DEFAULT_BROADCAST_PORT", "ClientOptions", "WebSocketClient", "parse_connect_kwargs"]
 
@@ -154,6 +154,7 @@ class WebSocketClient:
         self._sink_list: tuple[Sink, ...] = ()  # the user's sinks, in order (swapped)
         self._chain: tuple[Sink, ...] = ()  # every sink after the store (see _rewire)
         self._frame_sinks: tuple[Sink, ...] = ()  # the chain, when it takes frames (_rewire)
+        self.sink_rows_undelivered = 0  # rows the sinks still held when close() closed them
         self._lock = threading.RLock()
         self._closed = False
         self._pending_record_file = record_file
@@ -726,17 +727,8 @@ class WebSocketClient:
             self._capture = None
         sinks = list(self._sinks.values())
         self._sinks.clear()
-        self._sink_list = self._chain = ()
-        for sink in sinks:
-            try:
-                if sink.close():
-                    log.warning(
-                        "%s: sink %s closed with rows undelivered (see its health)",
-                        self.name,
-                        sink.display_url,
-                    )
-            except Exception:
-                log.exception("%s: closing sink %s failed", self.name, sink.display_url)
+        self._sink_list = self._chain = self._frame_sinks = ()
+        self.sink_rows_undelivered = close_sinks(sinks, owner=self.name)
         self._last_store_error = self._store.stats["last_error"]
         lost = self._store.close()
         if self.save_results:

@@ -21,7 +21,9 @@ a scheme with :func:`register_sink`. The interface and the batching bases are in
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -44,10 +46,13 @@ __all__ = [
     "Sink",
     "SinkContext",
     "SinkHealth",
+    "close_sinks",
     "known_schemes",
     "register_sink",
     "sink_from_url",
 ]
+
+log = logging.getLogger("obbws_jupyter.sinks")
 
 SinkFactory = Callable[..., Sink]
 
@@ -133,3 +138,32 @@ def import_engine(scheme: str, module_name: str, use: str) -> ModuleType:
         raise InvalidParameterError(
             f"{use} needs a library that is not installed: {exc.name}{hint}."
         ) from None
+
+
+def close_sinks(sinks: list[Sink], timeout: float = 10.0, owner: str = "") -> int:
+    """Close ``sinks`` at once, each in its own thread, all within one deadline (a sink
+    whose server is down waits up to ``timeout`` for it: one after the other, N of them
+    would take N times that). Returns the rows they could not deliver (a sink still closing
+    at the deadline goes on in the background, its rows not counted here)."""
+    lost: list[int] = []
+
+    def close(sink: Sink) -> None:
+        try:
+            n = sink.close(timeout)
+        except Exception:
+            log.exception("%s: closing sink %s failed", owner, sink.display_url)
+            return
+        if n:
+            log.warning("%s: sink %s closed with %d rows undelivered", owner, sink.display_url, n)
+        lost.append(n)
+
+    threads = [
+        threading.Thread(target=close, args=(sink,), name=f"obbws-close-{sink.kind}", daemon=True)
+        for sink in sinks
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 5.0  # a close may take its timeout and a bit
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(lost)
