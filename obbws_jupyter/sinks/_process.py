@@ -105,25 +105,30 @@ def encode_payload(payload: dict[str, Any]) -> tuple[bytes, bytes]:
         return PICKLED_ROWS, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _payload(batch: Batch) -> dict[str, Any]:
-    """A batch as plain data: coalesced frames as their dicts (not stamped, maybe not checked)
-    with each frame's first id, length and received_at; any other batch as stamped rows."""
-    if isinstance(batch, _Frames):
-        rows = batch.raw_rows
-        return {"rows": rows, "firsts": batch.firsts, "counts": batch.counts, "times": batch.times}
+def _payload(batch: Batch, all_fit: Callable[[Any], bool]) -> dict[str, Any]:
+    """A batch as plain data: coalesced frames as their dicts (not stamped) with each frame's
+    first id, length and received_at; any other batch, or frames holding a record the store
+    rejects (the same check the store runs: both leave out the same records), as stamped
+    rows. Only rows the child is about to read are checked here: at full speed, a fraction."""
+    rows = batch.raw_rows
+    if isinstance(batch, _Frames) and rows is not None:
+        if all_fit(rows):
+            return {
+                "rows": rows,
+                "firsts": batch.firsts,
+                "counts": batch.counts,
+                "times": batch.times,
+            }
+        return {"rows": [row for row in batch.rows() if all_fit((row,))]}
     return {"rows": batch.rows()}
 
 
-def _batch(payload: dict[str, Any], fields: tuple[Field, ...], all_fit: Any) -> Batch:
-    """The child's batch of a payload; from frames, without the records the store rejects
-    (the same check on the same values: both leave out the same records)."""
+def _batch(payload: dict[str, Any], fields: tuple[Field, ...]) -> Batch:
+    """The child's batch of a payload."""
     rows = payload["rows"]
     if "firsts" not in payload:
         return Batch(fields, rows=rows)
-    frames = _Frames.of(fields, rows, payload["firsts"], payload["counts"], payload["times"])
-    if all_fit(rows):
-        return frames
-    return Batch(fields, rows=[row for row in frames.rows() if all_fit((row,))])
+    return _Frames.of(fields, rows, payload["firsts"], payload["counts"], payload["times"])
 
 
 def message(kind: bytes, payload: bytes) -> bytes:
@@ -206,7 +211,10 @@ class ProcessSink(Sink):
     # -- Sink ------------------------------------------------------------------------------
 
     def open(self, context: SinkContext) -> None:
+        from obbws_jupyter._store import _compile_fit_check  # (the child never imports DuckDB)
+
         super().open(context)
+        self._all_fit = _compile_fit_check(context.fields)
         self._spec = pickle.dumps(
             {
                 "factory": self._factory,
@@ -343,7 +351,8 @@ class ProcessSink(Sink):
         with self._lock:
             batches = self._backlog.take(self._backlog.rows if everything else HANDOFF_ROWS)
         for batch in batches:
-            self._out.append((message(*encode_payload(_payload(batch))), batch.n))
+            payload = _payload(batch, self._all_fit)
+            self._out.append((message(*encode_payload(payload)), batch.n))
         return bool(batches)
 
     def _arm(self, fd: int) -> None:
@@ -609,10 +618,7 @@ def child_main() -> None:
 
 
 def _serve(stdin: IO[bytes], sink: Sink, context: SinkContext, reports: _Reports) -> None:
-    from obbws_jupyter._store import _compile_fit_check
-
     fields = context.fields
-    all_fit = _compile_fit_check(fields)
     loop = runtime.get_loop()
     while True:
         _wait_for_room(sink)
@@ -627,7 +633,7 @@ def _serve(stdin: IO[bytes], sink: Sink, context: SinkContext, reports: _Reports
             return
         if kind in (JSON_ROWS, PICKLED_ROWS):
             data = orjson.loads(payload) if kind == JSON_ROWS else pickle.loads(payload)
-            loop.call_soon_threadsafe(sink.write, _batch(data, fields, all_fit))
+            loop.call_soon_threadsafe(sink.write, _batch(data, fields))
             continue
         command = orjson.loads(payload)
         runtime.run(_settle(), timeout=command["timeout"])  # the writes queued before it
