@@ -275,11 +275,13 @@ class ProcessSink(Sink):
             except (ObbwsTimeoutError, WrongThreadError) as exc:
                 log.warning("sink %s: closing its process: %s", self.display_url, exc)
         self._stopped.set()
+        unsent = 0
         with contextlib.suppress(Exception):
-            runtime.call_soon(self._disarm)
+            unsent = runtime.run(self._unsend(), timeout=5)
         if child is not None:
             _end(child.proc, timeout=2.0)
         with self._lock:
+            self._lost += unsent
             if child is not None:  # rows it never confirmed are not delivered
                 in_flight = self._in_flight_locked()
                 self._lost += in_flight
@@ -355,6 +357,13 @@ class ProcessSink(Sink):
             self._out.append((message(*encode_payload(payload)), batch.n))
         return bool(batches)
 
+    async def _unsend(self) -> int:
+        """At close: stop writing; how many rows were in messages never (fully) sent."""
+        self._disarm()
+        unsent = sum(rows for _, rows in self._out)
+        self._out.clear()
+        return unsent
+
     def _arm(self, fd: int) -> None:
         if not self._armed:
             self._armed = True
@@ -386,19 +395,23 @@ class ProcessSink(Sink):
         with self._lock:
             self._seq += 1
             seq = self._seq
+            self._replies[seq] = {}  # waiting: an answer fills it
         runtime.call_soon(self._command, kind, seq, timeout)
         with self._replied:
-            while seq not in self._replies:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ObbwsTimeoutError(
-                        f"sink {self.display_url}: its process did not answer within "
-                        f"{timeout:g} s ({self._backlog.rows + self._in_flight_locked()} rows "
-                        f"pending, state {self._state_locked()}"
-                        + (f", last error: {self._last_error})" if self._last_error else ")")
-                    )
-                self._replied.wait(min(remaining, 0.5))
-            return self._replies.pop(seq)
+            try:
+                while not self._replies[seq]:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ObbwsTimeoutError(
+                            f"sink {self.display_url}: its process did not answer within "
+                            f"{timeout:g} s ({self._backlog.rows + self._in_flight_locked()} "
+                            f"rows pending, state {self._state_locked()}"
+                            + (f", last error: {self._last_error})" if self._last_error else ")")
+                        )
+                    self._replied.wait(min(remaining, 0.5))
+                return self._replies[seq]
+            finally:
+                del self._replies[seq]
 
     def _state_locked(self) -> str:
         child = self._child
@@ -485,7 +498,8 @@ class ProcessSink(Sink):
                     self._last_error = None
             elif kind == "reply":
                 child.health = report.pop("health", child.health)
-                self._replies[int(report["seq"])] = report
+                if int(report["seq"]) in self._replies:  # someone still waits for it
+                    self._replies[int(report["seq"])] = report
                 self._replied.notify_all()
 
     def _child_exited(self, child: _Child, code: int) -> None:
@@ -502,8 +516,8 @@ class ProcessSink(Sink):
             child.sent = 0
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             error = f"the sink process (pid {child.proc.pid}) {how}; {lost} rows it held are lost"
-            for seq in range(1, self._seq + 1):  # the waiters of its answers get none
-                self._replies.setdefault(seq, {"seq": seq, "error": error})
+            for seq, reply in self._replies.items():  # the waiters of its answers get none
+                self._replies[seq] = reply or {"seq": seq, "error": error}
             self._replied.notify_all()
             if self._closing:
                 return
