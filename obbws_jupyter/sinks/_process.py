@@ -7,13 +7,18 @@ names in a :class:`ProcessSink`. Its contract, beyond :class:`~obbws_jupyter.sin
   module, never a fork of a kernel full of threads) builds the very sink class the URL names,
   with the same options, and opens it with the connection's :class:`SinkContext`. The URL,
   its password and the options travel over the child's stdin pipe, never in its argv.
-- **A hand-off that never blocks the stream.** :meth:`ProcessSink.write` (loop thread) only
-  queues the frame's batch in a bounded backlog (the same :class:`_Backlog`, ``max_pending``
-  and ``drop`` policy as every batching sink); the loop turns queued rows into one message
-  (``orjson`` of the row dicts, pickle when a value is not plain JSON) only when the pipe can
-  take it, and writes it without blocking. A child that falls behind fills the pipe, and the
-  backlog then drops rows (counted) instead of slowing ingestion: rows are serialised only
-  once the child can read them.
+- **A hand-off that never blocks the stream.** The sink takes frames as the store does
+  (:attr:`Sink.takes_frames`): :meth:`ProcessSink.write_frame` (loop thread, O(1)) queues the
+  frame's dicts, unstamped and unchecked, in a small bounded backlog (the same
+  :class:`_Backlog` and ``drop`` policy as every batching sink, at most ``HANDOFF_PENDING``
+  rows: dicts kept alive cost the garbage collector). Only when the pipe can take more does the
+  loop turn queued rows into a message: the store's fit check (records the store rejects are
+  left out), then ``orjson`` of the dicts with each frame's first id, length and received_at
+  (pickle when a value is not plain JSON), written without blocking. A child that falls
+  behind leaves the pipe full, and the backlog drops rows (counted) instead of slowing
+  ingestion: rows are checked and serialised only once the child can read them. The child
+  reads on only while its sink holds less than two deliveries (or, while its destination is
+  down, less than ``max_pending``: the outage budget stays in the child).
 - **Health crosses back.** The child reports its sink's :class:`SinkHealth` every
   ``HEALTH_EVERY`` seconds on its stdout pipe; :meth:`ProcessSink.health` adds the parent's
   own backlog (pending, dropped, lag) and the rows lost with a crashed child.
