@@ -382,6 +382,9 @@ class Sink(abc.ABC):
     #: stamped, not checked against the columns): when every sink of a connection does, the
     #: stream hands them over in O(1) per frame, as it does to the store
     takes_frames: ClassVar[bool] = False
+    #: options this sink takes by default when it runs in a child process (``process=True``),
+    #: unless given: e.g. no cap on the CPU share it may take from its own process's loop
+    child_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -169,7 +169,9 @@ class ProcessSink(Sink):
         nice: int = 10,
         **options: Any,
     ) -> None:
-        template = _resolve(factory)(url, **options)  # the options are checked here, at once
+        built = _resolve(factory)
+        options = {**getattr(built, "child_options", {}), **options}
+        template = built(url, **options)  # the options are checked here, at once
         super().__init__(template.url)
         vars(self)["kind"] = template.kind  # the wrapped sink's kind (a class attribute there)
         self._template = template

@@ -22,6 +22,7 @@ from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.sinks import sink_from_url
 from obbws_jupyter.sinks._process import ProcessSink
 from obbws_jupyter.sinks.nats import default_stream_name
+from obbws_jupyter.sinks.redis import RedisSink
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 from tests.sinks_nats.conftest import NatsServer
 from tests.sinks_redis.conftest import RedisServer, finish, free_port
@@ -77,6 +78,28 @@ def test_records_arrive_in_order_once_each_through_the_child(
     health = conn.sinks[0]
     assert (health.kind, health.state, health.rows_written) == ("redis", "ok", received)
     assert health.rows_dropped == 0 and health.rows_pending == 0
+
+
+class ShortRedisSink(RedisSink):
+    """A sink class of the tests' own, with an option it takes in a child process."""
+
+    child_options = {"maxlen": 50}
+
+
+def test_a_sink_class_of_ones_own_runs_in_the_child_with_its_child_options(
+    redis_server: RedisServer,
+) -> None:
+    """ProcessSink(url, SinkClass): the child imports the class by name and builds it with
+    its child_options (here a short cap); every record is written, the stream kept short."""
+    conn = demo("ps-own", limit=None, sinks=[ProcessSink(redis_server.url, ShortRedisSink)])
+    assert received_at_least(conn, 1_000)
+    finish(conn)
+    assert conn.sinks[0].rows_written == conn.status.records_received
+    client = redis_server.client()
+    try:
+        assert 50 <= client.xlen("obbws:ps-own") <= 200  # MAXLEN ~ 50 trims whole nodes
+    finally:
+        client.close()
 
 
 def test_nats_records_reach_jetstream_through_the_child(nats_server: NatsServer) -> None:
