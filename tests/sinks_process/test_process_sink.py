@@ -215,8 +215,9 @@ def test_secrets_stay_out_of_the_childs_argv(secured_redis: RedisServer) -> None
 
 
 def test_bad_process_options_fail_before_anything_starts() -> None:
-    """process= must be a bool, nice= an int 0-19 given with process=True, and the wrapped
-    sink's own options are checked in this process: all before a child starts."""
+    """process= must be a bool, nice= an int 0-19 given with process=True, the wrapped
+    sink's own options are checked in this process, and a factory the child cannot import is
+    refused: all before a child starts."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     before = len(psutil.Process().children())
     bad: list[dict[str, Any]] = [
@@ -232,4 +233,6 @@ def test_bad_process_options_fail_before_anything_starts() -> None:
             sink_from_url(url, **options)
     with pytest.raises(InvalidParameterError, match="Invalid Redis URL"):
         sink_from_url("redis://", process=True)
+    with pytest.raises(InvalidParameterError, match="importable module"):
+        ProcessSink(url, lambda u, **o: RedisSink(u, **o))  # a class the child cannot import
     assert len(psutil.Process().children()) == before
