@@ -38,11 +38,13 @@ from obbws_jupyter.sinks._base import (
     SinkContext,
     SinkHealth,
 )
+from obbws_jupyter.sinks._process import ProcessSink
 
 __all__ = [
     "AsyncBatchingSink",
     "Batch",
     "BatchingSink",
+    "ProcessSink",
     "Sink",
     "SinkContext",
     "SinkHealth",
@@ -110,8 +112,6 @@ def sink_from_url(url: str, *, process: bool | None = None, **options: Any) -> S
             f"got {process!r}."
         )
     if process:
-        from obbws_jupyter.sinks._process import ProcessSink
-
         return ProcessSink(url, target, **options)
     if "nice" in options:
         raise InvalidParameterError(
