@@ -88,6 +88,7 @@ HANDOFF_PENDING = 2 * HANDOFF_ROWS  # rows the parent keeps waiting for the pipe
 HANDOFF_EVERY = 0.005  # seconds a smaller batch waits before it is handed over
 HEALTH_EVERY = 0.25  # seconds between the child's health reports
 PIPE_BYTES = 1 << 20  # the pipe's capacity asked for (Linux; the default is 64 KiB)
+CLOSE_GRACE = 2.0  # seconds close() waits beyond the child's own close timeout
 CLOSE_ON_EOF = 5.0  # seconds the child's sink gets to deliver what it holds when orphaned
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 _CHILD = "from obbws_jupyter.sinks._process import child_main; child_main()"
@@ -297,7 +298,7 @@ class ProcessSink(Sink):
         child = self._child
         if child is not None and child.alive:
             try:  # the child closes its sink: what it could not deliver counts as dropped
-                self._round_trip(CLOSE, timeout)
+                self._round_trip(CLOSE, timeout, grace=CLOSE_GRACE)
             except (ObbwsTimeoutError, WrongThreadError) as exc:
                 log.warning("sink %s: closing its process: %s", self.display_url, exc)
         self._stopped.set()
@@ -411,13 +412,15 @@ class ProcessSink(Sink):
         if not self._armed:
             self._pump()
 
-    def _round_trip(self, kind: bytes, timeout: float) -> dict[str, Any]:
+    def _round_trip(self, kind: bytes, timeout: float, grace: float = 0.0) -> dict[str, Any]:
+        """Send a command after everything queued; its answer. The child gets ``timeout``, the
+        wait here ``grace`` more (its answer takes a moment to cross)."""
         if runtime.in_loop_thread():
             raise WrongThreadError(
                 f"sink {self.display_url}: flush() and close() wait for the sink's process, so "
                 "they cannot be called from the loop thread (a record hook or a listen() callback)."
             )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + grace
         with self._lock:
             self._seq += 1
             seq = self._seq
