@@ -206,6 +206,7 @@ class ProcessSink(Sink):
         self._out_offset = 0  # bytes of the first message already written
         self._armed = False  # the loop watches the pipe for room
         self._timer: Any = None
+        self._poll: Any = None  # where the loop cannot watch the pipe: the next look at it
         self._child: _Child | None = None
         self._state = "opening"
         self._last_error: str | None = None
@@ -392,13 +393,26 @@ class ProcessSink(Sink):
         return unsent
 
     def _arm(self, fd: int) -> None:
-        if not self._armed:
-            self._armed = True
-            runtime.get_loop().add_writer(fd, self._pump)
+        if self._armed:
+            return
+        self._armed = True
+        loop = runtime.get_loop()
+        try:
+            loop.add_writer(fd, self._pump)
+        except NotImplementedError:  # a loop that watches no pipes (Windows): look again soon
+            self._poll = loop.call_later(HANDOFF_EVERY, self._repump)
 
-    def _disarm(self) -> None:
-        child = self._child
-        if self._armed and child is not None:
+    def _repump(self) -> None:
+        self._poll = None
+        self._armed = False
+        self._pump()
+
+    def _disarm(self, child: _Child | None = None) -> None:
+        child = child or self._child
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        elif self._armed and child is not None:
             with contextlib.suppress(Exception):
                 runtime.get_loop().remove_writer(child.fd)
         self._armed = False
@@ -557,16 +571,14 @@ class ProcessSink(Sink):
         runtime.call_soon(self._forget, child)
         with contextlib.suppress(Exception):
             child.stdout.close()
-        with contextlib.suppress(Exception):
-            assert child.proc.stdin is not None
-            child.proc.stdin.close()
 
     def _forget(self, child: _Child) -> None:
         """On the loop: stop watching the dead child's pipe; a message it got only part of
         goes again, whole, to the next child, and commands meant for it are dropped."""
-        with contextlib.suppress(Exception):
-            runtime.get_loop().remove_writer(child.fd)
-        self._armed = False
+        self._disarm(child)
+        with contextlib.suppress(Exception):  # closed only once the loop no longer watches it
+            assert child.proc.stdin is not None
+            child.proc.stdin.close()
         self._out_offset = 0
         self._out = deque(item for item in self._out if item[1])
 
@@ -702,7 +714,7 @@ def _wait_for_room(sink: Sink) -> None:
     backlog = getattr(sink, "_backlog", None)
     if not isinstance(backlog, _Backlog):
         return
-    ahead = 2 * max(int(getattr(sink, "batch_rows", 0)), HANDOFF_ROWS)
+    ahead = min(2 * max(int(getattr(sink, "batch_rows", 0)), HANDOFF_ROWS), backlog.max_pending)
     with backlog.settled:
         # a destination that is down: hold up to max_pending here (its outage budget)
         while backlog.rows >= (backlog.max_pending if _retrying(sink) else ahead):

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 import obbws_jupyter as obbws
+from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.sinks import sink_from_url
 from obbws_jupyter.sinks._process import ProcessSink
@@ -156,22 +157,51 @@ def test_a_killed_child_is_reported_and_restarted(redis_server: RedisServer) -> 
     assert health.last_error is None
 
 
-def test_a_stalled_child_costs_drops_never_the_stream(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("watch", ["epoll", "polled"])
+def test_a_stalled_child_costs_drops_never_the_stream(
+    redis_server: RedisServer, watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stopped child (SIGSTOP) fills the pipe: the parent drops rows (counted) and the
-    stream goes on storing every record; resumed, the child writes again."""
+    stream goes on storing every record; resumed, the child writes again. The same where the
+    loop cannot watch a pipe (Windows' proactor loop): the parent looks at it on a timer."""
+    if watch == "polled":
+
+        def no_pipes(*args: Any) -> None:
+            raise NotImplementedError
+
+        monkeypatch.setattr(runtime.get_loop(), "add_writer", no_pipes)
     options = {"url": redis_server.url, "process": True, "max_pending": 5_000, **FAST}
-    conn = demo("ps-stall", rate=20_000, limit=None, sinks=[options])
+    conn = demo(f"ps-stall-{watch}", rate=20_000, limit=None, sinks=[options])
     sink = process_sink(conn)
     assert sink.pid is not None and wait_until(lambda: conn.sinks[0].rows_written > 0)
     os.kill(sink.pid, signal.SIGSTOP)
     try:
-        assert wait_until(lambda: conn.sinks[0].rows_dropped > 0, 3 * TIMEOUT)
+        assert wait_until(lambda: sink._armed and conn.sinks[0].rows_dropped > 0, 3 * TIMEOUT)
         stored = conn.status.records_stored
         assert wait_until(lambda: conn.status.records_stored > stored + 5_000)
     finally:
         os.kill(sink.pid, signal.SIGCONT)
     written = conn.sinks[0].rows_written
     assert wait_until(lambda: conn.sinks[0].rows_written > written)
+    finish(conn)
+    health = conn.sinks[0]
+    assert health.rows_written + health.rows_dropped == conn.status.records_received
+
+
+def test_a_child_killed_with_a_full_pipe_is_replaced_cleanly(redis_server: RedisServer) -> None:
+    """The child dies while the parent waits for room in its pipe: the new child's pipe is
+    watched afresh, and it writes on; counts add up."""
+    options = {"url": redis_server.url, "process": True, "max_pending": 5_000, **FAST}
+    conn = demo("ps-full-crash", rate=20_000, limit=None, sinks=[options])
+    sink = process_sink(conn)
+    first = sink.pid
+    assert first is not None and wait_until(lambda: conn.sinks[0].rows_written > 0)
+    os.kill(first, signal.SIGSTOP)
+    assert wait_until(lambda: sink._armed and conn.sinks[0].rows_dropped > 0, 3 * TIMEOUT)
+    os.kill(first, signal.SIGKILL)
+    assert wait_until(lambda: sink.pid not in (None, first) and conn.sinks[0].state == "ok")
+    written = conn.sinks[0].rows_written
+    assert wait_until(lambda: conn.sinks[0].rows_written > written + 5_000)
     finish(conn)
     health = conn.sinks[0]
     assert health.rows_written + health.rows_dropped == conn.status.records_received
