@@ -2,7 +2,7 @@
 costs DuckDB ingestion.
 
 Run: ``python benchmarks/sinks.py [--seconds 4] [--runs 3] [--events-per-frame 50] [--quick]
-[--smoke] [--json] [--readme]``
+[--smoke] [--only duckdb,nats-sink-process,...] [--json] [--readme]``
 
 It starts its own ``redis-server`` and ``nats-server -js`` (``make engine-deps`` installs them) on
 free loopback ports, with the demo fake server in firehose mode (frames of N events re-sent as
@@ -17,8 +17,14 @@ a fresh process pinned to the other core(s), in interleaved rounds. Per engine, 
   at full speed, counted by the sink's ``rows_written`` (rows the engine acknowledged; the
   slope of samples every 0.2 s), which includes encoding every record; ratio = sink / ceiling.
 
-And DuckDB ingestion (``status.records_stored``, rows committed per second) of the same
-connection alone, with the NATS sink and with the Redis sink. The NATS half loads the
+Each sink also runs out of process (``process=True``: a child process at nice 10, fed over a
+pipe): with the child on the measured client's core (it inherits the pinning: the worst
+case), and with the child free to run on any core (as the OS places it on an unpinned
+machine); the child's CPU is reported apart.
+
+And DuckDB ingestion (``status.records_stored``, rows committed per second, and the measured
+process's CPU µs per record received, which holds on a busy machine) of the same connection
+alone and with each sink, at full speed and at a steady 20,000 events/s. The NATS half loads the
 ``nats://`` scheme through ``sink_from_url``; where it cannot load (the NATS sink is built in
 another branch) it is skipped with a printed note.
 """
@@ -61,11 +67,27 @@ CLIENTS = {
     "redis-sink-pipeline": ("redis", "RedisSink (method='pipeline': XADD per entry)"),
     "nats-ceiling": ("nats", "ceiling: nats-py JetStream publish_async"),
     "nats-sink": ("nats", "NatsSink"),
+    "redis-sink-process": ("redis", "RedisSink, process=True (child process, nice 10)"),
+    "nats-sink-process": ("nats", "NatsSink, process=True (child process, nice 10)"),
+    "redis-sink-process-any": ("redis", "RedisSink, process=True, the child on any core"),
+    "nats-sink-process-any": ("nats", "NatsSink, process=True, the child on any core"),
     "duckdb": ("duckdb", "no sink"),
     "steady-duckdb": ("duckdb", "no sink"),
     "steady-redis-sink": ("redis", "+ RedisSink"),
     "steady-nats-sink": ("nats", "+ NatsSink"),
+    "steady-redis-sink-process": ("redis", "+ RedisSink, process=True"),
+    "steady-nats-sink-process": ("nats", "+ NatsSink, process=True"),
 }
+# the rows of the cost tables, in order
+COST_ROWS = (
+    "duckdb",
+    "nats-sink",
+    "nats-sink-process",
+    "nats-sink-process-any",
+    "redis-sink",
+    "redis-sink-process",
+    "redis-sink-process-any",
+)
 STEADY_RATE = 20_000  # events/s of the steady feed (the demo server's paced mode)
 
 
@@ -218,10 +240,11 @@ async def _nats_ceiling(url: str, warmup: float, seconds: float) -> dict[str, An
 
 
 def measure_connection(
-    feed: str, sink: dict[str, Any] | None, warmup: float, seconds: float
+    feed: str, sink: dict[str, Any] | None, warmup: float, seconds: float, child_any: bool
 ) -> dict[str, Any]:
     """A demo connection on the firehose, with ``sink`` or none: slopes of the rows the sink
-    had acknowledged and of the rows DuckDB committed."""
+    had acknowledged and of the rows DuckDB committed. A ``process=True`` sink's child
+    inherits this process's core; ``child_any`` lets the OS place it on any core."""
     import obbws_jupyter as obbws
 
     conn = obbws.create_connection(
@@ -237,10 +260,17 @@ def measure_connection(
     stored: list[int] = []
     written: list[int] = []
     me = psutil.Process()
+    if child_any:
+        for child in me.children(recursive=True):
+            child.cpu_affinity(list(range(psutil.cpu_count() or 1)))
+    if sink and sink.get("process"):
+        warmup += 2.0  # the child imports the library and connects meanwhile
     try:
         time.sleep(warmup)  # the window starts after the warm-up (not synchronisation)
         end = time.perf_counter() + seconds
         cpu0, received0 = sum(me.cpu_times()[:2]), conn.status.records_received
+        children = me.children(recursive=True)  # a process=True sink's child
+        child0 = _cpu(children)
         while True:
             status = conn.status
             times.append(time.perf_counter())
@@ -250,6 +280,7 @@ def measure_connection(
                 break
             time.sleep(SAMPLE_EVERY)  # the sampling cadence
         cpu = sum(me.cpu_times()[:2]) - cpu0
+        child_cpu = _cpu(children) - child0
         received = status.records_received - received0
         health = status.sinks[0] if status.sinks else None
         result = {
@@ -257,6 +288,7 @@ def measure_connection(
             "stored_per_s": common.slope_per_minute(times, stored) / 60,
             "received_per_s": received / (times[-1] - times[0]),
             "cpu_us_per_record": 1e6 * cpu / received if received else NAN,
+            "child_cpu_us_per_record": 1e6 * child_cpu / received if received else NAN,
             "sink_dropped": health.rows_dropped if health else 0,
             "sink_state": health.state if health else None,
             "sink_error": health.last_error if health else None,
@@ -268,6 +300,15 @@ def measure_connection(
     return result
 
 
+def _cpu(processes: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) of ``processes`` so far (0 for one that has exited)."""
+    total = 0.0
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            total += sum(proc.cpu_times()[:2])
+    return total
+
+
 def worker(args: argparse.Namespace) -> None:
     spec = json.loads(args.spec)
     kind, warmup, seconds = spec["client"], spec["warmup"], spec["seconds"]
@@ -276,7 +317,8 @@ def worker(args: argparse.Namespace) -> None:
     elif kind == "nats-ceiling":
         common.worker_result(asyncio.run(_nats_ceiling(spec["engine"], warmup, seconds)))
     else:
-        measure_connection(spec["feed"], spec.get("sink"), warmup, seconds)
+        child_any = kind.endswith("-process-any")
+        measure_connection(spec["feed"], spec.get("sink"), warmup, seconds, child_any)
 
 
 # -- the orchestrator ----------------------------------------------------------------------------
@@ -284,6 +326,11 @@ def worker(args: argparse.Namespace) -> None:
 
 def sink_spec(client: str, urls: dict[str, str | None]) -> dict[str, Any] | None:
     client = client.removeprefix("steady-")
+    if client.endswith("-process-any"):
+        client = client.removesuffix("-any")
+    if client.endswith("-process"):
+        spec = sink_spec(client.removesuffix("-process"), urls)
+        return spec and {**spec, "process": True}
     if client == "redis-sink":
         return {"url": urls["redis"]}
     if client == "redis-sink-pipeline":
@@ -336,6 +383,9 @@ def summarize(out: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
             "stored_per_s": common.median(r.get("stored_per_s", NAN) for r in results),
             "received_per_s": common.median(r.get("received_per_s", NAN) for r in results),
             "cpu_us_per_record": common.median(r.get("cpu_us_per_record", NAN) for r in results),
+            "child_cpu_us_per_record": common.median(
+                r.get("child_cpu_us_per_record", NAN) for r in results
+            ),
             "sink_dropped": sum(r.get("sink_dropped", 0) for r in done),
             "errors": sorted({r["sink_error"] for r in done if r.get("sink_error")}),
             "failed_runs": len(results) - len(done),
@@ -379,31 +429,62 @@ def _sink_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def _cost_table(rows: dict[str, dict[str, Any]]) -> str:
     body = []
-    for client in ("duckdb", "nats-sink", "redis-sink"):
+    alone_cpu = rows.get("duckdb", {}).get("cpu_us_per_record", NAN)
+    for client in COST_ROWS:
         row = rows.get(client)
         if row is None:
             continue
         cost = "-" if client == "duckdb" else f"{100 * row['ingest_cost']:.0f}%"
-        target = f"≤ {100 * COST_TARGET:.0f}%" if client == "nats-sink" else ""
+        target = f"≤ {100 * COST_TARGET:.0f}%" if client.startswith("nats-sink") else ""
         label = "no sink" if client == "duckdb" else f"+ {CLIENTS[client][1]}"
-        body.append([label, common.rate(row["stored_per_s"]), cost, target])
-    return common.table(["connection", "DuckDB rows/s committed", "cost", "target"], body)
+        cpu, child = row["cpu_us_per_record"], row.get("child_cpu_us_per_record", NAN)
+        cpu_cost = "-" if client == "duckdb" else f"+{100 * (cpu / alone_cpu - 1):.0f}%"
+        body.append(
+            [
+                label,
+                common.rate(row["stored_per_s"]),
+                cost,
+                target,
+                f"{cpu:.2f}",
+                cpu_cost,
+                f"{child:.2f}" if client.endswith(("-process", "-process-any")) else "-",
+            ]
+        )
+    headers = ["connection", "DuckDB rows/s committed", "cost", "target"]
+    headers += ["CPU µs per record received", "CPU", "the sink's process, µs per record"]
+    return common.table(headers, body)
 
 
 def _steady_table(rows: dict[str, dict[str, Any]]) -> str:
     body = []
     alone = rows.get("steady-duckdb", {}).get("cpu_us_per_record", NAN)
-    for client in ("steady-duckdb", "steady-nats-sink", "steady-redis-sink"):
+    for client in ["steady-" + c for c in COST_ROWS]:
         row = rows.get(client)
         if row is None:
             continue
         cpu = row["cpu_us_per_record"]
+        child = row.get("child_cpu_us_per_record", NAN)
+        process = client.endswith("-process")
         extra = "-" if client == "steady-duckdb" else f"+{100 * (cpu / alone - 1):.0f}%"
         acked = "-" if client == "steady-duckdb" else common.rate(row["records_per_s"])
         body.append(
-            [CLIENTS[client][1], common.rate(row["received_per_s"]), f"{cpu:.1f}", extra, acked]
+            [
+                CLIENTS[client][1],
+                common.rate(row["received_per_s"]),
+                f"{cpu:.1f}",
+                extra,
+                f"{child:.1f}" if process else "-",
+                acked,
+            ]
         )
-    headers = ["connection", "records/s received", "CPU µs per record", "CPU", "sink acked/s"]
+    headers = [
+        "connection",
+        "records/s received",
+        "CPU µs per record (the stream's process)",
+        "CPU",
+        "the sink's process, µs per record",
+        "sink acked/s",
+    ]
     return common.table(headers, body)
 
 
@@ -456,6 +537,9 @@ def main() -> None:
         ("--events-per-frame", int, 50, "events per firehose frame"),
     ):
         p.add_argument(flag, type=kind, default=default, help=text)
+    p.add_argument(
+        "--only", default="", help=f"comma-separated measurements of: {', '.join(CLIENTS)}"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -483,16 +567,20 @@ def main() -> None:
             notes.append("Redis skipped: redis-server is not installed (`make engine-deps`).")
         else:
             clients += ["redis-ceiling", "redis-sink", "redis-sink-pipeline", "steady-redis-sink"]
+            clients += ["redis-sink-process", "redis-sink-process-any", "steady-redis-sink-process"]
         if nats_url is None:
             notes.append("NATS skipped: nats-server is not installed (`make engine-deps`).")
         elif not nats_sink_loads():
             notes.append("NATS skipped: the nats:// sink (obbws_jupyter.sinks.nats) is not here.")
         else:
             clients += ["nats-ceiling", "nats-sink", "steady-nats-sink"]
+            clients += ["nats-sink-process", "nats-sink-process-any", "steady-nats-sink-process"]
         for note in notes:
             print(note, file=sys.stderr, flush=True)
         if args.smoke:  # one sink and its ceiling prove the script works
             clients = [c for c in clients if c in ("duckdb", "redis-ceiling", "redis-sink")]
+        if args.only:
+            clients = [c for c in clients if c in args.only.split(",")]
         rows = summarize(run_all(args, clients, urls, feeds))
     common.emit(args, "sinks", render(rows, args, notes), rows)
 

@@ -357,7 +357,9 @@ class Registry:
         """Stop everything of a connection, delete its temporary results file, forget the name.
 
         Returns ``"Client NAME killed."``; if received rows could not be written (the results
-        file was failing), the text says how many were lost (a RuntimeWarning says it too).
+        file was failing), the text says how many were lost (a RuntimeWarning says it too), and
+        how many rows its sinks still held and could not deliver (closed together, within one
+        10 s deadline).
         Called from a record hook or a ``listen()`` callback (the loop thread), the name is
         forgotten at once and the teardown finishes in the background."""
         if not self.names():
@@ -367,12 +369,17 @@ class Registry:
             self.remove(name, client)
             return f"Client {name} killed (the teardown finishes in the background)."
         lost = self.remove(name, client)
+        text = f"Client {name} killed."
         if lost:
-            return (
-                f"Client {name} killed. {lost} received rows could not be written to "
-                f"{client.results_file} and are lost."
+            text += (
+                f" {lost} received rows could not be written to {client.results_file} and are lost."
             )
-        return f"Client {name} killed."
+        if client.sink_rows_undelivered:
+            text += (
+                f" Its sinks could not deliver {client.sink_rows_undelivered} rows (dropped; "
+                "see the log)."
+            )
+        return text
 
 
 _DEFAULT = Registry()

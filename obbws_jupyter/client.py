@@ -58,7 +58,7 @@ from obbws_jupyter.exceptions import (
 )
 from obbws_jupyter.models import SinkStatus, StreamState, WebSocketConnectionStatus
 from obbws_jupyter.protocol import ProviderSession, ProviderSpec, Record
-from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, sink_from_url
+from obbws_jupyter.sinks import Batch, Sink, SinkContext, SinkHealth, close_sinks, sink_from_url
 
 __all__ = ["DEFAULT_BROADCAST_PORT", "ClientOptions", "WebSocketClient", "parse_connect_kwargs"]
 
@@ -153,6 +153,8 @@ class WebSocketClient:
         self._sinks: dict[str, Sink] = {}  # the user's sinks, by URL
         self._sink_list: tuple[Sink, ...] = ()  # the user's sinks, in order (swapped)
         self._chain: tuple[Sink, ...] = ()  # every sink after the store (see _rewire)
+        self._frame_sinks: tuple[Sink, ...] = ()  # the chain, when it takes frames (_rewire)
+        self.sink_rows_undelivered = 0  # rows the sinks still held when close() closed them
         self._lock = threading.RLock()
         self._closed = False
         self._pending_record_file = record_file
@@ -323,6 +325,16 @@ class WebSocketClient:
             self._next_id = first_id + len(records)
             self._store_put_frame(records, first_id, time.time_ns())
             return
+        if self._frame_sinks:  # every sink takes the frame as the store does: O(1) too
+            self._next_id = first_id + len(records)
+            now = time.time_ns()
+            self._store_put_frame(records, first_id, now)
+            for sink in self._frame_sinks:
+                try:
+                    sink.write_frame(records, first_id, now)
+                except Exception:  # a sink never breaks the stream
+                    log.exception("%s: sink %s failed to take a frame", self.name, sink.display_url)
+            return
         records = self._store.accept(records)
         if not records:
             return
@@ -353,6 +365,9 @@ class WebSocketClient:
             chain.append(self._hook_sink)
         self._sink_list = tuple(self._sinks.values())
         chain.extend(self._sink_list)
+        # sinks that check and stamp frames themselves (Sink.takes_frames): when all do, the
+        # loop thread skips the per-record check and stamping a Batch needs
+        self._frame_sinks = tuple(chain) if all(s.takes_frames for s in chain) else ()
         self._chain = tuple(chain)
 
     def add_record_hook(self, hook: Callable[[list[Record]], None]) -> None:
@@ -715,17 +730,8 @@ class WebSocketClient:
             self._capture = None
         sinks = list(self._sinks.values())
         self._sinks.clear()
-        self._sink_list = self._chain = ()
-        for sink in sinks:
-            try:
-                if sink.close():
-                    log.warning(
-                        "%s: sink %s closed with rows undelivered (see its health)",
-                        self.name,
-                        sink.display_url,
-                    )
-            except Exception:
-                log.exception("%s: closing sink %s failed", self.name, sink.display_url)
+        self._sink_list = self._chain = self._frame_sinks = ()
+        self.sink_rows_undelivered = close_sinks(sinks, owner=self.name)
         self._last_store_error = self._store.stats["last_error"]
         lost = self._store.close()
         if self.save_results:

@@ -268,6 +268,22 @@ class _Frames(Batch):
         self.times: list[int] = []
 
     @classmethod
+    def of(
+        cls,
+        fields: tuple[Field, ...],
+        rows: list[Record],
+        firsts: list[int],
+        counts: list[int],
+        times: list[int],
+    ) -> _Frames:
+        """Frames rebuilt from their parts (rows not stamped; a sink process receives these)."""
+        frames = cls(fields, rows)
+        frames.firsts, frames.counts, frames.times = firsts, counts, times
+        frames._first = firsts[0] if firsts else None
+        frames._pending = True
+        return frames
+
+    @classmethod
     def starting(
         cls, rows: list[Record], first_id: int, received_at: int, fields: tuple[Field, ...]
     ) -> _Frames:
@@ -362,6 +378,13 @@ class Sink(abc.ABC):
     """Consumes a connection's records (see the module docstring)."""
 
     kind: ClassVar[str] = "sink"
+    #: True for a sink whose :meth:`write_frame` takes a frame's records as they arrive (not
+    #: stamped, not checked against the columns): when every sink of a connection does, the
+    #: stream hands them over in O(1) per frame, as it does to the store
+    takes_frames: ClassVar[bool] = False
+    #: options this sink takes by default when it runs in a child process (``process=True``),
+    #: unless given: e.g. no cap on the CPU share it may take from its own process's loop
+    child_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -379,6 +402,14 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def write(self, batch: Batch) -> None:
         """Take one frame's records. Runs on the loop thread: must not block or raise."""
+
+    def write_frame(self, records: list[Record], first_id: int, received_at: int) -> None:
+        """Take one frame's records, ids ``first_id, first_id + 1, ...`` and ``received_at``
+        not yet written into the dicts; some may hold values the store rejects (it drops them
+        when it writes, keeping their ids): a sink leaves those out the same way. Called on
+        the loop thread, and only when :attr:`takes_frames` is True."""
+        assert self.context is not None
+        self.write(Batch.stamped(records, self.context.fields, first_id, received_at))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Return once everything written before is delivered, dropped or rejected."""
