@@ -43,8 +43,8 @@ only: another table of the same file is not readable. Its one opening: the direc
 connection's Parquet sinks, given to ``query(parquet_views=...)``, readable as views (DuckDB's
 ``allowed_directories``, set before the lock-down; nothing beside them). It has a timeout
 and Ctrl-C (a kernel interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV
-with pyarrow's writers. Files are written in the storage format of DuckDB v1.2, which every
-DuckDB >= 1.2 opens.
+with pyarrow's writers. Files are written in the storage format of DuckDB v1.3, which every
+DuckDB >= 1.3 opens.
 
 Records are the dicts a provider session produces, plus ``id`` (monotonic, assigned by the
 caller from :attr:`ResultsStore.next_id`) and ``received_at``; timestamps are ``int``
@@ -152,9 +152,10 @@ _LOCKED_DOWN: _Config = {
     "python_enable_replacements": False,
     "lock_configuration": True,
 }
-# Files readable by DuckDB 1.2 and later (DuckDB 2.x would write storage version 69, which no
-# 1.x release opens).
-STORAGE_COMPATIBILITY = "v1.2.0"
+# Files readable by DuckDB 1.3 and later (DuckDB 2.x would write storage version 69, which no
+# 1.x release opens). v1.3 rather than v1.2: its string compression (DICT_FSST) makes DuckDB's
+# part of an insert of demo rows 0.56 -> 0.42 us/row (same file size; measured on DuckDB 2.0.1).
+STORAGE_COMPATIBILITY = "v1.3.0"
 _FILE_CONFIG: _Config = {**_LOCKED_DOWN, "storage_compatibility_version": STORAGE_COMPATIBILITY}
 
 _OPEN_STORES: weakref.WeakSet[ResultsStore] = weakref.WeakSet()
