@@ -133,7 +133,7 @@ _TAKE_ALL = 2**62  # the writer takes everything pending at once
 # written to the WAL first and compressed again at the next checkpoint. Measured with demo rows
 # (DuckDB 2.0.1, one core): 1.33 us/row in commits of 20,000 rows, 0.60 in whole row groups.
 ROW_GROUP_ROWS = 122_880
-COALESCE_LAG = 1.0  # seconds the oldest row may wait while the writer fills a row group
+COALESCE_LAG = 2.0  # seconds the oldest row may wait while the writer fills a row group
 _CLOSE_TIMEOUT = 5.0  # how long close() lets the writer finish before counting the rest lost
 _FILE_CHECK_INTERVAL = 0.5  # seconds between checks that the results file is still there
 DEFAULT_MAX_PENDING = 250_000  # rows waiting for the writer (~150 MB of record dicts)
