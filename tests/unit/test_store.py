@@ -202,6 +202,7 @@ def test_clear_returns_count_and_ids_continue(store: ResultsStore) -> None:
         ({"tz": ""}, "tz=''"),
         ({"flush_interval": 0}, "flush_interval"),
         ({"max_pending": 0}, "max_pending"),
+        ({"coalesce_lag": -1.0}, "coalesce_lag"),
     ],
 )
 def test_invalid_parameters_raise_before_any_file(
