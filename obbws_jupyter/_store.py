@@ -12,13 +12,17 @@ connection to one file and one table::
 Threads. ``put`` appends the frame's :class:`~obbws_jupyter.sinks.Batch` to a bounded backlog
 (the sinks' ``_Backlog``, shared with every batching sink) and returns; a daemon writer
 thread (``obbws-store-<name>``) takes the whole backlog every ``flush_interval`` seconds
-(sooner when ``batch_rows`` are waiting or someone calls :meth:`ResultsStore.flush`), builds
-one Arrow table from it (the record dicts of all batches in one C++ pass, ids and
-``received_at`` from the batches' columns) and writes it with ``INSERT ... SELECT``,
-followed in the same transaction by the ``limit`` cap (``DELETE ... WHERE id <= max_id -
-limit``), so a committed table never holds more than ``limit`` rows. The reader side runs
-on fresh cursors of the store's connection: one DuckDB connection cannot be used from two
-threads at once.
+(sooner when someone calls :meth:`ResultsStore.flush`), builds one Arrow table from it (the
+record dicts of all batches in one C++ pass, ids and ``received_at`` from the batches'
+columns) and writes it with ``INSERT ... SELECT``, followed in the same transaction by the
+``limit`` cap (``DELETE ... WHERE id <= max_id - limit``), so a committed table never holds
+more than ``limit`` rows. At high rates it writes whole DuckDB row groups instead
+(:data:`ROW_GROUP_ROWS`, as soon as one is waiting; below one, it waits while the rate
+fills one within ``coalesce_lag`` seconds of the oldest waiting row, see :func:`rows_due`):
+DuckDB writes such a commit once, compressed, straight into the file, where a smaller one
+goes to the WAL and is rewritten at the next checkpoint. The reader side runs on fresh
+cursors of the store's connection: one DuckDB connection cannot be used from two threads at
+once.
 
 Failures. A failed write keeps its rows (first in line) and is retried with exponential
 backoff; the store's ``state`` is then ``"retrying"`` and ``last_error`` says why. A fatal
@@ -39,8 +43,8 @@ only: another table of the same file is not readable. Its one opening: the direc
 connection's Parquet sinks, given to ``query(parquet_views=...)``, readable as views (DuckDB's
 ``allowed_directories``, set before the lock-down; nothing beside them). It has a timeout
 and Ctrl-C (a kernel interrupt) cancels it. :meth:`ResultsStore.export` writes Parquet/CSV
-with pyarrow's writers. Files are written in the storage format of DuckDB v1.2, which every
-DuckDB >= 1.2 opens.
+with pyarrow's writers. Files are written in the storage format of DuckDB v1.3, which every
+DuckDB >= 1.3 opens.
 
 Records are the dicts a provider session produces, plus ``id`` (monotonic, assigned by the
 caller from :attr:`ResultsStore.next_id`) and ``received_at``; timestamps are ``int``
@@ -124,6 +128,12 @@ _BATCH_VIEW = "__obbws_batch"
 _EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv"}
 _MAX_RETRY_DELAY = 5.0
 _TAKE_ALL = 2**62  # the writer takes everything pending at once
+# DuckDB's row group. A commit of at least this many rows is written straight into the file,
+# compressed, and the WAL records only where (DuckDB's "optimistic write"); a smaller one is
+# written to the WAL first and compressed again at the next checkpoint. Measured with demo rows
+# (DuckDB 2.0.1, one core): 1.33 us/row in commits of 20,000 rows, 0.60 in whole row groups.
+ROW_GROUP_ROWS = 122_880
+COALESCE_LAG = 2.0  # seconds the oldest row may wait while the writer fills a row group
 _CLOSE_TIMEOUT = 5.0  # how long close() lets the writer finish before counting the rest lost
 _FILE_CHECK_INTERVAL = 0.5  # seconds between checks that the results file is still there
 DEFAULT_MAX_PENDING = 250_000  # rows waiting for the writer (~150 MB of record dicts)
@@ -142,9 +152,10 @@ _LOCKED_DOWN: _Config = {
     "python_enable_replacements": False,
     "lock_configuration": True,
 }
-# Files readable by DuckDB 1.2 and later (DuckDB 2.x would write storage version 69, which no
-# 1.x release opens).
-STORAGE_COMPATIBILITY = "v1.2.0"
+# Files readable by DuckDB 1.3 and later (DuckDB 2.x would write storage version 69, which no
+# 1.x release opens). v1.3 rather than v1.2: its string compression (DICT_FSST) makes DuckDB's
+# part of an insert of demo rows 0.56 -> 0.42 us/row (same file size; measured on DuckDB 2.0.1).
+STORAGE_COMPATIBILITY = "v1.3.0"
 _FILE_CONFIG: _Config = {**_LOCKED_DOWN, "storage_compatibility_version": STORAGE_COMPATIBILITY}
 
 _OPEN_STORES: weakref.WeakSet[ResultsStore] = weakref.WeakSet()
@@ -154,6 +165,24 @@ _RECOVERY_LOCK = threading.Lock()  # one re-creation/reopen of a shared file at 
 def quote_identifier(name: str) -> str:
     """``name`` as a double-quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def rows_due(rows: int, age: float, lag: float, batch_rows: int) -> tuple[int, float]:
+    """The writer's choice with ``rows`` pending, the oldest queued ``age`` seconds ago:
+    (rows to write now, 0.0), or (0, seconds to wait) to let a row group of DuckDB fill.
+
+    Whole row groups are written as soon as they are there (the rest waits for the next
+    write), so that at high rates most rows are written once into the file instead of into
+    the WAL and again, compressed, at the next checkpoint. Below a row group, waiting pays
+    only when the rate so far (``rows / age``) fills one before the oldest row is ``lag``
+    seconds old; otherwise (low rates, or ``batch_rows`` reached) everything is written now,
+    as without coalescing."""
+    if rows >= ROW_GROUP_ROWS:
+        return rows - rows % ROW_GROUP_ROWS, 0.0
+    wait = lag - age
+    if rows >= batch_rows or wait <= 0 or rows * lag < ROW_GROUP_ROWS * age:
+        return _TAKE_ALL, 0.0
+    return 0, wait
 
 
 def _is_fatal(exc: BaseException) -> bool:
@@ -296,9 +325,10 @@ class ResultsStore:
         tz: str = "America/New_York",
         save_results: bool = False,
         flush_interval: float = 0.1,
-        batch_rows: int = 20_000,
+        batch_rows: int = ROW_GROUP_ROWS,
         max_pending: int = DEFAULT_MAX_PENDING,
         name: str = "",
+        coalesce_lag: float = COALESCE_LAG,
     ) -> None:
         self.table_name = _check_table_name(table_name)
         self.limit = check_limit(limit)
@@ -309,6 +339,13 @@ class ResultsStore:
         self.max_pending = int(check_positive("max_pending", max_pending, whole=True))
         self.save_results = bool(save_results)
         self.name = name
+        # Row groups are worth waiting for when the backlog can hold two and the cap keeps one.
+        self._coalesce = self.max_pending >= 2 * ROW_GROUP_ROWS and (
+            self.limit is None or self.limit >= ROW_GROUP_ROWS
+        )
+        lag = check_positive("coalesce_lag", coalesce_lag, whole=False)
+        self._lag = max(self.flush_interval, float(lag))
+        self._flush_wanted = False
 
         self._table = quote_identifier(self.table_name)
         self._columns = [(n, t) for n, t in _BASE_COLUMNS] + [(f.name, f.type) for f in self.fields]
@@ -585,10 +622,14 @@ class ResultsStore:
             while True:
                 # after a failed write, retry with exponential backoff (flush() wakes it)
                 delay = min(self.flush_interval * 2 ** min(failures, 20), _MAX_RETRY_DELAY)
-                self._wake.wait(delay)
-                self._wake.clear()
-                stopping = self._stopping
-                ok = self._write_once()
+                while True:
+                    self._wake.wait(delay)
+                    self._wake.clear()
+                    stopping = self._stopping
+                    rows, delay = self._rows_due(stopping or failures > 0)
+                    if rows:
+                        break
+                ok = self._write_once(rows)
                 self._mirror.drop_if_idle()
                 failures = 0 if ok else failures + 1
                 if stopping:
@@ -601,9 +642,21 @@ class ResultsStore:
         except Exception:  # a bug, not a write error: report it, never die silently
             logger.exception("store %r: the writer thread failed", self.name)
 
-    def _write_once(self) -> bool:
-        """Check the file, reopen if needed, then write everything pending as one batch.
-        False if that failed (the rows are kept)."""
+    def _rows_due(self, all_now: bool) -> tuple[int, float]:
+        """How many pending rows to write now, or (0, seconds to wait): see :func:`rows_due`.
+        ``all_now`` (stopping, retrying) and :meth:`flush` take everything."""
+        backlog = self._backlog
+        with backlog.lock:
+            rows = backlog.rows
+            oldest = backlog.since[0] if backlog.since else None
+        if self._flush_wanted or all_now or not self._coalesce or oldest is None:
+            self._flush_wanted = False
+            return _TAKE_ALL, 0.0
+        return rows_due(rows, time.monotonic() - oldest, self._lag, self.batch_rows)
+
+    def _write_once(self, max_rows: int = _TAKE_ALL) -> bool:
+        """Check the file, reopen if needed, then write the oldest ``max_rows`` pending rows
+        (everything by default) as one batch. False if that failed (the rows are kept)."""
         try:
             self._check_file()
             if self._needs_reopen:
@@ -613,7 +666,7 @@ class ResultsStore:
             return False
         backlog = self._backlog
         with backlog.lock:
-            batches = backlog.take(_TAKE_ALL)  # the cap already cut what it would delete
+            batches = backlog.take_rows(max_rows)  # the cap already cut what it would delete
             superseded = backlog.take_superseded()
         if not batches:
             if superseded:
@@ -886,6 +939,7 @@ class ResultsStore:
             if backlog.done_seq >= target:
                 return
         self._next_file_check = 0.0  # rows a flush waits for land in the file, not a ghost
+        self._flush_wanted = True  # everything now: no waiting for a row group to fill
         self._wake.set()
         with backlog.lock:
             settled = backlog.wait_settled(deadline, self._writer.is_alive, target)

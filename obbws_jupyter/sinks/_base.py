@@ -178,6 +178,16 @@ class Batch:
             return Batch(self.fields, rows=self._rows[start:])
         return Batch(self.fields, columns={k: v[start:] for k, v in self.columns().items()})
 
+    def head(self, n: int) -> Batch:
+        """A batch of the oldest ``n`` records (all of them when ``n >= len(self)``)."""
+        if n >= self.n:
+            return self
+        if self._first is not None and self._rows is not None:
+            return Batch.stamped(self._rows[:n], self.fields, self._first, self._received)
+        if self._rows is not None:
+            return Batch(self.fields, rows=self._rows[:n])
+        return Batch(self.fields, columns={k: v[:n] for k, v in self.columns().items()})
+
     def __len__(self) -> int:
         return self.n
 
@@ -338,6 +348,23 @@ class _Frames(Batch):
             out.counts.append(count - skip)
             out.times.append(received_at)
             skip = 0
+        out._first = out.firsts[0]
+        return out
+
+    def head(self, n: int) -> Batch:
+        if n >= self.n:
+            return self
+        assert self._rows is not None
+        out = _Frames(self.fields, self._rows[:n])
+        out._pending = True
+        left = n
+        for first, count, received_at in self._runs():
+            if left <= 0:
+                break
+            out.firsts.append(first)
+            out.counts.append(min(count, left))
+            out.times.append(received_at)
+            left -= count
         out._first = out.firsts[0]
         return out
 
@@ -625,6 +652,30 @@ class _Backlog:
             self.since.popleft()
             taken.append(batch)
             count += batch.n
+        self.rows -= count
+        return taken
+
+    def take_rows(self, n: int) -> list[Batch]:
+        """Exactly the oldest ``n`` rows (everything when ``n >= rows``), the batch at the cut
+        split in two: its head is taken, its tail stays first in line."""
+        self._supersede()
+        self._settle_head()
+        if n >= self.rows:
+            return self.take(n)
+        taken: list[Batch] = []
+        count = 0
+        while count < n:
+            batch = self.batches[0]
+            need = n - count
+            if batch.n <= need:
+                self.batches.popleft()
+                self.since.popleft()
+                taken.append(batch)
+                count += batch.n
+            else:
+                taken.append(batch.head(need))
+                self.batches[0] = batch.tail(batch.n - need)
+                count = n
         self.rows -= count
         return taken
 

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 import obbws_jupyter as obbws
+from obbws_jupyter._store import ROW_GROUP_ROWS
 from obbws_jupyter.offline.demo_server import start_demo_server
 from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 from tests.faults.conftest import StoreWorker, report, rows_in
@@ -247,9 +248,15 @@ def test_results_file_made_read_only_under_a_running_store(
     report(f"results directory read-only ({kind})", CYCLES, survived, closed["put"], len(ids))
 
 
-def test_sigkill_during_heavy_writes_keeps_every_acknowledged_row(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    "n", [5_000, ROW_GROUP_ROWS + 1_000], ids=["commits-via-wal", "whole-row-groups"]
+)
+def test_sigkill_during_heavy_writes_keeps_every_acknowledged_row(
+    tmp_path: pathlib.Path, n: int
+) -> None:
     """SIGKILL while rows are written: the file reopens with every acknowledged row, ids
-    without a gap; the next process continues after them."""
+    without a gap; the next process continues after them. Commits of ``n`` rows: small ones
+    go through DuckDB's WAL, a row group or more straight into the file."""
     path = tmp_path / "killed.duckdb"
     acked = 0
     survived = 0
@@ -258,9 +265,9 @@ def test_sigkill_during_heavy_writes_keeps_every_acknowledged_row(tmp_path: path
         try:
             w.call("open", path=str(path), limit=None)
             assert w.proc.stdin is not None
-            w.proc.stdin.write('{"op": "stream", "n": 5000}\n')
+            w.proc.stdin.write(f'{{"op": "stream", "n": {n}}}\n')
             w.proc.stdin.flush()
-            target = acked + 50_000
+            target = acked + max(50_000, 2 * n)
             while acked < target:
                 acked = w.readline()["acked"]
             w.proc.send_signal(signal.SIGKILL)
@@ -272,4 +279,5 @@ def test_sigkill_during_heavy_writes_keeps_every_acknowledged_row(tmp_path: path
         assert ids == list(range(1, len(ids) + 1))
         acked = len(ids)  # put but unacknowledged rows may or may not have been committed
         survived += 1
-    report("SIGKILL during heavy writes", CYCLES, survived, acked, len(rows_in(path)))
+    kind = "row groups" if n >= ROW_GROUP_ROWS else "WAL commits"
+    report(f"SIGKILL during heavy writes ({kind})", CYCLES, survived, acked, len(rows_in(path)))

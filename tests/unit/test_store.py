@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from obbws_jupyter._store import ResultsStore
+from obbws_jupyter._store import ROW_GROUP_ROWS, ResultsStore, rows_due
 from obbws_jupyter.exceptions import (
     InvalidParameterError,
     ObbwsTimeoutError,
@@ -22,6 +22,7 @@ from obbws_jupyter.exceptions import (
     StoreError,
 )
 from obbws_jupyter.protocol import Field, FieldType
+from tests.conftest import wait_until
 
 FIELDS = (
     Field("date", FieldType.TIMESTAMP),
@@ -201,6 +202,7 @@ def test_clear_returns_count_and_ids_continue(store: ResultsStore) -> None:
         ({"tz": ""}, "tz=''"),
         ({"flush_interval": 0}, "flush_interval"),
         ({"max_pending": 0}, "max_pending"),
+        ({"coalesce_lag": -1.0}, "coalesce_lag"),
     ],
 )
 def test_invalid_parameters_raise_before_any_file(
@@ -554,6 +556,85 @@ def test_batch_rows_wakes_the_writer(private_tmp: pathlib.Path) -> None:
         s.flush(timeout=10)  # would also wake it; stats show the batch went through
         assert s.stats["batches"] == 1
         assert s.count() == 10
+
+
+RG = ROW_GROUP_ROWS
+
+
+@pytest.mark.parametrize(
+    ("rows", "age", "batch_rows", "now", "wait"),
+    [
+        (2 * RG + 5, 0.01, RG, 2 * RG, 0.0),  # whole row groups at once; 5 rows wait
+        (60_000, 0.1, RG, 0, 0.9),  # 600k rows/s fills a row group in time: wait
+        (1_000, 0.1, RG, "all", 0.0),  # 10k rows/s never would: everything now
+        (100_000, 1.0, RG, "all", 0.0),  # the oldest row has waited the lag
+        (50, 0.0, 10, "all", 0.0),  # batch_rows reached
+    ],
+)
+def test_rows_due_waits_only_for_a_row_group_that_fills_in_time(
+    rows: int, age: float, batch_rows: int, now: int | str, wait: float
+) -> None:
+    """The writer writes whole row groups at once, waits (up to the lag) only when the rate
+    fills one in time, and otherwise writes everything pending, as without coalescing."""
+    due, delay = rows_due(rows, age, 1.0, batch_rows)
+    if now == "all":
+        assert due >= rows and delay == 0.0
+    else:
+        assert due == now and delay == pytest.approx(wait)
+
+
+def _frames(first: int, count: int, size: int = 50) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """Frames of ``size`` records (dicts without id and received_at, as a session makes them)
+    and each frame's first id."""
+    fields = [f.name for f in FIELDS]
+    for start in range(first, first + count, size):
+        n = min(size, first + count - start)
+        frame = [record(i) for i in range(start, start + n)]
+        yield [{k: v for k, v in r.items() if k in fields} for r in frame], start
+
+
+def test_whole_row_groups_are_written_as_soon_as_they_wait(private_tmp: pathlib.Path) -> None:
+    """With a row group pending the writer commits exactly one (cutting a frame) without
+    waiting for flush_interval; the rest waits for flush(); every row comes back once, with
+    its id, its frame's received_at and its values."""
+    total = RG + 500
+    with ResultsStore(FIELDS, limit=None, flush_interval=3600) as s:
+        for rows, first in _frames(1, total):
+            s.put_frame(rows, first, T0 + first * 1_000)
+        assert wait_until(lambda: s.stats["rows_in_table"] == RG)
+        stats = s.stats
+        assert (stats["batches"], stats["pending"]) == (1, 500)
+        s.flush()
+        assert (s.stats["batches"], s.stats["rows_in_table"]) == (2, total)
+        got = s.read()
+    assert got["id"].tolist() == list(range(1, total + 1))
+    expected = pd.DataFrame([record(i) for i in (1, 50, 51, RG, RG + 1, total)])
+    frame_first = (expected["id"] - 1) // 50 * 50 + 1
+    picked = got.set_index("id").loc[expected["id"]].reset_index()
+    assert picked["symbol"].tolist() == expected["symbol"].tolist()
+    assert picked["price"].tolist() == expected["price"].tolist()
+    assert picked["size"].tolist() == expected["size"].tolist()
+    assert picked["is_bid"].tolist() == expected["is_bid"].tolist()
+
+    def utc(ns: pd.Series) -> list[pd.Timestamp]:
+        return pd.to_datetime(ns, unit="ns", utc=True).tolist()
+
+    assert picked["received_at"].tolist() == utc(T0 + frame_first * 1_000)
+    assert picked["date"].tolist() == utc(expected["date"])
+
+
+def test_the_cap_holds_with_row_group_writes(private_tmp: pathlib.Path) -> None:
+    """A limit of at least a row group keeps row-group writes, and the table still holds
+    exactly the newest ``limit`` rows, all counted as written."""
+    limit = RG + 1_000
+    total = 2 * RG + 10
+    with ResultsStore(FIELDS, limit=limit, flush_interval=3600) as s:
+        for rows, first in _frames(1, total):
+            s.put_frame(rows, first, T0 + first)
+        assert wait_until(lambda: s.stats["batches"] >= 1)
+        s.flush()
+        assert s.read()["id"].tolist() == list(range(total - limit + 1, total + 1))
+        assert (s.stats["rows_in_table"], s.stats["rows_written"]) == (limit, total)
 
 
 def test_write_error_keeps_rows_for_next_try(

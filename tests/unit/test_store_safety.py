@@ -195,13 +195,13 @@ def test_close_reports_rows_it_could_not_write(
 
 
 def test_written_files_open_in_duckdb_1x(tmp_path: pathlib.Path) -> None:
-    """A new results file is written in a storage format that DuckDB 1.2+ readers open."""
+    """A new results file is written in a storage format that DuckDB 1.3+ readers open."""
     path = tmp_path / "compat.duckdb"
     with ResultsStore(FIELDS, results_file=path, save_results=True) as s:
         s.put(records(1, 10))
     header = path.read_bytes()[:20]
     assert header[8:12] == b"DUCK"
-    assert int.from_bytes(header[12:20], "little") == 65  # storage version of DuckDB v1.2.0
+    assert int.from_bytes(header[12:20], "little") == 66  # storage version of DuckDB v1.3.0
 
 
 # -- query() is closed at the engine and scoped to its table ---------------------------------

@@ -189,6 +189,36 @@ def test_a_coalescing_backlog_cuts_exactly_and_keeps_the_newest() -> None:
     assert [r["id"] for r in merged.rows()][:3] == ids[:3]
 
 
+def test_take_rows_cuts_exactly_inside_a_frame() -> None:
+    """take_rows(n) hands over exactly the oldest n rows, splitting the chunk (and the frame)
+    at the cut: ids and received_at stay with their rows, the rest stays first in line and
+    later frames still join it."""
+    backlog = _Backlog(max_pending=10**6, coalesce=True)
+    next_id = 1
+    with backlog.lock:
+        for _ in range(40):
+            backlog.add(Batch.stamped(trades(7), FIELDS, next_id, T0 + next_id))
+            next_id += 7
+        taken = backlog.take_rows(100)  # 14 frames and 2 of the 15th's 7 rows
+        assert sum(b.n for b in taken) == 100 and backlog.rows == 180
+        backlog.add(Batch.stamped(trades(3), FIELDS, next_id, T0 + next_id))
+        rest = backlog.take_rows(10**9)
+    for part, first_id in ((taken, 1), (rest, 101)):
+        parts = Batch.gather(part)
+        assert parts is not None
+        rows, firsts, counts, times = parts
+        ids = [f + k for f, c in zip(firsts, counts, strict=True) for k in range(c)]
+        assert ids == list(range(first_id, first_id + len(rows)))
+        # each frame's received_at is T0 + the first id of the whole frame (ids 1, 8, 15...)
+        frame_of = [(i - 1) // 7 * 7 + 1 for i in ids]
+        stamped = [t for t, c in zip(times, counts, strict=True) for _ in range(c)]
+        assert stamped == [T0 + f for f in frame_of]
+    assert [r["id"] for r in rest[0].rows()][:2] == [101, 102]
+    plain = Batch(FIELDS, rows=[{"id": i} for i in range(1, 6)])
+    assert [r["id"] for r in plain.head(2).rows()] == [1, 2]
+    assert list(Batch(FIELDS, columns=plain.columns()).head(3).column("id")) == [1, 2, 3]
+
+
 # -- the columnar writer path ------------------------------------------------------------------
 
 
