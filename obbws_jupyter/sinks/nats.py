@@ -228,6 +228,14 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+def _share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InvalidParameterError(
+            f"cpu_share must be a fraction in (0, 1] of the loop's time, got {value!r}."
+        )
+    return float(value)
+
+
 def _count(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -457,6 +465,27 @@ class _Chunk:
         self.last = (framed, end - 1)
 
 
+class _Budget:
+    """The share of the loop's time the sink may spend on its own work (a token bucket):
+    ``spend(seconds)`` after each piece of work says how long to wait before the next, so
+    that over any stretch longer than ``burst / share`` the work stays within ``share``.
+    Below the share (a feed the sink keeps up with) it never asks for a wait."""
+
+    __slots__ = ("burst", "credit", "share", "stamp")
+
+    def __init__(self, share: float, burst: float = 0.05) -> None:
+        self.share = share
+        self.burst = burst  # seconds of work that may run back to back
+        self.credit = burst
+        self.stamp = time.monotonic()
+
+    def spend(self, seconds: float) -> float:
+        now = time.monotonic()
+        self.credit = min(self.burst, self.credit + (now - self.stamp) * self.share) - seconds
+        self.stamp = now
+        return -self.credit / self.share if self.credit < 0 else 0.0
+
+
 class _Acks:
     """Acknowledgements of one publish attempt: chunk ``k`` asks for it on ``<subject>k``."""
 
@@ -522,6 +551,7 @@ class NatsSink(AsyncBatchingSink):
         ack_timeout: float = 5.0,
         max_inflight: int = 10_000,
         ack_every: int = 1_000,
+        cpu_share: float = 0.1,
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
@@ -551,6 +581,9 @@ class NatsSink(AsyncBatchingSink):
         self.ack_timeout = _number("ack_timeout", ack_timeout, 0, 300)
         self.max_inflight = int(_count("max_inflight", max_inflight) or 1)
         self.ack_every = int(_count("ack_every", ack_every) or 1)
+        self.cpu_share = _share(cpu_share)
+        self._budget = _Budget(self.cpu_share)
+        self._busy = 0.0  # seconds of work since the budget was last charged
         self._nc: NatsClient | None = None
         self._stream_ready = False
         self._inbox = ""
@@ -708,9 +741,12 @@ class NatsSink(AsyncBatchingSink):
         room, max_payload = min(self.ack_every, self.max_inflight), nc.max_payload
         chunk = _Chunk()
         self._skipped = 0
+        clock = time.thread_time  # CPU time: a busy machine's waits are not the sink's work
         try:
             for batch in batches:
+                began = clock()
                 framed = self._framer.frame(batch, max_payload)
+                self._busy += clock() - began
                 self._skipped += framed.skipped
                 start, end = 0, len(framed.frames)
                 while start < end:
@@ -738,6 +774,7 @@ class NatsSink(AsyncBatchingSink):
             await acks.wait(self.ack_timeout)
         if not nc.is_connected:  # nats-py would buffer it for after the reconnect: retry it
             raise ConnectionError(f"the connection to NATS at {self._server.shown} is down")
+        began = time.thread_time()
         framed, index = chunk.last
         chunk.frames[-1] = self._framer.with_reply(framed, index, acks.expect(chunk.count))
         self.acks_asked += 1
@@ -745,7 +782,10 @@ class NatsSink(AsyncBatchingSink):
         # other commands, and bounds it (the public publish() takes one message at a time)
         await nc._send_command(b"".join(chunk.frames))
         await nc._flush_pending()
-        await asyncio.sleep(0)  # a chunk is a few ms of work: let the stream read meanwhile
+        busy, self._busy = self._busy + time.thread_time() - began, 0.0
+        # a chunk is a few ms of work: let the stream read meanwhile, and when the sink has
+        # used its share of the loop (a feed faster than it), wait: its backlog absorbs it
+        await asyncio.sleep(self._budget.spend(busy))
 
     async def _on_ack(self, msg: Msg) -> None:
         acks = self._acks

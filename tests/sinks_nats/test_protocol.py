@@ -14,9 +14,10 @@ import pytest
 
 from obbws_jupyter import runtime
 from obbws_jupyter._wire import FrameEncoder, RecordEncoder
+from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
-from obbws_jupyter.sinks.nats import NatsSink, _Framer, default_stream_name
+from obbws_jupyter.sinks.nats import NatsSink, _Budget, _Framer, default_stream_name
 from tests.conftest import TIMEOUT
 from tests.sinks_nats.conftest import NatsServer, jetstream
 
@@ -213,3 +214,19 @@ def test_frames_parse_back_to_the_broadcast_frames(value: Any, split: bool) -> N
         assert subject == "obbws.t._" and headers == {"Nats-Msg-Id": f"t:run:{7 + i}"}
         assert reply == ("_INBOX.x.1_0" if i == 29 else None)
         assert json.loads(payload) == json.loads(reference.encode(batch.rows()[i]))
+
+
+def test_the_budget_waits_only_beyond_its_share() -> None:
+    """The loop-time budget asks for no wait while the work stays within its burst, and once
+    beyond it, for as long as the excess takes to earn back at the share."""
+    budget = _Budget(0.1, burst=0.05)
+    assert budget.spend(0.01) == 0.0 and budget.spend(0.03) == 0.0  # within the burst
+    wait = budget.spend(0.07)  # 0.06 s beyond it, at 10 %: 0.6 s
+    assert wait == pytest.approx(0.6, abs=0.01)
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5, True, "0.1"])
+def test_a_bad_cpu_share_is_refused(share: Any) -> None:
+    """cpu_share outside (0, 1] is refused before anything starts, naming the option."""
+    with pytest.raises(InvalidParameterError, match="cpu_share"):
+        NatsSink("nats://127.0.0.1:4222", cpu_share=share)
