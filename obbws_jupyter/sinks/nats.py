@@ -415,8 +415,8 @@ class _Framer:
                 keep_bodies.append(b)
             else:
                 log.warning(
-                    "record %s left out: %d bytes as a NATS message, over the server's "
-                    "max_payload of %d",
+                    "record %s left out: %d bytes as a NATS message, over the %d that NATS "
+                    "takes here (the server's max_payload, or the stream's max_msg_size)",
                     i,
                     size,
                     max_payload,
@@ -592,6 +592,7 @@ class NatsSink(AsyncBatchingSink):
         self._framer: _Framer | None = None
         self._subject_root = ""
         self._skipped = 0  # records of the delivery under way left out (over max_payload)
+        self._max_msg_size: int | None = None  # the stream's own cap on a message, if any
         self.acks_asked = 0  # messages published asking for an acknowledgement (one a chunk)
         self.oversized = 0  # records never published: larger than the server's max_payload
         self.stream_name: str | None = None  # the stream in use, once set up
@@ -691,6 +692,7 @@ class NatsSink(AsyncBatchingSink):
             or await _stream_covering(js, wanted)
             or default_stream_name(self.context.name if self.context else "obbws")
         )
+        self._max_msg_size = None
         try:
             info = await js.stream_info(name)
         except nats.js.errors.NotFoundError:
@@ -698,6 +700,8 @@ class NatsSink(AsyncBatchingSink):
             log.info("sink %s: created stream %s (%s)", self.display_url, name, wanted)
         else:
             await self._fit_stream(js, info.config, wanted)
+            size = info.config.max_msg_size  # a stream of someone else's may refuse big ones
+            self._max_msg_size = size if size is not None and size > 0 else None
         self.stream_name = name
 
     def _stream_config(self, name: str) -> api.StreamConfig:
@@ -739,6 +743,8 @@ class NatsSink(AsyncBatchingSink):
         self._attempt += 1
         acks = self._acks = _Acks(f"{self._inbox}.{self._attempt}_")
         room, max_payload = min(self.ack_every, self.max_inflight), nc.max_payload
+        if self._max_msg_size is not None:  # a message over it would be refused alone
+            max_payload = min(max_payload, self._max_msg_size)
         chunk = _Chunk()
         self._skipped = 0
         # The budget counts CPU time (a busy machine's waits are not the sink's work), read
