@@ -28,10 +28,26 @@ changed only when those options are given explicitly.
 ``add_sink`` only checks the options and returns: the sink dials and sets its stream up in
 the background, and a server that is down, unreachable or refusing the credentials shows as
 state ``"retrying"`` with its error while the stream, DuckDB and the broadcast go on (the base
-class's bounded backlog and backoff; nats-py reconnects once connected). Publishes
-are pipelined: a batch goes out without waiting for each acknowledgement, at most
-``max_inflight`` unacknowledged at a time, and the batch counts as written once JetStream has
-acknowledged every message (``rows_written`` counts acknowledged records).
+class's bounded backlog and backoff; nats-py reconnects once connected).
+
+Publishing costs little per record: nats-py keeps the connection (dial, auth, TLS, reconnect,
+stream management), but a delivery is written as NATS protocol by the sink itself, a chunk of
+up to ``ack_every`` records (and 512 KiB) in one write to nats-py's outgoing buffer::
+
+    HPUB <subject> <header bytes> <total bytes>\r\n
+    NATS/1.0\r\nNats-Msg-Id: <id>\r\n\r\n<payload>\r\n
+
+The payloads of a batch come from one orjson call (the JSON array of its records, split at
+the record boundaries), and only the last message of a chunk carries a reply subject: the
+server stores one connection's messages in order, so its acknowledgement settles the whole
+chunk (``rows_written`` counts records so settled). A missing or failed acknowledgement fails
+the delivery, which is retried whole; the ``Nats-Msg-Id`` makes the copies harmless. Up to
+``max_inflight`` records may await their chunk's acknowledgement. A record larger than the
+server takes (its ``max_payload``, or the stream's ``max_msg_size``) is left out and counted
+in ``oversized``, never sent (the server would close the connection on it, or refuse it
+unseen). The work runs on the obbws loop, within ``cpu_share`` of the loop thread's time: a
+feed faster than the sink leaves the excess to the backlog and its drop policy instead of
+slowing ingestion; below that share the sink never waits.
 
 Reading (``listen("nats://host:port", subject=..., replay=N)``): ``subject`` defaults to
 ``obbws.>``, everything obbws captures publish on that server. Every stream holding matching
@@ -532,8 +548,10 @@ class NatsSink(AsyncBatchingSink):
     ``subject_prefix`` ("obbws"), ``max_msgs`` (default the connection's ``limit``; None: no
     cap), ``duplicate_window`` (seconds, 120), ``storage`` ("file" or "memory"),
     ``connect_timeout`` (2 s), ``ack_timeout`` (5 s without an acknowledgement fails the
-    batch), ``max_inflight`` (10000 unacknowledged publishes), ``token`` / ``user`` +
-    ``password`` / ``creds`` (a .creds file), also read from the URL.
+    delivery), ``max_inflight`` (10000 records awaiting acknowledgement), ``ack_every`` (1000
+    records per chunk, one acknowledgement each), ``cpu_share`` (0.1 of the loop thread's
+    time at most), ``token`` / ``user`` + ``password`` / ``creds`` (a .creds file), also read
+    from the URL.
     """
 
     kind = "nats"
@@ -596,7 +614,9 @@ class NatsSink(AsyncBatchingSink):
         self.acks_asked = 0  # messages published asking for an acknowledgement (one a chunk)
         self.oversized = 0  # records never published: larger than the server's max_payload
         self.stream_name: str | None = None  # the stream in use, once set up
-        self.duplicates = 0  # publishes JetStream acknowledged as already stored (retries)
+        # records of chunks JetStream acknowledged as already stored (retries): a chunk whose
+        # last record was stored before had, in order, all of its records stored before
+        self.duplicates = 0
         self._dial_lock: asyncio.Lock | None = None
         self._warmup: asyncio.Task[None] | None = None
 
