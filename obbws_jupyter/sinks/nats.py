@@ -327,6 +327,7 @@ _WRAPPED = b'HPUB %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n{"id":%s}\r\n
 _PLAIN = b"HPUB %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n%s\r\n"
 _WRAPPED_REPLY = b'HPUB %s %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n{"id":%s}\r\n'
 _PLAIN_REPLY = b"HPUB %s %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n%s\r\n"
+_NATS_PY_WRITES = ("_send_command", "_flush_pending")  # nats-py's own outgoing buffer
 _CHUNK_BYTES = 512 * 1024  # protocol bytes per write at most (nats-py buffers 2 MiB pending)
 
 
@@ -682,6 +683,12 @@ class NatsSink(AsyncBatchingSink):
                 disconnected_cb=self._disconnected,
                 reconnected_cb=self._reconnected,
             )
+            if not all(callable(getattr(nc, m, None)) for m in _NATS_PY_WRITES):
+                await nc.close()
+                raise RuntimeError(
+                    "this nats-py lacks the buffered write the NATS sink uses "
+                    f"({', '.join(_NATS_PY_WRITES)}); install nats-py 2.x (tested with 2.16)"
+                )
             self._inbox = nc.new_inbox()
             await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
             log.info("sink %s: connected", self.display_url)
