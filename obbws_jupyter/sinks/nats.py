@@ -603,6 +603,7 @@ class NatsSink(AsyncBatchingSink):
         self.cpu_share = _share(cpu_share)
         self._budget = _Budget(self.cpu_share)
         self._busy = 0.0  # seconds of work since the budget was last charged
+        self._unthrottled: asyncio.Event | None = None  # set on closing: no more budget waits
         self._nc: NatsClient | None = None
         self._stream_ready = False
         self._inbox = ""
@@ -821,7 +822,20 @@ class NatsSink(AsyncBatchingSink):
         busy, self._busy = self._busy + time.thread_time() - began, 0.0
         # a chunk is a few ms of work: let the stream read meanwhile, and when the sink has
         # used its share of the loop (a feed faster than it), wait: its backlog absorbs it
-        await asyncio.sleep(self._budget.spend(busy))
+        # (not once closing: the backlog is then all that is left to do)
+        pause = self._budget.spend(busy)
+        if not pause or self._closing:
+            await asyncio.sleep(0)
+            return
+        unthrottled = self._unthrottled = self._unthrottled or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(unthrottled.wait(), pause)
+
+    async def _poke(self) -> None:
+        # flush() from close() comes here: a wait for the budget ends at once
+        await super()._poke()
+        if self._closing and self._unthrottled is not None:
+            self._unthrottled.set()
 
     async def _on_ack(self, msg: Msg) -> None:
         acks = self._acks

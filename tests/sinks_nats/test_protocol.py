@@ -18,7 +18,7 @@ from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.protocol import Field, FieldType
 from obbws_jupyter.sinks import Batch, SinkContext
 from obbws_jupyter.sinks.nats import NatsSink, _Budget, _Framer, default_stream_name
-from tests.conftest import TIMEOUT
+from tests.conftest import TIMEOUT, wait_until
 from tests.sinks_nats.conftest import NatsServer, jetstream
 
 FIELDS = (
@@ -257,3 +257,22 @@ def test_a_bad_cpu_share_is_refused(share: Any) -> None:
     """cpu_share outside (0, 1] is refused before anything starts, naming the option."""
     with pytest.raises(InvalidParameterError, match="cpu_share"):
         NatsSink("nats://127.0.0.1:4222", cpu_share=share)
+
+
+def test_closing_lifts_the_budget_so_the_backlog_still_goes_out(nats_server: NatsServer) -> None:
+    """A sink held back by its loop-time budget (a tiny cpu_share) with a backlog left
+    publishes all of it when closed: nothing competes for the loop any more, so close()
+    neither waits out the budget nor loses the rows."""
+    name = "nats-close-budget"
+    sink = opened(NatsSink(nats_server.url, cpu_share=0.001), name)
+
+    def write_all() -> None:
+        for batch in frames(1, 60_000):
+            sink.write(batch)
+
+    runtime.call_soon(write_all)
+    assert wait_until(lambda: sink.health().rows_written > 0)
+    assert sink.health().rows_pending > 0  # held back: at 0.1 % of the loop this takes minutes
+    assert sink.close(TIMEOUT) == 0
+    assert sink.health().rows_written == 60_000
+    assert nats_server.stream_state(default_stream_name(name)).messages == 60_000
