@@ -16,6 +16,7 @@ Also the two constants listeners need: the default broadcast port and the larges
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -177,24 +178,46 @@ class FrameEncoder:
             parts = self._seconds[second] = (text[:19], text[26:])
         return f"{parts[0]}.{rest // 1000:06d}{parts[1]}"
 
-    def encode_batch(self, batch: Batch) -> list[bytes]:
-        """Every record of ``batch``, by column: timestamps converted a column at a time, and
-        each record's object built by ``zip`` (no Python loop over its keys)."""
+    def _objects(self, batch: Batch) -> list[dict[str, Any]]:
+        """Every record of ``batch`` as the dict its frame encodes, by column: timestamps
+        converted a column at a time, and each dict built by ``zip`` (no loop over keys)."""
         columns = batch.columns()
         nothing = [None] * batch.n
         values: list[Sequence[Any]] = []
         for key, stamp in self._keys:
             column = columns.get(key, nothing)
             if stamp:
-                iso = self._iso
-                column = [None if v is None else iso(v) for v in column]
+                column = self._iso_column(column)
             values.append(column)
-        keys = self.encoder.keys
+        # dict(zip(keys, row)) per record, driven by map (no Python frame per record, and no
+        # keyword arguments parsed per call: the columns' lengths are checked once, outside)
+        rows = zip(*values, strict=True)
+        return list(map(dict, map(zip, itertools.repeat(self.encoder.keys), rows)))
+
+    def _iso_column(self, column: Sequence[Any]) -> list[Any]:
+        first = column[0] if column else None
+        if first is not None and column.count(first) == len(column):  # one frame's received_at
+            return [self._iso(first)] * len(column)
+        iso = self._iso
+        return [None if v is None else iso(v) for v in column]
+
+    def encode_batch(self, batch: Batch) -> list[bytes]:
+        """Every record of ``batch``, one ``bytes`` each (see :meth:`_objects`)."""
+        objects = self._objects(batch)
         dumps = orjson.dumps
         try:
-            return [dumps(dict(zip(keys, row, strict=True))) for row in zip(*values, strict=True)]
+            return [dumps(obj) for obj in objects]
         except (TypeError, orjson.JSONEncodeError):  # one odd value: record by record
             return [self.encode(row) for row in batch.rows()]
+
+    def encode_array(self, batch: Batch) -> bytes | None:
+        """Every record of ``batch`` as one JSON array of their frames' objects, in one orjson
+        call (several times cheaper per record than one call each); None when a value needs
+        the :class:`RecordEncoder` fallback (then use :meth:`encode_batch`)."""
+        try:
+            return orjson.dumps(self._objects(batch))
+        except (TypeError, orjson.JSONEncodeError):
+            return None
 
     def encode(self, record: Record) -> bytes:
         get = record.get

@@ -28,10 +28,26 @@ changed only when those options are given explicitly.
 ``add_sink`` only checks the options and returns: the sink dials and sets its stream up in
 the background, and a server that is down, unreachable or refusing the credentials shows as
 state ``"retrying"`` with its error while the stream, DuckDB and the broadcast go on (the base
-class's bounded backlog and backoff; nats-py reconnects once connected). Publishes
-are pipelined: a batch goes out without waiting for each acknowledgement, at most
-``max_inflight`` unacknowledged at a time, and the batch counts as written once JetStream has
-acknowledged every message (``rows_written`` counts acknowledged records).
+class's bounded backlog and backoff; nats-py reconnects once connected).
+
+Publishing costs little per record: nats-py keeps the connection (dial, auth, TLS, reconnect,
+stream management), but a delivery is written as NATS protocol by the sink itself, a chunk of
+up to ``ack_every`` records (and 512 KiB) in one write to nats-py's outgoing buffer::
+
+    HPUB <subject> <header bytes> <total bytes>\r\n
+    NATS/1.0\r\nNats-Msg-Id: <id>\r\n\r\n<payload>\r\n
+
+The payloads of a batch come from one orjson call (the JSON array of its records, split at
+the record boundaries), and only the last message of a chunk carries a reply subject: the
+server stores one connection's messages in order, so its acknowledgement settles the whole
+chunk (``rows_written`` counts records so settled). A missing or failed acknowledgement fails
+the delivery, which is retried whole; the ``Nats-Msg-Id`` makes the copies harmless. Up to
+``max_inflight`` records may await their chunk's acknowledgement. A record larger than the
+server takes (its ``max_payload``, or the stream's ``max_msg_size``) is left out and counted
+in ``oversized``, never sent (the server would close the connection on it, or refuse it
+unseen). The work runs on the obbws loop, within ``cpu_share`` of the loop thread's time: a
+feed faster than the sink leaves the excess to the backlog and its drop policy instead of
+slowing ingestion; below that share the sink never waits.
 
 Reading (``listen("nats://host:port", subject=..., replay=N)``): ``subject`` defaults to
 ``obbws.>``, everything obbws captures publish on that server. Every stream holding matching
@@ -49,7 +65,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -78,7 +94,6 @@ _STREAM_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _BAD_TOKEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _MSG_ID = "Nats-Msg-Id"
 _NO_STREAM_STATUS = "503"  # the server's "no responders": no stream takes the subject
-_YIELD_EVERY = 256  # publishes between two turns given back to the loop (about 1-2 ms)
 _HEARTBEAT = 1.0  # seconds: a reader notices a lost consumer after a few missed beats
 
 
@@ -229,6 +244,14 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+def _share(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InvalidParameterError(
+            f"cpu_share must be a fraction in (0, 1] of the loop's time, got {value!r}."
+        )
+    return float(value)
+
+
 def _count(name: str, value: Any, *, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -295,15 +318,212 @@ def _dial_error(server: _Server, exc: BaseException) -> str:
 # -- the sink --------------------------------------------------------------------------------
 
 
-class _Acks:
-    """Acknowledgements of one publish attempt (all its messages share one reply subject)."""
+_HEADER = b"NATS/1.0\r\n" + _MSG_ID.encode() + b": "
+# One message: HPUB <subject> [<reply>] <header bytes> <total bytes>, the header (its msg id),
+# then the payload. A payload split out of one JSON array (see _Framer.bodies) lacks its
+# '{"id":' and '}' (7 bytes), which the template puts back.
+_SPLIT = b'},{"id":'
+_WRAPPED = b'HPUB %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n{"id":%s}\r\n'
+_PLAIN = b"HPUB %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n%s\r\n"
+_WRAPPED_REPLY = b'HPUB %s %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n{"id":%s}\r\n'
+_PLAIN_REPLY = b"HPUB %s %s %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %s%d\r\n\r\n%s\r\n"
+_NATS_PY_WRITES = ("_send_command", "_flush_pending")  # nats-py's own outgoing buffer
+_CHUNK_BYTES = 512 * 1024  # protocol bytes per write at most (nats-py buffers 2 MiB pending)
 
-    __slots__ = ("acked", "error", "progress")
+
+@dataclass(slots=True)
+class _Framed:
+    """One batch as HPUB commands without a reply subject, and what framing any one of them
+    again with a reply subject takes."""
+
+    frames: list[bytes]
+    subjects: list[bytes]
+    ids: Sequence[int]
+    bodies: list[bytes]
+    wrapped: bool  # bodies are split out of one JSON array (no '{"id":' and '}')
+    skipped: int = 0  # records left out: larger than the server's max_payload
+
+
+class _Framer:
+    """Writes records as NATS protocol, a batch at a time (the sink's hot path: one ``%``
+    format per record, everything else by column or in C)."""
+
+    def __init__(self, encoder: FrameEncoder, subject_root: str, msg_id_prefix: str) -> None:
+        self.encoder = encoder
+        self.root = subject_root
+        self.prefix = msg_id_prefix.encode()
+        # header bytes without the id's digits: "NATS/1.0\r\nNats-Msg-Id: <prefix>" CRLF CRLF
+        self.head = len(_HEADER) + len(self.prefix) + 4
+        self._subjects: dict[Any, bytes] = {}
+
+    def subject(self, symbol: Any) -> bytes:
+        found = self._subjects.get(symbol)
+        if found is None:
+            text = "" if symbol is None else str(symbol)
+            found = f"{self.root}.{subject_token(text)}".encode()
+            if len(self._subjects) >= 100_000:  # symbols are few; never let the cache grow wild
+                self._subjects.clear()
+            self._subjects[symbol] = found
+        return found
+
+    def subjects(self, batch: Batch) -> list[bytes]:
+        symbols = batch.columns().get("symbol")
+        if symbols is None:
+            return [self.subject(None)] * batch.n
+        known = self._subjects
+        for symbol in set(symbols) - known.keys():
+            self.subject(symbol)
+        if len(known) < 100_000:
+            return [known[s] for s in symbols]
+        return [self.subject(s) for s in symbols]
+
+    def bodies(self, batch: Batch) -> tuple[list[bytes], bool]:
+        """The payloads of ``batch``: split out of one JSON array when that is exact (every
+        record's object starts with "id", and '},{"id":' appears only between records
+        when the pieces number the records), else encoded one by one."""
+        array = self.encoder.encode_array(batch)
+        if array is not None and array.startswith(b'[{"id":'):
+            bodies = array[7:-2].split(_SPLIT)
+            if len(bodies) == batch.n:
+                return bodies, True
+        return self.encoder.encode_batch(batch), False
+
+    def frame(self, batch: Batch, max_payload: int) -> _Framed:
+        bodies, wrapped = self.bodies(batch)
+        subjects = self.subjects(batch)
+        ids: Sequence[int] = batch.column("id")
+        extra = 7 if wrapped else 0
+        skipped = 0
+        if bodies and max(map(len, bodies)) + extra + self.head + 20 > max_payload:
+            fitting = self._fitting(subjects, ids, bodies, extra, max_payload)
+            subjects, ids, bodies, skipped = fitting
+        fmt, head, prefix = _WRAPPED if wrapped else _PLAIN, self.head, self.prefix
+        if isinstance(ids, range) and len(ids) and len(str(ids[0])) == len(str(ids[-1])):
+            head += len(str(ids[0]))  # one frame's ids: all the same number of digits
+            frames = [
+                fmt % (s, head, head + extra + len(b), prefix, i, b)
+                for s, i, b in zip(subjects, ids, bodies, strict=True)
+            ]
+        else:
+            frames = []
+            for s, i, b in zip(subjects, ids, bodies, strict=True):
+                h = head + len(str(i))
+                frames.append(fmt % (s, h, h + extra + len(b), prefix, i, b))
+        return _Framed(frames, subjects, ids, bodies, wrapped, skipped)
+
+    def _fitting(
+        self,
+        subjects: list[bytes],
+        ids: Sequence[int],
+        bodies: list[bytes],
+        extra: int,
+        max_payload: int,
+    ) -> tuple[list[bytes], list[int], list[bytes], int]:
+        """Leave out the records the server would refuse (a payload over its max_payload
+        closes the connection): nothing could ever deliver them."""
+        keep_subjects: list[bytes] = []
+        keep_ids: list[int] = []
+        keep_bodies: list[bytes] = []
+        for s, i, b in zip(subjects, ids, bodies, strict=True):
+            size = self.head + len(str(i)) + extra + len(b)
+            if size <= max_payload:
+                keep_subjects.append(s)
+                keep_ids.append(i)
+                keep_bodies.append(b)
+            else:
+                log.warning(
+                    "record %s left out: %d bytes as a NATS message, over the %d that NATS "
+                    "takes here (the server's max_payload, or the stream's max_msg_size)",
+                    i,
+                    size,
+                    max_payload,
+                )
+        return keep_subjects, keep_ids, keep_bodies, len(bodies) - len(keep_bodies)
+
+    def with_reply(self, framed: _Framed, index: int, reply: bytes) -> bytes:
+        """Message ``index`` of ``framed`` again, asking for JetStream's acknowledgement."""
+        s, i, b = framed.subjects[index], framed.ids[index], framed.bodies[index]
+        fmt, extra = (_WRAPPED_REPLY, 7) if framed.wrapped else (_PLAIN_REPLY, 0)
+        head = self.head + len(str(i))
+        return fmt % (s, reply, head, head + extra + len(b), self.prefix, i, b)
+
+
+def _cut(frames: list[bytes], start: int, room: int, budget: int) -> tuple[int, int]:
+    """How far from ``start`` a chunk may take ``frames``: at most ``room`` messages and
+    ``budget`` bytes; (end, bytes taken). ``end == start`` when the first does not fit."""
+    end = min(len(frames), start + room)
+    taken = sum(map(len, frames[start:end]))
+    if taken <= budget:
+        return end, taken
+    taken = 0
+    for k in range(start, end):
+        if taken + len(frames[k]) > budget:
+            return k, taken
+        taken += len(frames[k])
+    return end, taken
+
+
+class _Chunk:
+    """Messages written together, the last asking for the acknowledgement that settles them
+    all (the server handles one connection's messages in order)."""
+
+    __slots__ = ("count", "frames", "last", "size")
 
     def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.count = 0
+        self.size = 0
+        self.last: tuple[_Framed, int] | None = None
+
+    def add(self, framed: _Framed, start: int, end: int, size: int) -> None:
+        self.frames += framed.frames[start:end]
+        self.count += end - start
+        self.size += size
+        self.last = (framed, end - 1)
+
+
+class _Budget:
+    """The share of the loop's time the sink may spend on its own work (a token bucket):
+    ``spend(seconds)`` after each piece of work says how long to wait before the next, so
+    that over any stretch longer than ``burst / share`` the work stays within ``share``.
+    Below the share (a feed the sink keeps up with) it never asks for a wait."""
+
+    __slots__ = ("burst", "credit", "share", "stamp")
+
+    def __init__(self, share: float, burst: float = 0.05) -> None:
+        self.share = share
+        self.burst = burst  # seconds of work that may run back to back
+        self.credit = burst
+        self.stamp = time.monotonic()
+
+    def spend(self, seconds: float) -> float:
+        now = time.monotonic()
+        self.credit = min(self.burst, self.credit + (now - self.stamp) * self.share) - seconds
+        self.stamp = now
+        return -self.credit / self.share if self.credit < 0 else 0.0
+
+
+class _Acks:
+    """Acknowledgements of one publish attempt: chunk ``k`` asks for it on ``<subject>k``."""
+
+    __slots__ = ("acked", "chunks", "error", "progress", "sent", "sizes", "subject")
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.sizes: dict[str, int] = {}  # chunk number (text) not yet acknowledged -> messages
+        self.chunks = 0
+        self.sent = 0
         self.acked = 0
         self.error: Exception | None = None
         self.progress = asyncio.Event()
+
+    def expect(self, count: int) -> bytes:
+        """Register the next chunk of ``count`` messages; the reply subject it asks on."""
+        number = str(self.chunks)
+        self.chunks += 1
+        self.sizes[number] = count
+        self.sent += count
+        return f"{self.subject}{number}".encode()
 
     async def wait(self, timeout: float) -> None:
         """Wait for the next acknowledgement; raise what failed, or on ``timeout``."""
@@ -329,8 +549,10 @@ class NatsSink(AsyncBatchingSink):
     ``subject_prefix`` ("obbws"), ``max_msgs`` (default the connection's ``limit``; None: no
     cap), ``duplicate_window`` (seconds, 120), ``storage`` ("file" or "memory"),
     ``connect_timeout`` (2 s), ``ack_timeout`` (5 s without an acknowledgement fails the
-    batch), ``max_inflight`` (10000 unacknowledged publishes), ``token`` / ``user`` +
-    ``password`` / ``creds`` (a .creds file), also read from the URL.
+    delivery), ``max_inflight`` (10000 records awaiting acknowledgement), ``ack_every`` (1000
+    records per chunk, one acknowledgement each), ``cpu_share`` (0.1 of the loop thread's
+    time at most), ``token`` / ``user`` + ``password`` / ``creds`` (a .creds file), also read
+    from the URL.
     """
 
     kind = "nats"
@@ -347,6 +569,8 @@ class NatsSink(AsyncBatchingSink):
         connect_timeout: float = 2.0,
         ack_timeout: float = 5.0,
         max_inflight: int = 10_000,
+        ack_every: int = 1_000,
+        cpu_share: float = 0.1,
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
@@ -375,17 +599,26 @@ class NatsSink(AsyncBatchingSink):
         self.connect_timeout = _number("connect_timeout", connect_timeout, 0, 60)
         self.ack_timeout = _number("ack_timeout", ack_timeout, 0, 300)
         self.max_inflight = int(_count("max_inflight", max_inflight) or 1)
+        self.ack_every = int(_count("ack_every", ack_every) or 1)
+        self.cpu_share = _share(cpu_share)
+        self._budget = _Budget(self.cpu_share)
+        self._busy = 0.0  # seconds of work since the budget was last charged
+        self._unthrottled: asyncio.Event | None = None  # set on closing: no more budget waits
         self._nc: NatsClient | None = None
         self._stream_ready = False
         self._inbox = ""
         self._attempt = 0
-        self._current: tuple[str, _Acks] | None = None
-        self._encoder: FrameEncoder | None = None
-        self._subjects: dict[Any, str] = {}
+        self._acks: _Acks | None = None  # those of the publish under way
+        self._framer: _Framer | None = None
         self._subject_root = ""
-        self._msg_id_prefix = ""
+        self._skipped = 0  # records of the delivery under way left out (over max_payload)
+        self._max_msg_size: int | None = None  # the stream's own cap on a message, if any
+        self.acks_asked = 0  # messages published asking for an acknowledgement (one a chunk)
+        self.oversized = 0  # records never published: larger than the server's max_payload
         self.stream_name: str | None = None  # the stream in use, once set up
-        self.duplicates = 0  # publishes JetStream acknowledged as already stored (retries)
+        # records of chunks JetStream acknowledged as already stored (retries): a chunk whose
+        # last record was stored before had, in order, all of its records stored before
+        self.duplicates = 0
         self._dial_lock: asyncio.Lock | None = None
         self._warmup: asyncio.Task[None] | None = None
 
@@ -400,10 +633,11 @@ class NatsSink(AsyncBatchingSink):
         context = self.context
         if not self._max_msgs_given:
             self.max_msgs = context.limit
-        self._encoder = FrameEncoder(context.record_encoder())
         self._subject_root = f"{self.subject_prefix}.{subject_token(context.name)}"
         run = _base36(time.time_ns())
-        self._msg_id_prefix = f"{context.name}:{run}:".replace("\r", " ").replace("\n", " ")
+        msg_id_prefix = f"{context.name}:{run}:".replace("\r", " ").replace("\n", " ")
+        encoder = FrameEncoder(context.record_encoder())
+        self._framer = _Framer(encoder, self._subject_root, msg_id_prefix)
         self._dial_lock = asyncio.Lock()
         # Dial and set the stream up now, in the background, so that a reader can attach
         # before the first record; a failure here is only logged (deliveries retry it).
@@ -450,6 +684,12 @@ class NatsSink(AsyncBatchingSink):
                 disconnected_cb=self._disconnected,
                 reconnected_cb=self._reconnected,
             )
+            if not all(callable(getattr(nc, m, None)) for m in _NATS_PY_WRITES):
+                await nc.close()
+                raise RuntimeError(
+                    "this nats-py lacks the buffered write the NATS sink uses "
+                    f"({', '.join(_NATS_PY_WRITES)}); install nats-py 2.x (tested with 2.16)"
+                )
             self._inbox = nc.new_inbox()
             await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
             log.info("sink %s: connected", self.display_url)
@@ -480,6 +720,7 @@ class NatsSink(AsyncBatchingSink):
             or await _stream_covering(js, wanted)
             or default_stream_name(self.context.name if self.context else "obbws")
         )
+        self._max_msg_size = None
         try:
             info = await js.stream_info(name)
         except nats.js.errors.NotFoundError:
@@ -487,6 +728,8 @@ class NatsSink(AsyncBatchingSink):
             log.info("sink %s: created stream %s (%s)", self.display_url, name, wanted)
         else:
             await self._fit_stream(js, info.config, wanted)
+            size = info.config.max_msg_size  # a stream of someone else's may refuse big ones
+            self._max_msg_size = size if size is not None and size > 0 else None
         self.stream_name = name
 
     def _stream_config(self, name: str) -> api.StreamConfig:
@@ -518,48 +761,87 @@ class NatsSink(AsyncBatchingSink):
 
     # publishing ------------------------------------------------------------------------------
 
-    def _messages(self, batches: list[Batch]) -> Iterator[tuple[str, bytes, dict[str, str]]]:
-        assert self._encoder is not None
-        encode, subject, prefix = self._encoder.encode_batch, self._subject, self._msg_id_prefix
-        for batch in batches:
-            for row, payload in zip(batch.rows(), encode(batch), strict=True):
-                yield subject(row.get("symbol")), payload, {_MSG_ID: f"{prefix}{row['id']}"}
-
-    def _subject(self, symbol: Any) -> str:
-        found = self._subjects.get(symbol)
-        if found is None:
-            text = "" if symbol is None else str(symbol)
-            found = f"{self._subject_root}.{subject_token(text)}"
-            if len(self._subjects) < 100_000:  # symbols are few; never let the cache grow wild
-                self._subjects[symbol] = found
-        return found
-
     async def _publish(self, nc: NatsClient, batches: list[Batch]) -> None:
-        """Publish every record, up to ``max_inflight`` unacknowledged; return when all are
-        acknowledged (raise, to be retried whole: the ids make the copies harmless)."""
+        """Write every record as NATS protocol, in chunks of at most ``ack_every`` messages
+        (and 512 KiB), each one write whose last message alone asks for an acknowledgement;
+        up to ``max_inflight`` messages unacknowledged. Return once every chunk is
+        acknowledged; raise to have the whole delivery retried (the ids make copies
+        harmless)."""
+        assert self._framer is not None
         self._attempt += 1
-        reply = f"{self._inbox}.{self._attempt}"
-        acks = _Acks()
-        self._current = (reply, acks)
-        sent = 0
+        acks = self._acks = _Acks(f"{self._inbox}.{self._attempt}_")
+        room, max_payload = min(self.ack_every, self.max_inflight), nc.max_payload
+        if self._max_msg_size is not None:  # a message over it would be refused alone
+            max_payload = min(max_payload, self._max_msg_size)
+        chunk = _Chunk()
+        self._skipped = 0
+        # The budget counts CPU time (a busy machine's waits are not the sink's work), read
+        # once per chunk: between two sends the framing runs without a suspension.
+        clock = time.thread_time
         try:
-            for subject, payload, headers in self._messages(batches):
-                while sent - acks.acked >= self.max_inflight:
-                    await acks.wait(self.ack_timeout)
-                await nc.publish(subject, payload, reply=reply, headers=headers)
-                sent += 1
-                if not sent % _YIELD_EVERY:
-                    await asyncio.sleep(0)  # publish() rarely suspends: let the stream read
-            while acks.acked < sent:
+            mark = clock()
+            for batch in batches:
+                framed = self._framer.frame(batch, max_payload)
+                self._skipped += framed.skipped
+                start, end = 0, len(framed.frames)
+                while start < end:
+                    stop, size = _cut(
+                        framed.frames, start, room - chunk.count, _CHUNK_BYTES - chunk.size
+                    )
+                    if stop == start and not chunk.count:  # one message over the budget
+                        stop, size = start + 1, len(framed.frames[start])
+                    if stop > start:
+                        chunk.add(framed, start, stop, size)
+                        start = stop
+                    if chunk.count >= room or stop < end:
+                        self._busy += clock() - mark
+                        await self._send(nc, chunk, acks)
+                        chunk, mark = _Chunk(), clock()
+            if chunk.count:
+                self._busy += clock() - mark
+                await self._send(nc, chunk, acks)
+            while acks.acked < acks.sent:
                 await acks.wait(self.ack_timeout)
         finally:
-            self._current = None
+            self._acks = None
+
+    async def _send(self, nc: NatsClient, chunk: _Chunk, acks: _Acks) -> None:
+        assert self._framer is not None and chunk.last is not None
+        while acks.sent and acks.sent - acks.acked + chunk.count > self.max_inflight:
+            await acks.wait(self.ack_timeout)
+        if not nc.is_connected:  # nats-py would buffer it for after the reconnect: retry it
+            raise ConnectionError(f"the connection to NATS at {self._server.shown} is down")
+        began = time.thread_time()
+        framed, index = chunk.last
+        chunk.frames[-1] = self._framer.with_reply(framed, index, acks.expect(chunk.count))
+        self.acks_asked += 1
+        # nats-py's own outgoing buffer: its flusher writes it in order with the client's
+        # other commands, and bounds it (the public publish() takes one message at a time)
+        await nc._send_command(b"".join(chunk.frames))
+        await nc._flush_pending()
+        busy, self._busy = self._busy + time.thread_time() - began, 0.0
+        # a chunk is a few ms of work: let the stream read meanwhile, and when the sink has
+        # used its share of the loop (a feed faster than it), wait: its backlog absorbs it
+        # (not once closing: the backlog is then all that is left to do)
+        pause = self._budget.spend(busy)
+        if not pause or self._closing:
+            await asyncio.sleep(0)
+            return
+        unthrottled = self._unthrottled = self._unthrottled or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(unthrottled.wait(), pause)
+
+    async def _poke(self) -> None:
+        # flush() from close() comes here: a wait for the budget ends at once
+        await super()._poke()
+        if self._closing and self._unthrottled is not None:
+            self._unthrottled.set()
 
     async def _on_ack(self, msg: Msg) -> None:
-        current = self._current
-        if current is None or msg.subject != current[0]:
+        acks = self._acks
+        if acks is None or not msg.subject.startswith(acks.subject):
             return  # the late answer to an attempt already given up
-        acks = current[1]
+        count = acks.sizes.pop(msg.subject[len(acks.subject) :], 0)
         if msg.headers and msg.headers.get("Status") == _NO_STREAM_STATUS:
             self._stream_ready = False  # deleted under us: set it up again on the next try
             acks.error = JetStreamError(f"no JetStream stream takes the subject {msg.subject!r}")
@@ -567,10 +849,21 @@ class NatsSink(AsyncBatchingSink):
             acks.error = JetStreamError(_error_text(msg.data))
             self._stream_ready = False
         else:
-            acks.acked += 1
+            acks.acked += count
             if b'"duplicate"' in msg.data:  # only ever sent as true
-                self.duplicates += 1
+                # the chunk's last record was stored already, so (in order) were the others
+                self.duplicates += count
         acks.progress.set()
+
+    def _succeeded(self, batches: list[Batch]) -> None:
+        skipped, self._skipped = self._skipped, 0
+        if skipped:  # settled, but not written: counted apart (never retried)
+            self.oversized += skipped
+            with self._lock:
+                self._backlog.delivered(batches, sum(b.n for b in batches) - skipped)
+                self._backlog.rejected(skipped)
+            batches = []
+        super()._succeeded(batches)
 
 
 def _error_text(data: bytes) -> str:

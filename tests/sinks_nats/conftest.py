@@ -47,11 +47,19 @@ def _answers(port: int) -> bool:
 class NatsServer:
     """One nats-server process; ``stop()`` and ``start()`` keep its port and store directory."""
 
-    def __init__(self, store: Path, *, token: str | None = None, jetstream: bool = True) -> None:
+    def __init__(
+        self,
+        store: Path,
+        *,
+        token: str | None = None,
+        jetstream: bool = True,
+        max_payload: int | None = None,
+    ) -> None:
         self.store = store
         self.port = free_port()
         self.token = token
         self.jetstream = jetstream
+        self.max_payload = max_payload
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,10 +70,14 @@ class NatsServer:
         argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.jetstream:
             argv += ["-js", "-sd", str(self.store)]
-        if self.token is not None:
-            # through a config file, so the token is in no process's argv
-            config = self.store.parent / "auth.conf"
-            config.write_text(f'authorization {{ token: "{self.token}" }}\n')
+        lines = []
+        if self.token is not None:  # through a config file, so it is in no process's argv
+            lines.append(f'authorization {{ token: "{self.token}" }}')
+        if self.max_payload is not None:
+            lines.append(f"max_payload: {self.max_payload}")
+        if lines:
+            config = self.store.parent / "nats.conf"
+            config.write_text("\n".join(lines) + "\n")
             argv += ["-c", str(config)]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_until(lambda: _answers(self.port), TIMEOUT):
