@@ -65,9 +65,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import nats
@@ -556,6 +556,8 @@ class NatsSink(AsyncBatchingSink):
     """
 
     kind = "nats"
+    # In a child process (process=True) the loop it would share is its own: no cap there.
+    child_options: ClassVar[Mapping[str, Any]] = {"cpu_share": 1.0}
 
     def __init__(
         self,
