@@ -66,7 +66,7 @@ _SCHEMES: dict[str, str | SinkFactory] = {
     "parquet": "obbws_jupyter.sinks.parquet:ParquetSink",
 }
 # schemes whose sinks run in a child process unless process=False is given (see docs/sinks.md)
-PROCESS_DEFAULT: dict[str, bool] = {}
+PROCESS_DEFAULT: dict[str, bool] = {"nats": True, "redis": True, "rediss": True}
 # the extra of pyproject.toml that installs a scheme's client library
 _EXTRAS = {"nats": "nats", "redis": "redis", "rediss": "redis"}
 _lock = threading.Lock()

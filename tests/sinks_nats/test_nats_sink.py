@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import obbws_jupyter as obbws
+import obbws_jupyter.sinks as obbws_sinks
 from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import InvalidParameterError, UnauthorizedError
 from obbws_jupyter.listen import Listener, listen
@@ -26,6 +27,13 @@ from tests.conftest import TIMEOUT, RecordWaiter, wait_until
 from tests.sinks_nats.conftest import NatsServer, free_port, jetstream
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests drive the sink class itself, in this process; by default a network sink
+    runs in a child process (tests/sinks_process covers that path)."""
+    monkeypatch.setattr(obbws_sinks, "PROCESS_DEFAULT", {})
 
 
 def demo(name: str, **kwargs: Any) -> obbws.Connection:

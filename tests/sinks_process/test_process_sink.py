@@ -254,7 +254,7 @@ def test_bad_process_options_fail_before_anything_starts() -> None:
         {"process": "yes"},
         {"process": True, "nice": 25},
         {"process": True, "nice": True},
-        {"nice": 5},
+        {"process": False, "nice": 5},
         {"process": True, "maxlen": -1},
         {"process": True, "no_such_option": 1},
     ]
@@ -266,3 +266,14 @@ def test_bad_process_options_fail_before_anything_starts() -> None:
     with pytest.raises(InvalidParameterError, match="importable module"):
         ProcessSink(url, lambda u, **o: RedisSink(u, **o))  # a class the child cannot import
     assert len(psutil.Process().children()) == before
+
+
+def test_network_sinks_run_in_a_child_by_default_and_files_in_process(tmp_path: Any) -> None:
+    """nats:// and redis:// sinks run in a child process unless process=False is given (so a
+    sink slower than the feed costs ingestion little); a parquet sink stays in this process."""
+    port = free_port()
+    for url in (f"nats://127.0.0.1:{port}", f"redis://127.0.0.1:{port}/0"):
+        sink = sink_from_url(url)
+        assert isinstance(sink, ProcessSink), url
+        assert not isinstance(sink_from_url(url, process=False), ProcessSink), url
+    assert not isinstance(sink_from_url(f"parquet://{tmp_path}"), ProcessSink)

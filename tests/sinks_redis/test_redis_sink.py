@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 import obbws_jupyter as obbws
+import obbws_jupyter.sinks as obbws_sinks
 from obbws_jupyter import runtime
 from obbws_jupyter.exceptions import InvalidParameterError
 from obbws_jupyter.listen import listen
@@ -26,6 +27,13 @@ pytestmark = pytest.mark.integration
 
 KEYS = ["id", "received_at", "date", "symbol", "type", "exchange", "price", "size"]
 FAST = {"flush_interval": 0.02, "retry_base": 0.05, "retry_cap": 0.5}
+
+
+@pytest.fixture(autouse=True)
+def _in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests drive the sink class itself, in this process; by default a network sink
+    runs in a child process (tests/sinks_process covers that path)."""
+    monkeypatch.setattr(obbws_sinks, "PROCESS_DEFAULT", {})
 
 
 def demo(name: str, **kwargs: Any) -> obbws.Connection:
