@@ -51,7 +51,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -176,7 +175,7 @@ class ProcessSink(Sink):
         nice: int = 10,
         **options: Any,
     ) -> None:
-        built = _resolve(factory, url)
+        built = _resolve(factory)
         options = {**getattr(built, "child_options", {}), **options}
         template = built(url, **options)  # the options are checked here, at once
         try:  # the child gets them by pickle: a class by its name, values as they are
@@ -584,14 +583,14 @@ class ProcessSink(Sink):
         self._out = deque(item for item in self._out if item[1])
 
 
-def _resolve(factory: str | Callable[..., Sink], url: str) -> Callable[..., Sink]:
-    """The sink class (or factory) named ``"module:attribute"``, loaded as the scheme registry
-    loads its own (a missing client library names the extra that installs it)."""
+def _resolve(factory: str | Callable[..., Sink]) -> Callable[..., Sink]:
     if not isinstance(factory, str):
         return factory
-    from obbws_jupyter.sinks import _load  # the package imports this module
+    import importlib
 
-    return _load(urlsplit(url).scheme.lower(), factory)
+    module_name, _, attribute = factory.partition(":")
+    built: Callable[..., Sink] = getattr(importlib.import_module(module_name), attribute)
+    return built
 
 
 def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -655,7 +654,7 @@ def child_main() -> None:
     if spec["nice"] and hasattr(os, "nice"):
         os.nice(spec["nice"])
     context: SinkContext = spec["context"]
-    sink = _resolve(spec["factory"], spec["url"])(spec["url"], **spec["options"])
+    sink = _resolve(spec["factory"])(spec["url"], **spec["options"])
     reports = _Reports(out, sink)
     try:
         sink.open(context)
